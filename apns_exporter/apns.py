@@ -1,0 +1,175 @@
+"""APNs vocabulary: environments, hosts, push types and reason codes; pure data, no IO."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# Apple's provider API hosts; "api.development.push.apple.com" is an older sandbox alias.
+PRODUCTION_HOST = "api.push.apple.com"
+SANDBOX_HOST = "api.sandbox.push.apple.com"
+# 2197 is Apple's alternative port for networks that block outbound 443.
+DEFAULT_PORT = 443
+ALTERNATE_PORT = 2197
+
+# Payload limits from Apple's "Sending notification requests to APNs".
+MAX_PAYLOAD_BYTES = 4096
+MAX_VOIP_PAYLOAD_BYTES = 5120
+
+# APNs rejects tokens whose iat is older than one hour, and answers 429
+# TooManyProviderTokenUpdates when a connection sees a new token sooner than 20 minutes.
+TOKEN_MAX_AGE_SECONDS = 3600.0
+TOKEN_MIN_REFRESH_SECONDS = 1200.0
+
+
+class Environment(StrEnum):
+    """Which APNs service a target talks to."""
+
+    PRODUCTION = "production"
+    SANDBOX = "sandbox"
+
+    @property
+    def host(self) -> str:
+        """The provider API host name for this environment."""
+        return PRODUCTION_HOST if self is Environment.PRODUCTION else SANDBOX_HOST
+
+
+class PushType(StrEnum):
+    """Values of the ``apns-push-type`` header."""
+
+    ALERT = "alert"
+    BACKGROUND = "background"
+    LOCATION = "location"
+    VOIP = "voip"
+    COMPLICATION = "complication"
+    FILEPROVIDER = "fileprovider"
+    MDM = "mdm"
+    LIVEACTIVITY = "liveactivity"
+    PUSHTOTALK = "pushtotalk"
+    WIDGETS = "widgets"
+    CONTROLS = "controls"
+
+    @property
+    def topic_suffix(self) -> str:
+        """The suffix APNs requires on ``apns-topic`` for this push type."""
+        return _TOPIC_SUFFIX.get(self, "")
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The largest payload APNs accepts for this push type."""
+        return MAX_VOIP_PAYLOAD_BYTES if self is PushType.VOIP else MAX_PAYLOAD_BYTES
+
+
+# Sources: sideshow/apns2 notification.go, APNSwift topicSuffixRequirements.
+_TOPIC_SUFFIX = {
+    PushType.VOIP: ".voip",
+    PushType.COMPLICATION: ".complication",
+    PushType.FILEPROVIDER: ".pushkit.fileprovider",
+    PushType.LOCATION: ".location-query",
+    PushType.LIVEACTIVITY: ".push-type.liveactivity",
+    PushType.PUSHTOTALK: ".voip-ptt",
+    PushType.WIDGETS: ".push-type.widgets",
+    PushType.CONTROLS: ".push-type.controls",
+}
+
+
+class Reason(StrEnum):
+    """Every ``reason`` string APNs documents, plus ``unknown`` for anything newer."""
+
+    BAD_COLLAPSE_ID = "BadCollapseId"
+    BAD_DEVICE_TOKEN = "BadDeviceToken"
+    BAD_EXPIRATION_DATE = "BadExpirationDate"
+    BAD_MESSAGE_ID = "BadMessageId"
+    BAD_PRIORITY = "BadPriority"
+    BAD_TOPIC = "BadTopic"
+    DEVICE_TOKEN_NOT_FOR_TOPIC = "DeviceTokenNotForTopic"
+    DUPLICATE_HEADERS = "DuplicateHeaders"
+    IDLE_TIMEOUT = "IdleTimeout"
+    INVALID_PUSH_TYPE = "InvalidPushType"
+    MISSING_DEVICE_TOKEN = "MissingDeviceToken"
+    MISSING_TOPIC = "MissingTopic"
+    PAYLOAD_EMPTY = "PayloadEmpty"
+    TOPIC_DISALLOWED = "TopicDisallowed"
+    BAD_CERTIFICATE = "BadCertificate"
+    BAD_CERTIFICATE_ENVIRONMENT = "BadCertificateEnvironment"
+    EXPIRED_PROVIDER_TOKEN = "ExpiredProviderToken"
+    FORBIDDEN = "Forbidden"
+    INVALID_PROVIDER_TOKEN = "InvalidProviderToken"
+    MISSING_PROVIDER_TOKEN = "MissingProviderToken"
+    UNRELATED_KEY_ID_IN_TOKEN = "UnrelatedKeyIdInToken"
+    BAD_ENVIRONMENT_KEY_ID_IN_TOKEN = "BadEnvironmentKeyIdInToken"
+    BAD_ENVIRONMENT_KEY_IN_TOKEN = "BadEnvironmentKeyInToken"
+    BAD_PATH = "BadPath"
+    METHOD_NOT_ALLOWED = "MethodNotAllowed"
+    EXPIRED_TOKEN = "ExpiredToken"
+    UNREGISTERED = "Unregistered"
+    PAYLOAD_TOO_LARGE = "PayloadTooLarge"
+    TOO_MANY_PROVIDER_TOKEN_UPDATES = "TooManyProviderTokenUpdates"
+    TOO_MANY_REQUESTS = "TooManyRequests"
+    INTERNAL_SERVER_ERROR = "InternalServerError"
+    SERVICE_UNAVAILABLE = "ServiceUnavailable"
+    SHUTDOWN = "Shutdown"
+    UNKNOWN = "unknown"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status APNs answers with for this reason (0 for ``unknown``)."""
+        return _STATUS[self]
+
+    @classmethod
+    def parse(cls, text: str | None) -> Reason:
+        """Map a reason string from APNs onto the enum, never raising."""
+        try:
+            return cls(text or "")
+        except ValueError:
+            return cls.UNKNOWN
+
+
+_STATUS: dict[Reason, int] = {
+    **dict.fromkeys(
+        [
+            Reason.BAD_COLLAPSE_ID,
+            Reason.BAD_DEVICE_TOKEN,
+            Reason.BAD_EXPIRATION_DATE,
+            Reason.BAD_MESSAGE_ID,
+            Reason.BAD_PRIORITY,
+            Reason.BAD_TOPIC,
+            Reason.DEVICE_TOKEN_NOT_FOR_TOPIC,
+            Reason.DUPLICATE_HEADERS,
+            Reason.IDLE_TIMEOUT,
+            Reason.INVALID_PUSH_TYPE,
+            Reason.MISSING_DEVICE_TOKEN,
+            Reason.MISSING_TOPIC,
+            Reason.PAYLOAD_EMPTY,
+            Reason.TOPIC_DISALLOWED,
+        ],
+        400,
+    ),
+    **dict.fromkeys(
+        [
+            Reason.BAD_CERTIFICATE,
+            Reason.BAD_CERTIFICATE_ENVIRONMENT,
+            Reason.EXPIRED_PROVIDER_TOKEN,
+            Reason.FORBIDDEN,
+            Reason.INVALID_PROVIDER_TOKEN,
+            Reason.MISSING_PROVIDER_TOKEN,
+            Reason.UNRELATED_KEY_ID_IN_TOKEN,
+            Reason.BAD_ENVIRONMENT_KEY_ID_IN_TOKEN,
+            Reason.BAD_ENVIRONMENT_KEY_IN_TOKEN,
+        ],
+        403,
+    ),
+    Reason.BAD_PATH: 404,
+    Reason.METHOD_NOT_ALLOWED: 405,
+    Reason.EXPIRED_TOKEN: 410,
+    Reason.UNREGISTERED: 410,
+    Reason.PAYLOAD_TOO_LARGE: 413,
+    Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES: 429,
+    Reason.TOO_MANY_REQUESTS: 429,
+    Reason.INTERNAL_SERVER_ERROR: 500,
+    Reason.SERVICE_UNAVAILABLE: 503,
+    Reason.SHUTDOWN: 503,
+    Reason.UNKNOWN: 0,
+}
+
+# Reasons that mean "the credential was not accepted" (as opposed to a bad request).
+AUTH_REASONS = frozenset(r for r in Reason if r.status == 403)

@@ -1,0 +1,239 @@
+"""Every metric the exporter serves, defined once, in a private registry fed by probe results.
+
+Probes run on their own schedule, not per scrape (canary pushes have side effects and
+Apple rate limits), so values describe the most recent run; HELP texts say so.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from apns_exporter import __version__
+from apns_exporter.apns import Reason
+from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.protocol import Event, GoAway, SettingsChanged
+
+TARGET = ("target", "apns_environment")
+# Tuned to APNs: a healthy push answers in tens of milliseconds, a sick one in seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SETUP_PHASES = ("resolve", "connect", "tls")
+CONNECTION_FAILURES = ("dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout")
+REQUEST_ERRORS = ("timeout", "connection_reset", "stream_reset", "protocol")
+PUSH_KINDS = ("device", "auth_check")
+SCHEDULED = " Probed on the exporter's own schedule, not per scrape."
+
+
+def response_labels() -> list[tuple[str, str]]:
+    """Every (status, reason) pair APNs documents, plus (200, none)."""
+    pairs = [("200", "none")]
+    pairs += [(str(r.status), r.value) for r in Reason if r is not Reason.UNKNOWN]
+    return pairs
+
+
+class Metrics:
+    """The exporter's metric families; call :meth:`record` with each probe result."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.build_info = Gauge(
+            "apns_exporter_build_info", "Build information; always 1.",
+            ["version", "python_version"], registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+        self.target_info = Gauge(
+            "apns_target_info", "Configured target; always 1.",
+            [*TARGET, "host", "port", "topic", "auth_method"], registry=r,
+        )
+        self.up = Gauge(
+            "apns_up", "1 if the last canary or auth check succeeded." + SCHEDULED, TARGET,
+            registry=r,
+        )
+        self.connection_up = Gauge(
+            "apns_connection_up",
+            "1 if the HTTP/2 connection is open and the last PING was acknowledged.", TARGET,
+            registry=r,
+        )
+        self.connection_attempts = Counter(
+            "apns_connection_attempts", "Connections the exporter tried to open.", TARGET,
+            registry=r,
+        )
+        self.connection_failures = Counter(
+            "apns_connection_failures", "Connection attempts that failed, by layer.",
+            [*TARGET, "reason"], registry=r,
+        )
+        self.setup_duration = Histogram(
+            "apns_connection_setup_duration_seconds",
+            "Time spent opening a connection, by phase.", [*TARGET, "phase"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.goaways = Counter(
+            "apns_goaway_received", "GOAWAY frames received, by APNs reason (none if empty).",
+            [*TARGET, "reason"], registry=r,
+        )
+        self.max_streams = Gauge(
+            "apns_max_concurrent_streams", "MAX_CONCURRENT_STREAMS the server advertises.",
+            TARGET, registry=r,
+        )
+        self.ping_rtt = Histogram(
+            "apns_ping_rtt_seconds", "HTTP/2 PING round-trip time." + SCHEDULED, TARGET,
+            buckets=RTT_BUCKETS, registry=r,
+        )
+        self.ping_failures = Counter(
+            "apns_ping_failures", "PINGs that failed, by reason.", [*TARGET, "reason"],
+            registry=r,
+        )
+        self.ping_last_success = Gauge(
+            "apns_ping_last_success_timestamp_seconds", "When a PING last succeeded.", TARGET,
+            registry=r,
+        )
+        self.ping_interval = Gauge(
+            "apns_ping_interval_seconds", "Configured PING interval.", TARGET, registry=r
+        )
+        self.canary_pushes = Counter(
+            "apns_canary_pushes", "Canary pushes sent, by kind (device or auth_check).",
+            [*TARGET, "kind"], registry=r,
+        )
+        self.canary_responses = Counter(
+            "apns_canary_responses", "Canary push responses, by HTTP status and APNs reason.",
+            [*TARGET, "status", "reason"], registry=r,
+        )
+        self.canary_errors = Counter(
+            "apns_canary_request_errors", "Canary pushes that got no response, by error.",
+            [*TARGET, "error"], registry=r,
+        )
+        self.canary_duration = Histogram(
+            "apns_canary_duration_seconds",
+            "Canary push latency, request sent to response headers." + SCHEDULED, TARGET,
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.canary_last_success = Gauge(
+            "apns_canary_last_success_timestamp_seconds", "When a canary run last succeeded.",
+            TARGET, registry=r,
+        )
+        self.canary_last_attempt = Gauge(
+            "apns_canary_last_attempt_timestamp_seconds", "When a canary run last finished.",
+            TARGET, registry=r,
+        )
+        self.canary_interval = Gauge(
+            "apns_canary_interval_seconds", "Configured canary interval.", TARGET, registry=r
+        )
+        self.token_issued = Gauge(
+            "apns_provider_token_issued_timestamp_seconds", "iat of the provider JWT in use.",
+            TARGET, registry=r,
+        )
+        self.token_refreshes = Counter(
+            "apns_provider_token_refreshes", "Provider JWTs minted.", TARGET, registry=r
+        )
+        self.signing_key_info = Gauge(
+            "apns_signing_key_info", "Signing key used by a target; always 1.",
+            [*TARGET, "key_id", "team_id"], registry=r,
+        )
+        self._environments: dict[str, str] = {}
+
+    def add_target(
+        self,
+        name: str,
+        environment: str,
+        *,
+        host: str,
+        port: int,
+        topic: str,
+        auth_method: str,
+        canary_interval: float | None,
+        ping_interval: float,
+        key: tuple[str, str] | None = None,
+    ) -> None:
+        """Create a target's series, so every known label value reads 0 before any event."""
+        self._environments[name] = environment
+        t = (name, environment)
+        self.target_info.labels(*t, host, str(port), topic, auth_method).set(1)
+        for gauge in (self.up, self.connection_up):
+            gauge.labels(*t).set(0)
+        self.connection_attempts.labels(*t)
+        for reason in CONNECTION_FAILURES:
+            self.connection_failures.labels(*t, reason)
+        self.ping_failures.labels(*t, "timeout")
+        self.ping_interval.labels(*t).set(ping_interval)
+        if canary_interval is not None:
+            self.canary_interval.labels(*t).set(canary_interval)
+            for kind in PUSH_KINDS:
+                self.canary_pushes.labels(*t, kind)
+            for status, reason in response_labels():
+                self.canary_responses.labels(*t, status, reason)
+            for error in REQUEST_ERRORS:
+                self.canary_errors.labels(*t, error)
+        if key is not None:
+            self.signing_key_info.labels(*t, *key).set(1)
+            self.token_refreshes.labels(*t)
+
+    def record(self, result: ProbeResult) -> None:
+        """Fold one probe result into the metrics."""
+        t = (result.target, self._environments.get(result.target, ""))
+        if result.dial is not None:
+            self.connection_attempts.labels(*t).inc()
+            if result.dial.ok:
+                for phase, seconds in result.dial.phases.items():
+                    self.setup_duration.labels(*t, phase).observe(seconds)
+            else:
+                self.connection_failures.labels(*t, result.dial.reason or "connect").inc()
+        if result.probe is ProbeKind.CANARY:
+            self._record_canary(t, result)
+        else:
+            self._record_ping(t, result)
+
+    def _record_canary(self, t: tuple[str, str], result: ProbeResult) -> None:
+        for push in result.pushes:
+            self.canary_pushes.labels(*t, push.kind).inc()
+            if push.error is not None:
+                self.canary_errors.labels(*t, _bounded(push.error, REQUEST_ERRORS)).inc()
+            else:
+                self.canary_responses.labels(*t, _status(push.status), push.reason or "none").inc()
+                self.canary_duration.labels(*t).observe(push.duration)
+        self.up.labels(*t).set(1 if result.ok else 0)
+        end = result.started_at + result.duration
+        self.canary_last_attempt.labels(*t).set(end)
+        if result.ok:
+            self.canary_last_success.labels(*t).set(end)
+        if result.token_issued_at is not None:
+            self.token_issued.labels(*t).set(result.token_issued_at)
+        if result.token_minted:
+            self.token_refreshes.labels(*t).inc()
+
+    def _record_ping(self, t: tuple[str, str], result: ProbeResult) -> None:
+        self.connection_up.labels(*t).set(1 if result.ok else 0)
+        if result.ok and result.rtt is not None:
+            self.ping_rtt.labels(*t).observe(result.rtt)
+            self.ping_last_success.labels(*t).set(result.started_at + result.duration)
+        elif not result.ok:
+            self.ping_failures.labels(*t, result.error or "unknown").inc()
+
+    def observe(self, target: str, event: Event) -> None:
+        """Count a connection-level event as it happens."""
+        t = (target, self._environments.get(target, ""))
+        if isinstance(event, GoAway):
+            self.goaways.labels(*t, _goaway_reason(event)).inc()
+        elif isinstance(event, SettingsChanged):
+            self.max_streams.labels(*t).set(event.max_concurrent_streams)
+
+
+def _status(status: int | None) -> str:
+    # A misbehaving server could send any status; keep the label set bounded.
+    return str(status) if status in _KNOWN_STATUSES else "other"
+
+
+def _goaway_reason(event: GoAway) -> str:
+    # "none" (empty debug data) and "text" (not JSON) are kept; JSON reasons are bounded.
+    reason = event.reason
+    return reason if reason in ("none", "text") else Reason.parse(reason).value
+
+
+def _bounded(value: str, allowed: Iterable[str]) -> str:
+    return value if value in allowed else "protocol"
+
+
+_KNOWN_STATUSES = frozenset({200, *(r.status for r in Reason if r is not Reason.UNKNOWN)})

@@ -1,0 +1,116 @@
+"""The canary probe: one push per configured device token (or a fake one for an auth check)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+from apns_exporter.apns import Reason
+from apns_exporter.connection import Connection
+from apns_exporter.errors import ProbeError
+from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, PushOutcome
+
+# A well-formed token that no device will ever own. APNs checks authentication before the
+# device token, so "400 BadDeviceToken" for it proves TLS, credentials and routing work.
+AUTH_CHECK_TOKEN = hashlib.sha256(b"apns-exporter auth check").hexdigest()
+AUTH_CHECK_OK = frozenset({Reason.BAD_DEVICE_TOKEN, Reason.DEVICE_TOKEN_NOT_FOR_TOPIC})
+
+# After these the server will not accept this connection's token again: start afresh.
+_WEDGING_REASONS = frozenset({Reason.EXPIRED_PROVIDER_TOKEN, Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES})
+
+
+async def run(ctx: ProbeContext) -> ProbeResult:
+    """Send the canary pushes of one target and classify each answer."""
+    started = ctx.begin()
+    canary = ctx.target.canary
+    assert canary is not None, "the scheduler runs the canary only for targets that have one"
+    timeout = canary.timeout or ctx.default_timeout
+    issued_before = ctx.token.issued_at if ctx.token is not None else None
+
+    lease = await ctx.channel.acquire()
+    if lease.connection is None:
+        error = lease.error
+        message = str(error) if error is not None else "no connection"
+        ctx.log(f"connect failed: {message}")
+        return ProbeResult(
+            ctx.target.name, ProbeKind.CANARY, False, started, ctx.clock() - started,
+            message, error=error.reason if error else "connect", dial=lease.dial,
+            logs=tuple(ctx.logs),
+        )
+    if lease.dial is not None:
+        ctx.log(f"connected to {ctx.channel.endpoint.host}:{ctx.channel.endpoint.port} {lease.dial.phases}")
+
+    body = json.dumps(canary.payload, separators=(",", ":")).encode()
+    targets = [("device", t) for t in canary.device_tokens]
+    if canary.auth_check:
+        targets.append(("auth_check", AUTH_CHECK_TOKEN))
+    outcomes: list[PushOutcome] = []
+    for kind, device_token in targets:
+        outcome = await _push(ctx, lease.connection, kind, device_token, body, timeout)
+        outcomes.append(outcome)
+        if outcome.reason in _WEDGING_REASONS:
+            if outcome.reason == Reason.EXPIRED_PROVIDER_TOKEN and ctx.token is not None:
+                ctx.token.force_refresh()
+            ctx.log(f"{outcome.reason}: replacing the connection")
+            await ctx.channel.discard()
+            break
+
+    ok = all(o.ok for o in outcomes)
+    issued_at = ctx.token.issued_at if ctx.token is not None else None
+    failed = [o for o in outcomes if not o.ok]
+    message = "all pushes answered as expected" if ok else _describe(failed[0])
+    return ProbeResult(
+        ctx.target.name, ProbeKind.CANARY, ok, started, ctx.clock() - started, message,
+        error=next((o.error for o in failed if o.error), None),
+        dial=lease.dial, pushes=tuple(outcomes), token_issued_at=issued_at,
+        token_minted=issued_at is not None and issued_at != issued_before,
+        logs=tuple(ctx.logs),
+    )
+
+
+async def _push(
+    ctx: ProbeContext,
+    conn: Connection,
+    kind: str,
+    device_token: str,
+    body: bytes,
+    timeout: float,
+) -> PushOutcome:
+    canary = ctx.target.canary
+    assert canary is not None
+    headers = [
+        ("apns-topic", ctx.target.topic),
+        ("apns-push-type", str(canary.push_type)),
+        ("apns-priority", str(canary.priority)),
+        ("apns-expiration", str(canary.expiration)),
+    ]
+    if ctx.token is not None:
+        headers.append(("authorization", f"bearer {ctx.token.bearer()}"))
+    started = time.perf_counter()
+    try:
+        response = await conn.request(
+            "POST", f"/3/device/{device_token}", headers, body, timeout=timeout
+        )
+    except ProbeError as exc:
+        duration = time.perf_counter() - started
+        ctx.log(f"{kind} push failed after {duration * 1000:.1f}ms: {exc}")
+        return PushOutcome(kind, False, duration, error=exc.reason)
+    duration = time.perf_counter() - started
+    reason = Reason.parse(response.reason) if response.status != 200 else None
+    if kind == "auth_check":
+        ok = response.status == 400 and reason in AUTH_CHECK_OK
+    else:
+        ok = response.status == 200
+    label = reason.value if reason is not None else "none"
+    ctx.log(
+        f"{kind} push: status={response.status} reason={label} apns-id={response.apns_id} "
+        f"in {duration * 1000:.1f}ms"
+    )
+    return PushOutcome(kind, ok, duration, response.status, label, apns_id=response.apns_id)
+
+
+def _describe(outcome: PushOutcome) -> str:
+    if outcome.error is not None:
+        return f"{outcome.kind} push failed: {outcome.error}"
+    return f"{outcome.kind} push answered {outcome.status} {outcome.reason}"

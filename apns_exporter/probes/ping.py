@@ -1,0 +1,32 @@
+"""The ping probe: an HTTP/2 PING on the target's live connection, timed."""
+
+from __future__ import annotations
+
+from apns_exporter.errors import ProbeError
+from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+
+
+async def run(ctx: ProbeContext) -> ProbeResult:
+    """Send one PING and report its round-trip time."""
+    started = ctx.begin()
+    timeout = ctx.target.ping.timeout or ctx.default_timeout
+    lease = await ctx.channel.acquire()
+    try:
+        if lease.connection is None:
+            raise lease.error or ProbeError("no connection", "connect")
+        rtt = await lease.connection.ping(timeout=timeout)
+    except ProbeError as exc:
+        ctx.log(f"ping failed: {exc}")
+        if exc.reason == "timeout":
+            # A connection that cannot answer a PING is dead even if the socket looks open.
+            await ctx.channel.discard()
+        return ProbeResult(
+            ctx.target.name, ProbeKind.PING, False, started, ctx.clock() - started, str(exc),
+            error=exc.reason, dial=lease.dial, logs=tuple(ctx.logs),
+        )
+    ctx.log(f"PING acknowledged in {rtt * 1000:.2f}ms")
+    return ProbeResult(
+        ctx.target.name, ProbeKind.PING, True, started, ctx.clock() - started,
+        f"PING acknowledged in {rtt * 1000:.2f}ms", dial=lease.dial, rtt=rtt,
+        logs=tuple(ctx.logs),
+    )

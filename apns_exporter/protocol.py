@@ -1,0 +1,271 @@
+"""Sans-IO HTTP/2 client for APNs over h2: bytes in, typed events out; must not do IO."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from apns_exporter.errors import ConnectionLost
+
+# A hostile or broken server must not make us buffer without bound; APNs error bodies are
+# tiny JSON objects, so anything past this is cut off and the stream is cancelled.
+MAX_RESPONSE_BODY_BYTES = 64 * 1024
+_FRAME_HEADER_BYTES = 9
+_SETTINGS_FRAME = 0x4
+
+
+@dataclass(frozen=True)
+class Response:
+    """A complete response on one stream."""
+
+    stream_id: int
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def apns_id(self) -> str | None:
+        """The ``apns-id`` APNs assigned to the request."""
+        return self.headers.get("apns-id")
+
+    @property
+    def reason(self) -> str | None:
+        """The ``reason`` from a JSON error body, or None."""
+        return _json_reason(self.body)
+
+
+@dataclass(frozen=True)
+class PingAcked:
+    """The server acknowledged one of our PINGs."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class StreamReset:
+    """A stream ended without a response (RST_STREAM, or cancelled by us)."""
+
+    stream_id: int
+    error_code: int
+    by_us: bool = False
+
+
+@dataclass(frozen=True)
+class GoAway:
+    """The server is closing the connection; streams above ``last_stream_id`` were not processed."""
+
+    error_code: int
+    last_stream_id: int
+    debug_data: bytes = b""
+
+    @property
+    def reason(self) -> str:
+        """The APNs reason from JSON debug data, the plain text, or ``none`` when empty."""
+        if not self.debug_data:
+            return "none"
+        return _json_reason(self.debug_data) or "text"
+
+
+@dataclass(frozen=True)
+class SettingsChanged:
+    """The server changed its SETTINGS; ``max_concurrent_streams`` is the value now in force."""
+
+    max_concurrent_streams: int
+    changed: dict[int, int] = field(default_factory=dict)
+
+
+Event = Response | PingAcked | StreamReset | GoAway | SettingsChanged
+
+
+def _json_reason(body: bytes) -> str | None:
+    try:
+        reason = json.loads(body).get("reason")
+    except (ValueError, AttributeError):
+        return None
+    return reason if isinstance(reason, str) else None
+
+
+@dataclass
+class _Stream:
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytearray = field(default_factory=bytearray)
+    pending: bytes = b""  # request body not yet sent for lack of flow-control window
+
+
+class ClientProtocol:
+    """One HTTP/2 client connection's state; every method is synchronous and does no IO."""
+
+    def __init__(self, authority: str) -> None:
+        self._authority = authority
+        self._h2 = h2.connection.H2Connection(
+            config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        )
+        self._streams: dict[int, _Stream] = {}
+        self.goaway: GoAway | None = None
+        self._preface: bytes | None = b""  # the first bytes from the server, until checked
+
+    def initiate(self) -> None:
+        """Queue the connection preface and our SETTINGS."""
+        # APNs never pushes; refusing server push keeps the state machine simple.
+        self._h2.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.ENABLE_PUSH: 0}
+        )
+        self._h2.initiate_connection()
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The server's current limit on concurrent streams."""
+        return int(self._h2.remote_settings.max_concurrent_streams)
+
+    @property
+    def open_streams(self) -> int:
+        """Streams we opened that have not finished."""
+        return len(self._streams)
+
+    def can_open_stream(self) -> bool:
+        """Whether a new request may start now without exceeding the server's limit."""
+        return self.goaway is None and self.open_streams < self.max_concurrent_streams
+
+    def send_request(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> int:
+        """Start a request and return its stream id; the body follows as the window allows."""
+        if self.goaway is not None:
+            raise ConnectionLost("the server sent GOAWAY; open a new connection", "goaway")
+        stream_id = self._h2.get_next_available_stream_id()
+        pseudo = [
+            (":method", method),
+            (":scheme", "https"),
+            (":path", path),
+            (":authority", self._authority),
+        ]
+        self._h2.send_headers(stream_id, [*pseudo, *headers], end_stream=not body)
+        stream = self._streams[stream_id] = _Stream(pending=body)
+        if body:
+            self._send_pending(stream_id, stream)
+        return stream_id
+
+    def cancel(self, stream_id: int) -> None:
+        """Abandon a stream we no longer wait for (its deadline passed)."""
+        if self._streams.pop(stream_id, None) is not None:
+            self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
+
+    def send_ping(self) -> bytes:
+        """Queue a PING and return its opaque data, which the ACK will echo."""
+        data = os.urandom(8)
+        self._h2.ping(data)
+        return data
+
+    def close(self) -> None:
+        """Queue a GOAWAY of our own: we are done with this connection."""
+        # The peer may have closed first; then there is nothing left to say.
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.close_connection()
+
+    def data_to_send(self) -> bytes:
+        """The bytes to write to the socket now."""
+        return bytes(self._h2.data_to_send())
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes read from the socket and return what they mean."""
+        self._check_preface(data)
+        try:
+            h2_events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            raise ConnectionLost(f"HTTP/2 protocol error from server: {exc}", "http2") from exc
+        events: list[Event] = []
+        for ev in h2_events:
+            events.extend(self._translate(ev))
+        return events
+
+    def _check_preface(self, data: bytes) -> None:
+        # h2 waits for a whole frame before judging it, so an HTTP/1.1 answer or other
+        # garbage would look like the start of a huge frame and hang; the server's first
+        # frame must be SETTINGS (RFC 9113 §3.4), which its 9-byte header shows at once.
+        if self._preface is None:
+            return
+        self._preface += data
+        if len(self._preface) < _FRAME_HEADER_BYTES:
+            return
+        frame_type = self._preface[3]
+        self._preface = None
+        if frame_type != _SETTINGS_FRAME:
+            raise ConnectionLost("the server did not start with an HTTP/2 SETTINGS frame", "http2")
+
+    def _translate(self, ev: h2.events.Event) -> list[Event]:
+        if isinstance(ev, h2.events.ResponseReceived | h2.events.TrailersReceived):
+            stream = self._streams.get(ev.stream_id or 0)
+            if stream is not None:
+                for name, value in ev.headers or []:
+                    key, val = str(name), str(value)
+                    if key == ":status":
+                        stream.status = int(val)
+                    else:
+                        stream.headers[key] = val
+        elif isinstance(ev, h2.events.DataReceived):
+            return self._on_data(ev)
+        elif isinstance(ev, h2.events.StreamEnded):
+            stream = self._streams.pop(ev.stream_id or 0, None)
+            if stream is not None:
+                sid = ev.stream_id or 0
+                return [Response(sid, stream.status, stream.headers, bytes(stream.body))]
+        elif isinstance(ev, h2.events.StreamReset):
+            if self._streams.pop(ev.stream_id or 0, None) is not None:
+                return [StreamReset(ev.stream_id or 0, int(ev.error_code or 0))]
+        elif isinstance(ev, h2.events.PingAckReceived):
+            return [PingAcked(bytes(ev.ping_data or b""))]
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.goaway = GoAway(
+                int(ev.error_code or 0),
+                int(ev.last_stream_id or 0),
+                bytes(ev.additional_data or b""),
+            )
+            return [self.goaway]
+        elif isinstance(ev, h2.events.RemoteSettingsChanged):
+            changed = {int(k): int(v.new_value or 0) for k, v in ev.changed_settings.items()}
+            return [SettingsChanged(self.max_concurrent_streams, changed)]
+        elif isinstance(ev, h2.events.WindowUpdated):
+            for sid, stream in list(self._streams.items()):
+                if stream.pending:
+                    self._send_pending(sid, stream)
+        return []
+
+    def _on_data(self, ev: h2.events.DataReceived) -> list[Event]:
+        sid = ev.stream_id or 0
+        # Acknowledge every byte, even for streams we dropped, or the connection window
+        # shrinks until the server can no longer answer anything.
+        self._h2.acknowledge_received_data(ev.flow_controlled_length or 0, sid)
+        stream = self._streams.get(sid)
+        if stream is None:
+            return []
+        stream.body += ev.data or b""
+        if len(stream.body) > MAX_RESPONSE_BODY_BYTES:
+            del self._streams[sid]
+            self._reset(sid, h2.errors.ErrorCodes.CANCEL)
+            return [StreamReset(sid, int(h2.errors.ErrorCodes.CANCEL), by_us=True)]
+        return []
+
+    def _send_pending(self, stream_id: int, stream: _Stream) -> None:
+        window = self._h2.local_flow_control_window(stream_id)
+        chunk_limit = min(window, self._h2.max_outbound_frame_size)
+        while stream.pending and chunk_limit > 0:
+            chunk, stream.pending = stream.pending[:chunk_limit], stream.pending[chunk_limit:]
+            self._h2.send_data(stream_id, chunk, end_stream=not stream.pending)
+            window -= len(chunk)
+            chunk_limit = min(window, self._h2.max_outbound_frame_size)
+
+    def _reset(self, stream_id: int, code: h2.errors.ErrorCodes) -> None:
+        # The stream may have finished on its own meanwhile.
+        with contextlib.suppress(h2.exceptions.StreamClosedError):
+            self._h2.reset_stream(stream_id, code)

@@ -1,0 +1,99 @@
+"""Runs each (target, probe) on its own interval under a deadline; keeps recent results."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from apns_exporter.probes import Probe, ProbeContext, ProbeKind, ProbeResult
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 100
+# The probe has its own per-request timeouts; this extra margin only catches a probe that
+# hangs somewhere else (a stuck connect lock, say) so one target can never stall forever.
+DEADLINE_MARGIN_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One probe of one target, and how often to run it."""
+
+    context: ProbeContext
+    kind: ProbeKind
+    probe: Probe
+    interval: float
+    deadline: float
+
+
+class Scheduler:
+    """Owns one task per job, all in one TaskGroup; results go to ``on_result``."""
+
+    def __init__(self, on_result: Callable[[ProbeResult], None]) -> None:
+        self._on_result = on_result
+        self._history: dict[tuple[str, ProbeKind], collections.deque[ProbeResult]] = {}
+        self._tasks: dict[tuple[str, ProbeKind], asyncio.Task[None]] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self.running = False
+
+    async def run(self, jobs: Iterable[Job], started: asyncio.Event | None = None) -> None:
+        """Run the jobs until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            for job in jobs:
+                self.add(job)
+            self.running = True
+            if started is not None:
+                started.set()
+            # Keep the group open even with no jobs, so jobs can be added later.
+            await asyncio.Event().wait()
+
+    def add(self, job: Job) -> None:
+        """Start running a job."""
+        assert self._group is not None, "Scheduler.run() must be running"
+        key = (job.context.target.name, job.kind)
+        self._history.setdefault(key, collections.deque(maxlen=HISTORY_LIMIT))
+        self._tasks[key] = self._group.create_task(self._loop(job), name=f"probe-{key}")
+
+    def latest(self, target: str, kind: ProbeKind) -> ProbeResult | None:
+        """The most recent result of one probe, if it has run."""
+        history = self._history.get((target, kind))
+        return history[-1] if history else None
+
+    def history(self, target: str) -> list[ProbeResult]:
+        """Recent results of every probe of a target, newest first."""
+        results = [r for (name, _), h in self._history.items() if name == target for r in h]
+        return sorted(results, key=lambda r: r.started_at, reverse=True)
+
+    async def _loop(self, job: Job) -> None:
+        loop = asyncio.get_running_loop()
+        next_run = loop.time()
+        while True:
+            result = await self._run_once(job)
+            self._history[(result.target, result.probe)].append(result)
+            self._on_result(result)
+            next_run += job.interval
+            # A run that overran its interval skips the missed slots instead of bursting.
+            now = loop.time()
+            if next_run < now:
+                next_run = now + job.interval - (now - next_run) % job.interval
+            await asyncio.sleep(next_run - now)
+
+    async def _run_once(self, job: Job) -> ProbeResult:
+        ctx = job.context
+        try:
+            async with asyncio.timeout(job.deadline + DEADLINE_MARGIN_SECONDS):
+                return await job.probe(ctx)
+        except TimeoutError:
+            message = f"probe did not finish within its {job.deadline:g}s deadline"
+        except Exception as exc:  # a bug in one probe must not take the exporter down
+            log.exception("probe %s of target %s crashed", job.kind, ctx.target.name)
+            message = f"internal error: {type(exc).__name__}: {exc}"
+        now = ctx.clock()
+        return ProbeResult(
+            ctx.target.name, job.kind, False, now, 0.0, message, error="timeout",
+            logs=tuple(ctx.logs),
+        )
