@@ -9,19 +9,15 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from aiohttp import web
-
 from apns_exporter import __version__, config, logs
 from apns_exporter.errors import ConfigError
 from apns_exporter.exporter import Exporter
-from apns_exporter.web import make_app
+from apns_exporter.web import parse_listen_address, serve
 
 log = logging.getLogger("apns_exporter")
 
 DEFAULT_LISTEN = ":10054"
 DEFAULT_CONFIG = "apns-exporter.yml"
-# Scrapers hold keep-alive connections; do not let them delay shutdown past a few seconds.
-SHUTDOWN_GRACE_SECONDS = 2.0
 
 DESCRIPTION = """\
 Prometheus exporter for Apple Push Notification service (APNs).
@@ -39,23 +35,34 @@ subcommands:
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--log.level", dest="log_level", default="info", choices=list(logs.LEVELS),
+        "--log.level",
+        dest="log_level",
+        default="info",
+        choices=list(logs.LEVELS),
         help="only log messages at this level or above (default: %(default)s)",
     )
     parser.add_argument(
-        "--log.format", dest="log_format", default="logfmt", choices=logs.FORMATS,
+        "--log.format",
+        dest="log_format",
+        default="logfmt",
+        choices=logs.FORMATS,
         help="log line format (default: %(default)s)",
     )
 
 
 def _add_web(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--web.listen-address", dest="listen_address", default=DEFAULT_LISTEN,
+        "--web.listen-address",
+        dest="listen_address",
+        default=DEFAULT_LISTEN,
         metavar="[HOST]:PORT",
         help="address to serve metrics and pages on (default: %(default)s, all interfaces)",
     )
     parser.add_argument(
-        "--web.telemetry-path", dest="telemetry_path", default="/metrics", metavar="PATH",
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        default="/metrics",
+        metavar="PATH",
         help="path under which to expose metrics (default: %(default)s)",
     )
 
@@ -63,7 +70,8 @@ def _add_web(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser, with one sub-parser per subcommand."""
     parser = argparse.ArgumentParser(
-        prog="apns-exporter", description=DESCRIPTION,
+        prog="apns-exporter",
+        description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"apns-exporter {__version__}")
@@ -72,18 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the exporter (default)")
     for p in (parser, run):
         p.add_argument(
-            "--config.file", dest="config_file", default=DEFAULT_CONFIG, metavar="FILE",
+            "--config.file",
+            dest="config_file",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
             help="YAML configuration file (default: %(default)s)",
         )
         p.add_argument(
-            "--config.check", dest="config_check", action="store_true",
+            "--config.check",
+            dest="config_check",
+            action="store_true",
             help="validate the configuration file, print any problems and exit 0 or 1",
         )
         _add_web(p)
         _add_common(p)
 
     demo = commands.add_parser(
-        "demo", help="mock APNs + throwaway credentials + exporter, nothing to configure",
+        "demo",
+        help="mock APNs + throwaway credentials + exporter, nothing to configure",
         description="Start an embedded mock APNs on loopback with throwaway credentials and "
         "an exporter probing it every few seconds; prints the URLs. Ctrl-C stops everything.",
     )
@@ -91,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(demo)
 
     mock = commands.add_parser(
-        "mock-apns", help="run the mock APNs server alone",
+        "mock-apns",
+        help="run the mock APNs server alone",
         description="Run the mock APNs server (HTTP/2 over TLS) to rehearse failures offline.",
     )
     _add_mock_arguments(mock)
@@ -103,15 +118,6 @@ def _add_mock_arguments(parser: argparse.ArgumentParser) -> None:
     from apns_exporter.mock import cli as mock_cli
 
     mock_cli.add_arguments(parser)
-
-
-def parse_listen_address(value: str) -> tuple[str | None, int]:
-    """Split ``[host]:port`` (IPv6 in brackets); an empty host means every interface."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--web.listen-address {value!r}: expected [HOST]:PORT, e.g. :10054")
-    host = host.strip("[]")
-    return (host or None), int(port)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -136,8 +142,10 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         for issue in exc.issues:
             print(f"error: {issue}", file=sys.stderr)
-        print(f"{args.config_file}: configuration is invalid ({len(exc.issues)} problem(s))",
-              file=sys.stderr)
+        print(
+            f"{args.config_file}: configuration is invalid ({len(exc.issues)} problem(s))",
+            file=sys.stderr,
+        )
         return 1
     if args.config_check:
         print(f"{args.config_file}: configuration is valid ({len(cfg.targets)} target(s))")
@@ -147,44 +155,9 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return _serve_until_signalled(lambda stop: serve(cfg, listen, args.telemetry_path, stop))
-
-
-async def serve(
-    cfg: config.Config,
-    listen: tuple[str | None, int],
-    telemetry_path: str,
-    stop: asyncio.Event,
-    on_listening: Callable[[str], None] | None = None,
-) -> int:
-    """Run the exporter and its web server until ``stop`` is set."""
-    exporter = Exporter(cfg)
-    await exporter.start()
-    runner = web.AppRunner(make_app(exporter, telemetry_path=telemetry_path), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, listen[0], listen[1], shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-        try:
-            await site.start()
-        except OSError as exc:
-            log.error("cannot listen on %s:%s: %s", listen[0] or "*", listen[1], exc.strerror)
-            return 1
-        url = _site_url(runner)
-        log.info("listening on %s", url)
-        if on_listening is not None:
-            on_listening(url)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        await runner.cleanup()
-        await exporter.stop()
-    return 0
-
-
-def _site_url(runner: web.AppRunner) -> str:
-    host, port = runner.addresses[0][:2]
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    return _serve_until_signalled(
+        lambda stop: serve(Exporter(cfg), listen, args.telemetry_path, stop)
+    )
 
 
 def _serve_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:

@@ -32,8 +32,6 @@ from apns_exporter.errors import ConfigError, ConfigIssue
 from apns_exporter.yamlsource import Path as KeyPath
 from apns_exporter.yamlsource import Position, YamlSource
 
-_NAME = re.compile(r"[A-Za-z0-9_.-]+")
-_APPLE_ID = re.compile(r"[A-Z0-9]{10}")
 _HEX_PAIRS = re.compile(r"(?:[0-9a-fA-F]{2})+")
 # Ordinary device tokens are 64 hex digits; Live Activity tokens have been seen at 160, and
 # Apple says the length may change, so allow headroom without accepting arbitrary junk.
@@ -87,30 +85,31 @@ def _readable_file(value: object, info: ValidationInfo) -> Path:
     return path
 
 
-def _apple_id(what: str, example: str) -> Any:
+def _must_match(pattern: str, message: str) -> AfterValidator:
+    """A validator for strings that fully match ``pattern``; ``message`` may use {value}."""
+    regex = re.compile(pattern)
+
     def check(value: str) -> str:
-        if not _APPLE_ID.fullmatch(value):
-            raise ValueError(
-                f"must be the 10-character {what} from Apple, upper-case letters and digits "
-                f"(e.g. {example})"
-            )
+        if not regex.fullmatch(value):
+            raise ValueError(message.format(value=value))
         return value
 
     return AfterValidator(check)
 
 
-def _target_name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid target name (use letters, digits, '_', '.' and '-')"
-        )
-    return value
-
-
-def _topic(value: str) -> str:
-    if not value or any(c.isspace() for c in value):
-        raise ValueError("must be the app's bundle ID, e.g. com.example.app (no spaces)")
-    return value
+_APPLE_ID = r"[A-Z0-9]{10}"
+_APPLE_ID_RULE = "must be the 10-character {what} from Apple: upper-case letters and digits"
+TargetName = Annotated[
+    str,
+    _must_match(
+        r"[A-Za-z0-9_.-]+", "{value!r} is not a valid target name (use letters, digits, _ . -)"
+    ),
+]
+KeyId = Annotated[str, _must_match(_APPLE_ID, _APPLE_ID_RULE.replace("{what}", "key ID"))]
+TeamId = Annotated[str, _must_match(_APPLE_ID, _APPLE_ID_RULE.replace("{what}", "team ID"))]
+Topic = Annotated[
+    str, _must_match(r"\S+", "must be the app's bundle ID, e.g. com.example.app (no spaces)")
+]
 
 
 def _split_endpoint(endpoint: str) -> tuple[str, int]:
@@ -128,8 +127,7 @@ def _split_endpoint(endpoint: str) -> tuple[str, int]:
 
 
 def _endpoint(value: str) -> str:
-    _split_endpoint(value)
-    return value
+    return _split_endpoint(value) and value
 
 
 def _device_token(value: str) -> str:
@@ -144,6 +142,7 @@ def _device_token(value: str) -> str:
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
 ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
 DeviceToken = Annotated[str, AfterValidator(_device_token)]
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
 
 
 class _Model(BaseModel):
@@ -175,8 +174,8 @@ class TokenAuth(_Model):
     """Token-based (JWT) authentication with a .p8 signing key."""
 
     key_file: ReadableFile
-    key_id: Annotated[str, _apple_id("key ID", "ABC123DEFG")]
-    team_id: Annotated[str, _apple_id("team ID", "DEF123GHIJ")]
+    key_id: KeyId
+    team_id: TeamId
     refresh_interval: Annotated[
         float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval)
     ] = 3000.0
@@ -224,8 +223,9 @@ class CanaryConfig(_Timed):
         if priority not in _PRIORITIES:
             raise ValueError("must be 10 (immediate), 5 (power-considerate) or 1 (low)")
         if priority == 10 and info.data.get("push_type") is apns.PushType.BACKGROUND:
-            raise ValueError("background pushes cannot use priority 10 (APNs answers "
-                             "400 BadPriority); use 5")
+            raise ValueError(
+                "background pushes cannot use priority 10 (APNs answers 400 BadPriority); use 5"
+            )
         return priority
 
     @field_validator("payload")
@@ -234,12 +234,16 @@ class CanaryConfig(_Timed):
         try:
             body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError):
-            raise ValueError("payload must be plain JSON: mappings, lists, strings, numbers, "
-                             "booleans and null (no dates or binary)") from None
+            raise ValueError(
+                "payload must be plain JSON: mappings, lists, strings, numbers, "
+                "booleans and null (no dates or binary)"
+            ) from None
         push_type = info.data.get("push_type", apns.PushType.BACKGROUND)
         if len(body) > push_type.max_payload_bytes:
-            raise ValueError(f"payload is {len(body)} bytes as JSON; APNs accepts at most "
-                             f"{push_type.max_payload_bytes} for {push_type} pushes")
+            raise ValueError(
+                f"payload is {len(body)} bytes as JSON; APNs accepts at most "
+                f"{push_type.max_payload_bytes} for {push_type} pushes"
+            )
         return payload
 
     @field_validator("expiration")
@@ -252,18 +256,20 @@ class CanaryConfig(_Timed):
     @model_validator(mode="after")
     def _something_to_send(self) -> CanaryConfig:
         if not self.device_tokens and not self.auth_check:
-            raise ValueError("canary needs device_tokens, auth_check: true, or both "
-                             "(remove canary to send no canary pushes)")
+            raise ValueError(
+                "canary needs device_tokens, auth_check: true, or both "
+                "(remove canary to send no canary pushes)"
+            )
         return self
 
 
 class Target(_Model):
     """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label."""
 
-    name: Annotated[str, AfterValidator(_target_name)]
+    name: TargetName
     environment: apns.Environment
-    endpoint: Annotated[str, AfterValidator(_endpoint)] | None = None
-    topic: Annotated[str, AfterValidator(_topic)]
+    endpoint: Endpoint | None = None
+    topic: Topic
     auth: Auth
     ca_file: ReadableFile | None = None
     ping: PingConfig = PingConfig()
@@ -271,11 +277,17 @@ class Target(_Model):
 
     @field_validator("canary")
     @classmethod
-    def _topic_suffix(cls, canary: CanaryConfig | None, info: ValidationInfo) -> Any:
-        topic, suffix = info.data.get("topic"), canary.push_type.topic_suffix if canary else ""
-        if canary and topic and suffix and not topic.endswith(suffix):
-            raise ValueError(f"push_type {canary.push_type} needs a topic ending in "
-                             f"{suffix!r} (e.g. topic: {topic}{suffix}), or APNs answers BadTopic")
+    def _topic_suffix(
+        cls, canary: CanaryConfig | None, info: ValidationInfo
+    ) -> CanaryConfig | None:
+        if canary is None or "topic" not in info.data:
+            return canary
+        topic, suffix = info.data["topic"], canary.push_type.topic_suffix
+        if not topic.endswith(suffix):
+            raise ValueError(
+                f"push_type {canary.push_type} needs a topic ending in {suffix!r} "
+                f"(e.g. topic: {topic}{suffix}), or APNs answers BadTopic"
+            )
         return canary
 
     @property
@@ -348,8 +360,13 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
                     found.append((document.position(error["loc"]), path, message))
     elif not found:
         kind = _kind(document.data)
-        found.append((Position(1, 1), (), f"the top level must be a mapping with a targets: list, "
-                                            f"not {kind}"))
+        found.append(
+            (
+                Position(1, 1),
+                (),
+                f"the top level must be a mapping with a targets: list, not {kind}",
+            )
+        )
     if found or config is None:
         found.sort(key=lambda item: (item[0].line, item[0].column))
         raise ConfigError([_issue(source, *item) for item in found])
@@ -358,8 +375,9 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
 
 def _issue(source: str, where: Position, path: Sequence[str | int], message: str) -> ConfigIssue:
     dotted = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
-    return ConfigIssue(f"{source}:{where.line}:{where.column}",
-                       f"{dotted}: {message}" if dotted else message)
+    return ConfigIssue(
+        f"{source}:{where.line}:{where.column}", f"{dotted}: {message}" if dotted else message
+    )
 
 
 def _duplicate_names(document: YamlSource) -> list[_Found]:
@@ -372,8 +390,14 @@ def _duplicate_names(document: YamlSource) -> list[_Found]:
             continue
         if name in first:
             path = ("targets", index, "name")
-            found.append((document.position(path), path, f"duplicate target name {name!r} "
-                          f"(also targets[{first[name]}]); give each target its own name"))
+            found.append(
+                (
+                    document.position(path),
+                    path,
+                    f"duplicate target name {name!r} "
+                    f"(also targets[{first[name]}]); give each target its own name",
+                )
+            )
         first.setdefault(name, index)
     return found
 
@@ -426,6 +450,12 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
 def _kind(value: object) -> str:
     if value is None:
         return "nothing (an empty value)"
-    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string",
-             list: "a list", dict: "a mapping"}
+    names = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+    }
     return names.get(type(value), f"a {type(value).__name__}")

@@ -6,8 +6,15 @@ import math
 import re
 
 # Prometheus' model.ParseDuration units, largest first; a duration lists each at most once.
-_UNITS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0,
-          "s": 1.0, "ms": 0.001}
+_UNITS = {
+    "y": 365 * 86400.0,
+    "w": 7 * 86400.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
 _PATTERN = re.compile("".join(rf"(?:(?P<{u}>[0-9]+){u})?" for u in _UNITS))
 EXAMPLES = "500ms, 10s, 5m, 1h30m, or a number of seconds"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -80,7 +81,7 @@ class Exporter:
             Endpoint(target.host, target.port),
             client_ssl_context(ca_file),
             connect_timeout=timeout,
-            observer=lambda event, name=target.name: self.metrics.observe(name, event),
+            observer=functools.partial(self.metrics.observe, target.name),
         )
         token: ProviderToken | None = None
         error: str | None = None

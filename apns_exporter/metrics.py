@@ -41,97 +41,137 @@ class Metrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.build_info = Gauge(
-            "apns_exporter_build_info", "Build information; always 1.",
-            ["version", "python_version"], registry=r,
+            "apns_exporter_build_info",
+            "Build information; always 1.",
+            ["version", "python_version"],
+            registry=r,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
         self.target_info = Gauge(
-            "apns_target_info", "Configured target; always 1.",
-            [*TARGET, "host", "port", "topic", "auth_method"], registry=r,
+            "apns_target_info",
+            "Configured target; always 1.",
+            [*TARGET, "host", "port", "topic", "auth_method"],
+            registry=r,
         )
         self.up = Gauge(
-            "apns_up", "1 if the last canary or auth check succeeded." + SCHEDULED, TARGET,
+            "apns_up",
+            "1 if the last canary or auth check succeeded." + SCHEDULED,
+            TARGET,
             registry=r,
         )
         self.connection_up = Gauge(
             "apns_connection_up",
-            "1 if the HTTP/2 connection is open and the last PING was acknowledged.", TARGET,
+            "1 if the HTTP/2 connection is open and the last PING was acknowledged.",
+            TARGET,
             registry=r,
         )
         self.connection_attempts = Counter(
-            "apns_connection_attempts", "Connections the exporter tried to open.", TARGET,
+            "apns_connection_attempts",
+            "Connections the exporter tried to open.",
+            TARGET,
             registry=r,
         )
         self.connection_failures = Counter(
-            "apns_connection_failures", "Connection attempts that failed, by layer.",
-            [*TARGET, "reason"], registry=r,
+            "apns_connection_failures",
+            "Connection attempts that failed, by layer.",
+            [*TARGET, "reason"],
+            registry=r,
         )
         self.setup_duration = Histogram(
             "apns_connection_setup_duration_seconds",
-            "Time spent opening a connection, by phase.", [*TARGET, "phase"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "Time spent opening a connection, by phase.",
+            [*TARGET, "phase"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.goaways = Counter(
-            "apns_goaway_received", "GOAWAY frames received, by APNs reason (none if empty).",
-            [*TARGET, "reason"], registry=r,
+            "apns_goaway_received",
+            "GOAWAY frames received, by APNs reason (none if empty).",
+            [*TARGET, "reason"],
+            registry=r,
         )
         self.max_streams = Gauge(
-            "apns_max_concurrent_streams", "MAX_CONCURRENT_STREAMS the server advertises.",
-            TARGET, registry=r,
+            "apns_max_concurrent_streams",
+            "MAX_CONCURRENT_STREAMS the server advertises.",
+            TARGET,
+            registry=r,
         )
         self.ping_rtt = Histogram(
-            "apns_ping_rtt_seconds", "HTTP/2 PING round-trip time." + SCHEDULED, TARGET,
-            buckets=RTT_BUCKETS, registry=r,
+            "apns_ping_rtt_seconds",
+            "HTTP/2 PING round-trip time." + SCHEDULED,
+            TARGET,
+            buckets=RTT_BUCKETS,
+            registry=r,
         )
         self.ping_failures = Counter(
-            "apns_ping_failures", "PINGs that failed, by reason.", [*TARGET, "reason"],
+            "apns_ping_failures",
+            "PINGs that failed, by reason.",
+            [*TARGET, "reason"],
             registry=r,
         )
         self.ping_last_success = Gauge(
-            "apns_ping_last_success_timestamp_seconds", "When a PING last succeeded.", TARGET,
+            "apns_ping_last_success_timestamp_seconds",
+            "When a PING last succeeded.",
+            TARGET,
             registry=r,
         )
         self.ping_interval = Gauge(
             "apns_ping_interval_seconds", "Configured PING interval.", TARGET, registry=r
         )
         self.canary_pushes = Counter(
-            "apns_canary_pushes", "Canary pushes sent, by kind (device or auth_check).",
-            [*TARGET, "kind"], registry=r,
+            "apns_canary_pushes",
+            "Canary pushes sent, by kind (device or auth_check).",
+            [*TARGET, "kind"],
+            registry=r,
         )
         self.canary_responses = Counter(
-            "apns_canary_responses", "Canary push responses, by HTTP status and APNs reason.",
-            [*TARGET, "status", "reason"], registry=r,
+            "apns_canary_responses",
+            "Canary push responses, by HTTP status and APNs reason.",
+            [*TARGET, "status", "reason"],
+            registry=r,
         )
         self.canary_errors = Counter(
-            "apns_canary_request_errors", "Canary pushes that got no response, by error.",
-            [*TARGET, "error"], registry=r,
+            "apns_canary_request_errors",
+            "Canary pushes that got no response, by error.",
+            [*TARGET, "error"],
+            registry=r,
         )
         self.canary_duration = Histogram(
             "apns_canary_duration_seconds",
-            "Canary push latency, request sent to response headers." + SCHEDULED, TARGET,
-            buckets=LATENCY_BUCKETS, registry=r,
+            "Canary push latency, request sent to response headers." + SCHEDULED,
+            TARGET,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.canary_last_success = Gauge(
-            "apns_canary_last_success_timestamp_seconds", "When a canary run last succeeded.",
-            TARGET, registry=r,
+            "apns_canary_last_success_timestamp_seconds",
+            "When a canary run last succeeded.",
+            TARGET,
+            registry=r,
         )
         self.canary_last_attempt = Gauge(
-            "apns_canary_last_attempt_timestamp_seconds", "When a canary run last finished.",
-            TARGET, registry=r,
+            "apns_canary_last_attempt_timestamp_seconds",
+            "When a canary run last finished.",
+            TARGET,
+            registry=r,
         )
         self.canary_interval = Gauge(
             "apns_canary_interval_seconds", "Configured canary interval.", TARGET, registry=r
         )
         self.token_issued = Gauge(
-            "apns_provider_token_issued_timestamp_seconds", "iat of the provider JWT in use.",
-            TARGET, registry=r,
+            "apns_provider_token_issued_timestamp_seconds",
+            "iat of the provider JWT in use.",
+            TARGET,
+            registry=r,
         )
         self.token_refreshes = Counter(
             "apns_provider_token_refreshes", "Provider JWTs minted.", TARGET, registry=r
         )
         self.signing_key_info = Gauge(
-            "apns_signing_key_info", "Signing key used by a target; always 1.",
-            [*TARGET, "key_id", "team_id"], registry=r,
+            "apns_signing_key_info",
+            "Signing key used by a target; always 1.",
+            [*TARGET, "key_id", "team_id"],
+            registry=r,
         )
         self._environments: dict[str, str] = {}
 

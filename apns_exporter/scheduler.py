@@ -30,10 +30,10 @@ class Job:
 
 
 class Scheduler:
-    """Owns one task per job, all in one TaskGroup; results go to ``on_result``."""
+    """Owns one task per job, all in one TaskGroup; results go to ``on_result`` and listeners."""
 
     def __init__(self, on_result: Callable[[ProbeResult], None]) -> None:
-        self._on_result = on_result
+        self._listeners = [on_result]
         self._history: dict[tuple[str, ProbeKind], collections.deque[ProbeResult]] = {}
         self._tasks: dict[tuple[str, ProbeKind], asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -58,6 +58,10 @@ class Scheduler:
         self._history.setdefault(key, collections.deque(maxlen=HISTORY_LIMIT))
         self._tasks[key] = self._group.create_task(self._loop(job), name=f"probe-{key}")
 
+    def subscribe(self, listener: Callable[[ProbeResult], None]) -> None:
+        """Also call ``listener`` with every result from now on."""
+        self._listeners.append(listener)
+
     def latest(self, target: str, kind: ProbeKind) -> ProbeResult | None:
         """The most recent result of one probe, if it has run."""
         history = self._history.get((target, kind))
@@ -74,7 +78,8 @@ class Scheduler:
         while True:
             result = await self._run_once(job)
             self._history[(result.target, result.probe)].append(result)
-            self._on_result(result)
+            for listener in self._listeners:
+                listener(result)
             next_run += job.interval
             # A run that overran its interval skips the missed slots instead of bursting.
             now = loop.time()
@@ -94,6 +99,12 @@ class Scheduler:
             message = f"internal error: {type(exc).__name__}: {exc}"
         now = ctx.clock()
         return ProbeResult(
-            ctx.target.name, job.kind, False, now, 0.0, message, error="timeout",
+            ctx.target.name,
+            job.kind,
+            False,
+            now,
+            0.0,
+            message,
+            error="timeout",
             logs=tuple(ctx.logs),
         )

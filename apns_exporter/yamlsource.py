@@ -135,16 +135,23 @@ class YamlSource:
         for key, value in node.value:
             if key.tag == _MERGE_TAG:
                 if not _is_merge_source(value):
-                    self._fail(_position(key), "'<<' needs an alias to a mapping, or a list of "
-                               "them (e.g. <<: *defaults)", path)
+                    self._fail(
+                        _position(key),
+                        "'<<' needs an alias to a mapping, or a list of them (e.g. <<: *defaults)",
+                        path,
+                    )
                 continue
             if not isinstance(key, ScalarNode):
                 self._fail(_position(key), "mapping keys must be plain strings", path)
                 continue
             name = str(key.value)
             if name in first_seen:
-                self._fail(_position(key), f"duplicate key {name!r} (first defined on line "
-                           f"{first_seen[name].line}); keep only one", (*path, name))
+                self._fail(
+                    _position(key),
+                    f"duplicate key {name!r} (first defined on line "
+                    f"{first_seen[name].line}); keep only one",
+                    (*path, name),
+                )
                 continue
             first_seen[name] = _position(key)
             result[name] = self._build(value, (*path, name))

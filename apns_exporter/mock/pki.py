@@ -324,7 +324,9 @@ class CertificateAuthority:
             extensions.append(
                 (x509.UnrecognizedExtension(APNS_TOPICS_OID, der.sequence(*items)), False)
             )
-        label = "Apple Push Services" if envs != {SANDBOX} else "Apple Development IOS Push Services"
+        label = (
+            "Apple Push Services" if envs != {SANDBOX} else "Apple Development IOS Push Services"
+        )
         subject = x509.Name(
             [
                 x509.NameAttribute(NameOID.USER_ID, bundle_id),
@@ -364,9 +366,15 @@ def _ca_extensions(path_length: int | None) -> list[tuple[x509.ExtensionType, bo
         (x509.BasicConstraints(ca=True, path_length=path_length), True),
         (
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             True,
         ),
@@ -375,9 +383,15 @@ def _ca_extensions(path_length: int | None) -> list[tuple[x509.ExtensionType, bo
 
 def _leaf_key_usage() -> x509.KeyUsage:
     return x509.KeyUsage(
-        digital_signature=True, content_commitment=False, key_encipherment=False,
-        data_encipherment=False, key_agreement=False, key_cert_sign=False,
-        crl_sign=False, encipher_only=False, decipher_only=False,
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
     )
 
 

@@ -17,7 +17,9 @@ AUTH_CHECK_TOKEN = hashlib.sha256(b"apns-exporter auth check").hexdigest()
 AUTH_CHECK_OK = frozenset({Reason.BAD_DEVICE_TOKEN, Reason.DEVICE_TOKEN_NOT_FOR_TOPIC})
 
 # After these the server will not accept this connection's token again: start afresh.
-_WEDGING_REASONS = frozenset({Reason.EXPIRED_PROVIDER_TOKEN, Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES})
+_WEDGING_REASONS = frozenset(
+    {Reason.EXPIRED_PROVIDER_TOKEN, Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES}
+)
 
 
 async def run(ctx: ProbeContext) -> ProbeResult:
@@ -34,12 +36,19 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         message = str(error) if error is not None else "no connection"
         ctx.log(f"connect failed: {message}")
         return ProbeResult(
-            ctx.target.name, ProbeKind.CANARY, False, started, ctx.clock() - started,
-            message, error=error.reason if error else "connect", dial=lease.dial,
+            ctx.target.name,
+            ProbeKind.CANARY,
+            False,
+            started,
+            ctx.clock() - started,
+            message,
+            error=error.reason if error else "connect",
+            dial=lease.dial,
             logs=tuple(ctx.logs),
         )
     if lease.dial is not None:
-        ctx.log(f"connected to {ctx.channel.endpoint.host}:{ctx.channel.endpoint.port} {lease.dial.phases}")
+        endpoint = ctx.channel.endpoint
+        ctx.log(f"connected to {endpoint.host}:{endpoint.port} {lease.dial.phases}")
 
     body = json.dumps(canary.payload, separators=(",", ":")).encode()
     targets = [("device", t) for t in canary.device_tokens]
@@ -61,9 +70,16 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     failed = [o for o in outcomes if not o.ok]
     message = "all pushes answered as expected" if ok else _describe(failed[0])
     return ProbeResult(
-        ctx.target.name, ProbeKind.CANARY, ok, started, ctx.clock() - started, message,
+        ctx.target.name,
+        ProbeKind.CANARY,
+        ok,
+        started,
+        ctx.clock() - started,
+        message,
         error=next((o.error for o in failed if o.error), None),
-        dial=lease.dial, pushes=tuple(outcomes), token_issued_at=issued_at,
+        dial=lease.dial,
+        pushes=tuple(outcomes),
+        token_issued_at=issued_at,
         token_minted=issued_at is not None and issued_at != issued_before,
         logs=tuple(ctx.logs),
     )

@@ -21,12 +21,25 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             # A connection that cannot answer a PING is dead even if the socket looks open.
             await ctx.channel.discard()
         return ProbeResult(
-            ctx.target.name, ProbeKind.PING, False, started, ctx.clock() - started, str(exc),
-            error=exc.reason, dial=lease.dial, logs=tuple(ctx.logs),
+            ctx.target.name,
+            ProbeKind.PING,
+            False,
+            started,
+            ctx.clock() - started,
+            str(exc),
+            error=exc.reason,
+            dial=lease.dial,
+            logs=tuple(ctx.logs),
         )
     ctx.log(f"PING acknowledged in {rtt * 1000:.2f}ms")
     return ProbeResult(
-        ctx.target.name, ProbeKind.PING, True, started, ctx.clock() - started,
-        f"PING acknowledged in {rtt * 1000:.2f}ms", dial=lease.dial, rtt=rtt,
+        ctx.target.name,
+        ProbeKind.PING,
+        True,
+        started,
+        ctx.clock() - started,
+        f"PING acknowledged in {rtt * 1000:.2f}ms",
+        dial=lease.dial,
+        rtt=rtt,
         logs=tuple(ctx.logs),
     )

@@ -1,0 +1,127 @@
+"""Test helpers: a credentials workspace, a running exporter handle and sample lookup."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from apns_exporter.exporter import Exporter
+from apns_exporter.probes import ProbeKind, ProbeResult
+
+KEY_ID = "ABC123DEFG"
+TEAM_ID = "DEF123GHIJ"
+TOPIC = "com.example.app"
+WAIT_SECONDS = 15.0
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+@dataclass
+class Workspace:
+    """A temp directory holding the CA file, a .p8 key and configs written by tests."""
+
+    path: Path
+    ca_file: Path
+    key_file: Path
+
+    def config(self, targets_yaml: str, *, extra: str = "") -> Path:
+        """Write an exporter config with the given targets block and return its path."""
+        text = (
+            textwrap.dedent(extra)
+            + "targets:\n"
+            + textwrap.indent(textwrap.dedent(targets_yaml), "  ")
+        )
+        path = self.path / "apns-exporter.yml"
+        path.write_text(text)
+        return path
+
+    def target(
+        self,
+        port: int,
+        *,
+        name: str = "t1",
+        devices: tuple[str, ...] = (),
+        auth_check: bool = False,
+        key_file: Path | None = None,
+        interval: str = "100ms",
+    ) -> str:
+        """One target block pointing at a mock on ``port``."""
+        tokens = ", ".join(f'"{d}"' for d in devices)
+        return f"""\
+- name: {name}
+  environment: production
+  endpoint: 127.0.0.1:{port}
+  topic: {TOPIC}
+  ca_file: {self.ca_file}
+  auth:
+    token:
+      key_file: {key_file or self.key_file}
+      key_id: {KEY_ID}
+      team_id: {TEAM_ID}
+  ping:
+    interval: {interval}
+  canary:
+    interval: {interval}
+    timeout: 2s
+    device_tokens: [{tokens}]
+    auth_check: {"true" if auth_check else "false"}
+"""
+
+
+@dataclass
+class Running:
+    """An exporter serving HTTP on loopback, with helpers to wait for results and scrape."""
+
+    exporter: Exporter
+    url: str
+
+    async def wait_for(
+        self, predicate: Callable[[ProbeResult], bool], *, timeout: float = WAIT_SECONDS
+    ) -> ProbeResult:
+        """Wait for a probe result matching ``predicate`` (or fail after ``timeout``)."""
+        found: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+
+        def listener(result: ProbeResult) -> None:
+            if predicate(result) and not found.done():
+                found.set_result(result)
+
+        self.exporter.scheduler.subscribe(listener)
+        async with asyncio.timeout(timeout):
+            return await found
+
+    async def wait_canary(self, target: str = "t1", *, ok: bool | None = None) -> ProbeResult:
+        """Wait for the next canary result of a target (optionally with a given outcome)."""
+        return await self.wait_for(
+            lambda r: (
+                r.target == target and r.probe is ProbeKind.CANARY and (ok is None or r.ok is ok)
+            )
+        )
+
+    async def scrape_text(self, path: str = "/metrics") -> str:
+        """GET a page and return its body."""
+        async with aiohttp.ClientSession() as session, session.get(self.url + path) as resp:
+            assert resp.status == 200
+            return await resp.text()
+
+    async def scrape(self) -> Samples:
+        """Scrape /metrics and index every sample by (name, labels)."""
+        return parse_samples(await self.scrape_text())
+
+
+def parse_samples(text: str) -> Samples:
+    """Parse Prometheus text exposition with prometheus_client's parser."""
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """Look up one sample by name and exact labels."""
+    return samples.get((name, frozenset(labels.items())))
