@@ -9,8 +9,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from apns_exporter import __version__, config, logs
-from apns_exporter.errors import ConfigError
+from apns_exporter import __version__, config, logs, tokens
+from apns_exporter.errors import ConfigError, CredentialError
 from apns_exporter.exporter import Exporter
 from apns_exporter.web import parse_listen_address, serve
 
@@ -148,6 +148,11 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 1
     if args.config_check:
+        problems = _credential_problems(cfg)
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        if problems:
+            return 1
         print(f"{args.config_file}: configuration is valid ({len(cfg.targets)} target(s))")
         return 0
     try:
@@ -158,6 +163,18 @@ def _run(args: argparse.Namespace) -> int:
     return _serve_until_signalled(
         lambda stop: serve(Exporter(cfg), listen, args.telemetry_path, stop)
     )
+
+
+def _credential_problems(cfg: config.Config) -> list[str]:
+    """Load every credential once, so --config.check also catches unreadable keys."""
+    problems = []
+    for target in cfg.targets:
+        if target.auth.token is not None:
+            try:
+                tokens.load_signing_key(target.auth.token.key_file)
+            except CredentialError as exc:
+                problems.append(f"target {target.name}: {exc}")
+    return problems
 
 
 def _serve_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:

@@ -32,7 +32,7 @@ from apns_exporter.errors import ConfigError, ConfigIssue
 from apns_exporter.yamlsource import Path as KeyPath
 from apns_exporter.yamlsource import Position, YamlSource
 
-_HEX_PAIRS = re.compile(r"(?:[0-9a-fA-F]{2})+")
+_HEX = re.compile(r"[0-9a-fA-F]+")
 # Ordinary device tokens are 64 hex digits; Live Activity tokens have been seen at 160, and
 # Apple says the length may change, so allow headroom without accepting arbitrary junk.
 _DEVICE_TOKEN_LENGTHS = range(64, 201)
@@ -115,13 +115,15 @@ Topic = Annotated[
 def _split_endpoint(endpoint: str) -> tuple[str, int]:
     """``host:port`` or ``[v6]:port`` to its parts; ValueError with an example otherwise."""
     usage = f"endpoint must be host:port, e.g. {apns.PRODUCTION_HOST}:2197 or [::1]:8443"
+    if "/" in endpoint:
+        raise ValueError(f"{usage} (no scheme or path)")
     if endpoint.startswith("["):
         host, sep, port = endpoint[1:].partition("]:")
     else:
         host, sep, port = endpoint.rpartition(":")
         if ":" in host:
             raise ValueError(f"{usage} (put IPv6 addresses in brackets)")
-    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(usage)
     return host, int(port)
 
@@ -131,11 +133,14 @@ def _endpoint(value: str) -> str:
 
 
 def _device_token(value: str) -> str:
-    if not _HEX_PAIRS.fullmatch(value) or len(value) not in _DEVICE_TOKEN_LENGTHS:
-        raise ValueError(
-            f"device token must be an even number of hex digits, 64 to 200 long "
-            f"(got {len(value)} characters)"
-        )
+    problem = ""
+    if not _HEX.fullmatch(value):
+        problem = "has characters other than 0-9 and a-f"
+    elif len(value) % 2 or len(value) not in _DEVICE_TOKEN_LENGTHS:
+        problem = f"has {len(value)}"
+    if problem:
+        raise ValueError(f"device token must be an even number of hex digits from 64 to 200; "
+                         f"this one {problem}")
     return value.lower()
 
 
@@ -345,7 +350,6 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
         message = "config file is empty; it needs a targets: list (see examples/config.yaml)"
         raise ConfigError([ConfigIssue(f"{source}:1:1", message)])
     found: list[_Found] = [(p.position, p.path, p.message) for p in document.problems]
-    broken = {p.path for p in document.problems}
     config = None
     if isinstance(document.data, dict):
         found += _duplicate_names(document)
@@ -355,7 +359,7 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
             config = Config.model_validate(data, context={"base_dir": base_dir})
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
-                if not any(tuple(error["loc"][: len(p)]) == p for p in broken):
+                if not any(error["loc"][: len(p)] == p for p in document.unreadable):
                     path, message = _describe(error)
                     found.append((document.position(error["loc"]), path, message))
     elif not found:

@@ -89,6 +89,7 @@ class Connection:
         self._slots = asyncio.Condition()
         self._closed: ProbeError | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        self._settings_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @classmethod
     async def open(
@@ -101,19 +102,36 @@ class Connection:
     ) -> Connection:
         """Resolve, connect, handshake and start HTTP/2, timing each phase."""
         timings: dict[str, float] = {}
+        conn: Connection | None = None
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await _dial(endpoint, ssl_context, timings)
+                conn = cls(endpoint, reader, writer, timings, observer)
+                conn._start()
+                # The server's first SETTINGS carries its stream limit (1 for APNs until a
+                # valid token); no request may go out before we know it.
+                await conn._settings_received
         except TimeoutError:
+            if conn is not None:
+                await conn.aclose()
             raise ConnectFailed(
                 f"connecting to {endpoint.host}:{endpoint.port} timed out after {timeout:g}s",
                 "timeout",
             ) from None
-        conn = cls(endpoint, reader, writer, timings, observer)
-        conn._proto.initiate()
-        conn._flush()
-        conn._reader_task = asyncio.create_task(conn._read_loop(), name=f"apns-reader-{endpoint}")
+        except ConnectFailed:
+            raise
+        except ProbeError as exc:  # the server closed or broke HTTP/2 before its SETTINGS
+            if conn is not None:
+                await conn.aclose()
+            raise ConnectFailed(str(exc), "http2") from None
         return conn
+
+    def _start(self) -> None:
+        self._proto.initiate()
+        self._flush()
+        self._reader_task = asyncio.create_task(
+            self._read_loop(), name=f"apns-reader-{self.endpoint.host}:{self.endpoint.port}"
+        )
 
     @property
     def is_usable(self) -> bool:
@@ -267,6 +285,8 @@ class Connection:
             lost = ConnectionLost(f"GOAWAY from server (reason {event.reason})", "goaway")
             for sid in [s for s in self._responses if s > event.last_stream_id]:
                 self._resolve(sid, error=lost)
+        if isinstance(event, SettingsChanged) and not self._settings_received.done():
+            self._settings_received.set_result(None)
         if isinstance(event, SettingsChanged | StreamReset | Response | GoAway):
             async with self._slots:
                 self._slots.notify_all()
@@ -284,6 +304,8 @@ class Connection:
 
     def _fail_all(self, error: ProbeError) -> None:
         self._closed = self._closed or error
+        if not self._settings_received.done():
+            self._settings_received.set_exception(error)
         futures: list[asyncio.Future[Response] | asyncio.Future[float]] = [
             *self._responses.values(),
             *self._pings.values(),
@@ -320,28 +342,35 @@ async def _dial(
 
     started = time.perf_counter()
     try:
+        await _handshake(writer, endpoint, ssl_context)
+    except BaseException:
+        # Includes cancellation by the caller's timeout: never leak the socket.
+        writer.close()
+        raise
+    timings["tls"] = time.perf_counter() - started
+    return reader, writer
+
+
+async def _handshake(
+    writer: asyncio.StreamWriter, endpoint: Endpoint, ssl_context: ssl.SSLContext
+) -> None:
+    try:
         await writer.start_tls(
             ssl_context, server_hostname=endpoint.server_hostname or endpoint.host
         )
     except ssl.SSLCertVerificationError as exc:
-        writer.close()
         raise ConnectFailed(
             f"server certificate of {endpoint.host} not trusted: {exc.verify_message}", "tls_verify"
         ) from None
     except (ssl.SSLError, OSError) as exc:
-        writer.close()
         raise ConnectFailed(
             f"TLS handshake with {endpoint.host} failed: {exc}", "tls_handshake"
         ) from None
-    timings["tls"] = time.perf_counter() - started
-
     ssl_object = writer.get_extra_info("ssl_object")
     protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
     if protocol != "h2":
-        writer.close()
         raise ConnectFailed(
             f"{endpoint.host}:{endpoint.port} did not negotiate HTTP/2 via ALPN "
             f"(got {protocol!r}); is this an APNs endpoint?",
             "alpn",
         )
-    return reader, writer

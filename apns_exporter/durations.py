@@ -36,15 +36,16 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest Prometheus-style spelling of ``seconds`` ("1h30m", "500ms")."""
+    """The shortest Prometheus-style spelling of ``seconds`` ("1h30m", "500ms"), for messages."""
+    millis = round(seconds * 1000)
     if seconds == 0:
         return "0s"
-    millis = round(seconds * 1000, 6)
-    if millis != int(millis) or millis < 0:
+    # Negative or sub-millisecond values have no Prometheus spelling; show plain seconds.
+    if millis <= 0 or not math.isclose(millis, seconds * 1000, rel_tol=1e-12, abs_tol=1e-6):
         return f"{seconds:g}s"
-    rest, parts = int(millis), []
+    parts = []
     for unit, size in _UNITS.items():
-        count, rest = divmod(rest, round(size * 1000))
+        count, millis = divmod(millis, round(size * 1000))
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)

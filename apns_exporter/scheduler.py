@@ -32,8 +32,14 @@ class Job:
 class Scheduler:
     """Owns one task per job, all in one TaskGroup; results go to ``on_result`` and listeners."""
 
-    def __init__(self, on_result: Callable[[ProbeResult], None]) -> None:
+    def __init__(
+        self,
+        on_result: Callable[[ProbeResult], None],
+        *,
+        deadline_margin: float = DEADLINE_MARGIN_SECONDS,
+    ) -> None:
         self._listeners = [on_result]
+        self._margin = deadline_margin
         self._history: dict[tuple[str, ProbeKind], collections.deque[ProbeResult]] = {}
         self._tasks: dict[tuple[str, ProbeKind], asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
@@ -90,21 +96,15 @@ class Scheduler:
     async def _run_once(self, job: Job) -> ProbeResult:
         ctx = job.context
         try:
-            async with asyncio.timeout(job.deadline + DEADLINE_MARGIN_SECONDS):
+            async with asyncio.timeout(job.deadline + self._margin):
                 return await job.probe(ctx)
         except TimeoutError:
+            error = "timeout"
             message = f"probe did not finish within its {job.deadline:g}s deadline"
         except Exception as exc:  # a bug in one probe must not take the exporter down
             log.exception("probe %s of target %s crashed", job.kind, ctx.target.name)
-            message = f"internal error: {type(exc).__name__}: {exc}"
-        now = ctx.clock()
+            error, message = "internal", f"internal error: {type(exc).__name__}: {exc}"
         return ProbeResult(
-            ctx.target.name,
-            job.kind,
-            False,
-            now,
-            0.0,
-            message,
-            error="timeout",
+            ctx.target.name, job.kind, False, ctx.clock(), 0.0, message, error=error,
             logs=tuple(ctx.logs),
         )

@@ -107,10 +107,14 @@ async def serve(
 ) -> int:
     """Run the exporter and its web server until ``stop`` is set."""
     await exporter.start()
-    runner = web.AppRunner(make_app(exporter, telemetry_path=telemetry_path), access_log=None)
+    runner = web.AppRunner(
+        make_app(exporter, telemetry_path=telemetry_path),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, listen[0], listen[1], shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        site = web.TCPSite(runner, listen[0], listen[1])
         try:
             await site.start()
         except OSError as exc:

@@ -44,6 +44,8 @@ class YamlSource:
     def __init__(self, text: str) -> None:
         self.data: Any = None
         self.problems: list[Problem] = []
+        # Paths whose value could not be read and stands as None: not worth a second message.
+        self.unreadable: set[Path] = set()
         self._root: Node | None = None
         try:
             self._root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -91,16 +93,18 @@ class YamlSource:
     def _fail(self, where: Position, message: str, path: Path = ()) -> None:
         self.problems.append(Problem(where, path, message))
 
+    def _unreadable(self, node: Node, path: Path, message: str) -> None:
+        self._fail(_position(node), message, path)
+        self.unreadable.add(path)
+
     def _build(self, node: Node, path: Path) -> Any:
         # Aliased nodes are built once and shared, as PyYAML does, so problems are reported once.
         if id(node) in self._built:
             return self._built[id(node)]
         if id(node) in self._building:
-            self._fail(_position(node), "recursive alias (an anchor cannot contain itself)", path)
-            return None
+            return self._unreadable(node, path, "recursive alias (an anchor cannot contain itself)")
         if len(path) > MAX_DEPTH:
-            self._fail(_position(node), f"nested more than {MAX_DEPTH} levels deep", path)
-            return None
+            return self._unreadable(node, path, f"nested more than {MAX_DEPTH} levels deep")
         self._building.add(id(node))
         try:
             value = self._build_node(node, path)
@@ -117,13 +121,16 @@ class YamlSource:
                 problem = str(exc.problem)
                 if problem.startswith("could not determine a constructor"):
                     problem = f"unsupported tag {node.tag} (write a plain value)"
-                self._fail(_position(node), f"cannot read value: {problem}", path)
-            except (ValueError, OverflowError) as exc:
-                self._fail(_position(node), f"cannot read value {node.value!r}: {exc}", path)
-            return None
+                return self._unreadable(node, path, f"cannot read value: {problem}")
+            # PyYAML's scalar constructors raise bare IndexError, ValueError and the like on
+            # malformed input such as an empty "!!int" or the date 2024-13-01.
+            except Exception as exc:
+                tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+                detail = f": {exc}" if isinstance(exc, ValueError) else ""
+                message = f"cannot read {node.value!r} as {tag}{detail}"
+                return self._unreadable(node, path, f"{message} (quote it if it is meant as text)")
         if node.tag not in _PLAIN_TAGS:
-            self._fail(_position(node), f"unsupported tag {node.tag} (remove it)", path)
-            return None
+            return self._unreadable(node, path, f"unsupported tag {node.tag} (remove it)")
         if isinstance(node, SequenceNode):
             return [self._build(item, (*path, i)) for i, item in enumerate(node.value)]
         assert isinstance(node, MappingNode)
@@ -150,7 +157,7 @@ class YamlSource:
                     _position(key),
                     f"duplicate key {name!r} (first defined on line "
                     f"{first_seen[name].line}); keep only one",
-                    (*path, name),
+                    path,
                 )
                 continue
             first_seen[name] = _position(key)
@@ -211,7 +218,7 @@ def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
         mark = exc.problem_mark
         detail = exc.problem or "unreadable"
         if exc.context:
-            detail = f"{exc.context}: {detail}"
+            detail = f"{exc.context}, {detail}"
         where = Position(mark.line + 1, mark.column + 1)
     elif isinstance(exc, yaml.reader.ReaderError):
         before = text[: exc.position]
@@ -219,4 +226,9 @@ def _syntax_problem(exc: yaml.YAMLError, text: str) -> Problem:
         detail = f"character {exc.character!r} is not allowed"
     else:
         where, detail = Position(1, 1), str(exc).splitlines()[0]
-    return Problem(where, (), f"invalid YAML: {detail} (check indentation and quoting)")
+    hint = "check indentation and quoting"
+    if "'\\t'" in detail:
+        hint = "indent with spaces, not tabs"
+    elif "another document" in detail:
+        hint = "keep one document per file: remove the extra ---"
+    return Problem(where, (), f"invalid YAML: {detail} ({hint})")

@@ -48,7 +48,7 @@ class Workspace:
         devices: tuple[str, ...] = (),
         auth_check: bool = False,
         key_file: Path | None = None,
-        interval: str = "100ms",
+        interval: str = "1s",
     ) -> str:
         """One target block pointing at a mock on ``port``."""
         tokens = ", ".join(f'"{d}"' for d in devices)
@@ -67,7 +67,7 @@ class Workspace:
     interval: {interval}
   canary:
     interval: {interval}
-    timeout: 2s
+    timeout: 1s
     device_tokens: [{tokens}]
     auth_check: {"true" if auth_check else "false"}
 """

@@ -80,14 +80,22 @@ async def test_refused_port_is_connect(
 async def test_silent_server_is_timeout(ca: CertificateAuthority, tmp_path) -> None:
     """A server that accepts TCP but never answers the handshake fails with reason timeout."""
 
+    finished = asyncio.Event()
+
     async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+        await writer.wait_closed()
+        finished.set()
 
     server = await asyncio.start_server(mute, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
         with pytest.raises(ConnectFailed) as caught:
             await Connection.open(Endpoint("127.0.0.1", port), _trusting(ca, tmp_path), timeout=0.5)
+        # The server sees EOF only if the client really closed its socket on timeout.
+        async with asyncio.timeout(5):
+            await finished.wait()
     assert caught.value.reason == "timeout"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import jwt
@@ -263,7 +264,7 @@ def test_refresh_interval_outside_apple_limits_is_rejected(
     signing_key: ec.EllipticCurvePrivateKey, seconds: float
 ) -> None:
     """ProviderToken refuses a refresh interval outside 20..60 minutes."""
-    with pytest.raises(ValueError, match="outside 1200..3600"):
+    with pytest.raises(ValueError, match=r"outside 1200\.\.3600"):
         ProviderToken(signing_key, key_id=KEY_ID, team_id=TEAM_ID, refresh_interval=seconds)
 
 
@@ -296,7 +297,7 @@ def test_schedule_never_mints_within_twenty_minutes_or_serves_stale_tokens(
             mints.append(clock.now)
         assert token.issued_at is not None
         assert clock.now - token.issued_at < refresh_interval + 1
-    gaps = [b - a for a, b in zip(mints, mints[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(mints)]
     assert all(gap >= apns.TOKEN_MIN_REFRESH_SECONDS for gap in gaps)
 
 

@@ -1,5 +1,8 @@
-"""Simulated devices: which tokens exist, for which topic, whether they are still registered,
-and every notification each one received."""
+"""Simulated devices and the notifications they received.
+
+Which tokens exist, for which topic, whether they are still registered, and every
+notification each one received.
+"""
 
 from __future__ import annotations
 

@@ -54,7 +54,9 @@ def _convert(hint: Any, value: object, location: str) -> Any:
                 return _convert(candidate, value, location)
             except MappingError as exc:
                 errors.append(str(exc))
-        raise MappingError(errors[0] if len(errors) == 1 else f"{location}: {_kind(value)} fits none of its types")
+        if len(errors) == 1:
+            raise MappingError(errors[0])
+        raise MappingError(f"{location}: {_kind(value)} fits none of its types")
     if origin is typing.Literal:
         if value not in args:
             raise MappingError(f"{location}: expected one of {list(args)}, got {value!r}")
@@ -66,9 +68,10 @@ def _convert(hint: Any, value: object, location: str) -> Any:
             return tuple(_convert(args[0], v, f"{location}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             raise MappingError(f"{location}: expected {len(args)} items, got {len(value)}")
-        return tuple(_convert(a, v, f"{location}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_convert(a, v, f"{location}[{i}]") for i, (a, v) in pairs)
     if dataclasses.is_dataclass(hint):
-        return from_mapping(hint, value, location)
+        return from_mapping(typing.cast(type, hint), value, location)
     if hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)

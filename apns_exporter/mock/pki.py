@@ -1,11 +1,14 @@
-"""A throwaway test PKI, generated at run time: CAs, server certificates, provider certificates
-with Apple's extension layout, and ES256 signing keys (the content of an Apple ``.p8`` file).
+"""A throwaway test PKI, generated at run time.
+
+CAs, server certificates, provider certificates with Apple's extension layout, and ES256
+signing keys (the content of an Apple ``.p8`` file).
 
 Nothing here is secret or persistent; every test and every ``mock-apns`` run makes its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import uuid
@@ -93,7 +96,7 @@ class ProviderCertificate(Keypair):
     environments: frozenset[str] = field(default_factory=frozenset)
 
     def pkcs12(self, password: bytes | None = None, name: bytes = b"apns") -> bytes:
-        """Return the certificate, chain and key as a PKCS#12 blob, encrypted when given a password."""
+        """Return certificate, chain and key as PKCS#12, encrypted when given a password."""
         encryption: serialization.KeySerializationEncryption = (
             serialization.BestAvailableEncryption(password)
             if password
@@ -163,10 +166,8 @@ def read_provider_identity(cert: x509.Certificate) -> ProviderIdentity:
         pass
     else:
         if isinstance(ext, x509.UnrecognizedExtension):
-            try:
+            with contextlib.suppress(der.DERError):
                 topics.extend(t for t in der.sequence_strings(ext.value) if t not in topics)
-            except der.DERError:
-                pass
     teams = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     return ProviderIdentity(
         uid=uid,
@@ -194,7 +195,7 @@ class CertificateAuthority:
 
     @property
     def cert_pem(self) -> bytes:
-        """This CA's own certificate, PEM encoded (the trust anchor when it is a root)."""
+        """The CA's own certificate, PEM encoded (the trust anchor when it is a root)."""
         return _cert_pem(self.certificate)
 
     @property
@@ -348,7 +349,7 @@ class CertificateAuthority:
         valid_from: dt.datetime | None = None,
         valid_until: dt.datetime | None = None,
     ) -> ProviderCertificate:
-        """Issue an MDM push certificate: topic ``com.apple.mgmt.External.<uuid>``, production only."""
+        """Issue an MDM push certificate (topic ``com.apple.mgmt.External.<uuid>``, production)."""
         topic = f"com.apple.mgmt.External.{push_uuid or uuid.uuid4()}"
         return self.issue_provider(
             topic,

@@ -11,8 +11,8 @@ from apns_exporter.apns import TOKEN_MAX_AGE_SECONDS, TOKEN_MIN_REFRESH_SECONDS
 # Connection-level checks (client certificate validity and environment) come before all of
 # these, at TLS handshake and right after the HTTP/2 preface. Then, per request:
 #   method        :method must be POST                             405 MethodNotAllowed
-#   path          /3/device/<token>                                404 BadPath, 400 MissingDeviceToken
-#   auth          provider token or client certificate              403 ..., 429 TooManyProviderTokenUpdates
+#   path          /3/device/<token>                     404 BadPath, 400 MissingDeviceToken
+#   auth          provider token or client certificate  403 ..., 429 TooManyProviderTokenUpdates
 #   headers       apns-id, priority, push type, topic, collapse id,
 #                 expiration, duplicates                            400 ...
 #   device_token  hex, length, registry, topic, still registered    400 BadDeviceToken, ..., 410

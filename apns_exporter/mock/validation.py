@@ -48,7 +48,9 @@ class Request:
     def device_token(self) -> str:
         """The token part of a /3/device/<token> path, lower-cased ("" if none)."""
         path = self.path
-        return path[len(DEVICE_PATH_PREFIX) :].lower() if path.startswith(DEVICE_PATH_PREFIX) else ""
+        if not path.startswith(DEVICE_PATH_PREFIX):
+            return ""
+        return path[len(DEVICE_PATH_PREFIX) :].lower()
 
     @property
     def push_type(self) -> PushType:
@@ -191,11 +193,11 @@ class Validator:
             if policy.token_update_scope == "team"
             else session.tokens
         )
-        if state.token is not None and state.token != raw:
-            if now - state.accepted_at < policy.token_min_refresh:
-                if policy.token_update_cooloff > 0:
-                    session.stuck_until = now + policy.token_update_cooloff
-                return Verdict(Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES)
+        too_soon = now - state.accepted_at < policy.token_min_refresh
+        if state.token is not None and state.token != raw and too_soon:
+            if policy.token_update_cooloff > 0:
+                session.stuck_until = now + policy.token_update_cooloff
+            return Verdict(Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES)
         if state.token != raw:
             state.token, state.accepted_at = raw, now
         session.provider_token = token
@@ -205,7 +207,7 @@ class Validator:
 
     def _headers(self, request: Request, session: Session) -> Verdict | None:
         apns_id = request.first("apns-id")
-        if apns_id is not None and not _UUID.fullmatch(apns_id):
+        if apns_id is not None and not is_uuid(apns_id):
             return Verdict(Reason.BAD_MESSAGE_ID)
         raw_type = request.first("apns-push-type")
         push_type = request.push_type
@@ -293,6 +295,11 @@ class Validator:
             return Verdict(Reason.TOO_MANY_REQUESTS)
         recent.append(now)
         return None
+
+
+def is_uuid(value: str) -> bool:
+    """Whether ``value`` is a canonical 8-4-4-4-12 UUID, the only form APNs accepts."""
+    return _UUID.fullmatch(value) is not None
 
 
 def topic_of(request: Request, session: Session) -> str | None:
