@@ -82,6 +82,7 @@ class Channel:
         self._retry_at = 0.0
         self._last_failure: ConnectFailed | None = None
         self._lock = asyncio.Lock()
+        self._draining: set[asyncio.Task[None]] = set()
 
     @property
     def connection(self) -> Connection | None:
@@ -96,8 +97,7 @@ class Channel:
             if conn is not None:
                 return Lease(conn)
             if self._connection is not None:
-                await self._connection.aclose()
-                self._connection = None
+                self._retire(self._connection)
             if self._last_failure is not None and self._clock() < self._retry_at:
                 wait = self._retry_at - self._clock()
                 error = ConnectFailed(
@@ -115,18 +115,37 @@ class Channel:
                 self._last_failure = exc
                 self._retry_at = self._clock() + self._backoff.next_delay()
                 return Lease(None, DialReport(False, reason=exc.reason, message=str(exc)), exc)
-            self._backoff.reset()
             self._last_failure = None
             self._connection = conn
             return Lease(conn, DialReport(True, phases=dict(conn.timings)))
 
     async def discard(self) -> None:
-        """Close the current connection so the next :meth:`acquire` opens a fresh one."""
+        """Retire the current connection so the next :meth:`acquire` opens a fresh one."""
         async with self._lock:
             if self._connection is not None:
-                await self._connection.aclose()
-                self._connection = None
+                self._retire(self._connection)
 
     async def aclose(self) -> None:
-        """Close everything; the channel may be used again afterwards."""
-        await self.discard()
+        """Close every connection, including those still draining."""
+        async with self._lock:
+            if self._connection is not None:
+                self._retire(self._connection)
+        await asyncio.gather(*self._draining)
+
+    def _retire(self, conn: Connection) -> None:
+        self._connection = None
+        if conn.proven:
+            self._backoff.reset()
+        else:
+            # A server that accepts TLS and then hangs up (GOAWAY for a wrong-environment
+            # certificate, say) must not turn into a reconnect loop: treat it as a failure.
+            failure = conn.failure
+            reason = failure.reason if failure is not None else "http2"
+            self._last_failure = ConnectFailed(
+                f"connection ended before the server answered anything: {failure}", reason
+            )
+            self._retry_at = self._clock() + self._backoff.next_delay()
+        # In-flight streams up to the GOAWAY's last-stream-id may still be answered.
+        task = asyncio.create_task(conn.drain(timeout=self._connect_timeout))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import re
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -24,13 +23,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import ErrorDetails
 
-from apns_exporter import apns
+from apns_exporter import apns, diagnostics
 from apns_exporter.durations import format_duration, parse_duration
 from apns_exporter.errors import ConfigError, ConfigIssue
-from apns_exporter.yamlsource import Path as KeyPath
-from apns_exporter.yamlsource import Position, YamlSource
+from apns_exporter.yamlsource import KeyPath, Position, YamlSource
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # Ordinary device tokens are 64 hex digits; Live Activity tokens have been seen at 160, and
@@ -139,8 +136,9 @@ def _device_token(value: str) -> str:
     elif len(value) % 2 or len(value) not in _DEVICE_TOKEN_LENGTHS:
         problem = f"has {len(value)}"
     if problem:
-        raise ValueError(f"device token must be an even number of hex digits from 64 to 200; "
-                         f"this one {problem}")
+        raise ValueError(
+            f"device token must be an even number of hex digits from 64 to 200; this one {problem}"
+        )
     return value.lower()
 
 
@@ -360,17 +358,12 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 if not any(error["loc"][: len(p)] == p for p in document.unreadable):
-                    path, message = _describe(error)
+                    path, message = diagnostics.describe(error, Config)
                     found.append((document.position(error["loc"]), path, message))
     elif not found:
-        kind = _kind(document.data)
-        found.append(
-            (
-                Position(1, 1),
-                (),
-                f"the top level must be a mapping with a targets: list, not {kind}",
-            )
-        )
+        kind = diagnostics.kind(document.data)
+        message = f"the top level must be a mapping with a targets: list, not {kind}"
+        found.append((document.position(()), (), message))
     if found or config is None:
         found.sort(key=lambda item: (item[0].line, item[0].column))
         raise ConfigError([_issue(source, *item) for item in found])
@@ -378,9 +371,9 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
 
 
 def _issue(source: str, where: Position, path: Sequence[str | int], message: str) -> ConfigIssue:
-    dotted = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
+    key = diagnostics.dotted(path)
     return ConfigIssue(
-        f"{source}:{where.line}:{where.column}", f"{dotted}: {message}" if dotted else message
+        f"{source}:{where.line}:{where.column}", f"{key}: {message}" if key else message
     )
 
 
@@ -404,62 +397,3 @@ def _duplicate_names(document: YamlSource) -> list[_Found]:
             )
         first.setdefault(name, index)
     return found
-
-
-def _describe(error: ErrorDetails) -> tuple[KeyPath, str]:
-    """A pydantic error as (key path, one-line message that says what to write instead)."""
-    loc, kind, value = tuple(error["loc"]), error["type"], error.get("input")
-    if kind == "missing":
-        return loc[:-1], f"missing required key {loc[-1]!r}"
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        return loc[:-1], f"unknown key {loc[-1]!r} ({hint}allowed: {', '.join(allowed)})"
-    if kind == "value_error":
-        return loc, str(error.get("ctx", {}).get("error", error["msg"]))
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return loc, f"expected a mapping of keys to values, got {_kind(value)}"
-    if kind in ("tuple_type", "list_type"):
-        return loc, f"expected a list, got {_kind(value)}"
-    if kind == "string_type":
-        return loc, f"expected a string, got {_kind(value)} (put the value in quotes)"
-    if kind.startswith("int_"):
-        return loc, f"expected a whole number, got {_kind(value)}"
-    if kind.startswith("bool_"):
-        return loc, f"expected true or false, got {_kind(value)}"
-    if kind == "enum":
-        shown = repr(value) if isinstance(value, str) else _kind(value)
-        return loc, f"must be {error.get('ctx', {}).get('expected')}, got {shown[:60]}"
-    return loc, error["msg"]
-
-
-def _allowed_keys(path: Sequence[str | int]) -> list[str]:
-    """The keys the model at ``path`` accepts, as written in YAML."""
-    model: type[BaseModel] | None = Config
-    for step in path:
-        if model is None or isinstance(step, int):
-            continue
-        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == step), None)
-        model = _model_in(field.annotation) if field else None
-    return [f.alias or n for n, f in model.model_fields.items()] if model else []
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next(filter(None, (_model_in(arg) for arg in get_args(annotation))), None)
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "nothing (an empty value)"
-    names = {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        dict: "a mapping",
-    }
-    return names.get(type(value), f"a {type(value).__name__}")

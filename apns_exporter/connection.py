@@ -139,6 +139,27 @@ class Connection:
         return self._closed is None and self._proto.goaway is None
 
     @property
+    def proven(self) -> bool:
+        """Whether the server has answered anything (a response or a PING) on this connection."""
+        return self._proven
+
+    @property
+    def failure(self) -> ProbeError | None:
+        """Why the connection ended, once it has."""
+        if self._closed is None and self._proto.goaway is not None:
+            return ConnectionLost(
+                f"GOAWAY from server (reason {self._proto.goaway.reason})", "goaway"
+            )
+        return self._closed
+
+    async def drain(self, *, timeout: float) -> None:
+        """Let in-flight streams finish (up to ``timeout``), then close."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._slots:
+                await self._slots.wait_for(lambda: not self._responses or self._closed is not None)
+        await self.aclose()
+
+    @property
     def max_concurrent_streams(self) -> int:
         """The server's advertised stream limit."""
         return self._proto.max_concurrent_streams
@@ -261,6 +282,8 @@ class Connection:
     async def _dispatch(self, event: Event) -> None:
         if self._observer is not None:
             self._observer(event)
+        if isinstance(event, Response | PingAcked):
+            self._proven = True
         if isinstance(event, Response):
             self._resolve(event.stream_id, result=event)
         elif isinstance(event, StreamReset):

@@ -9,7 +9,15 @@ from __future__ import annotations
 import platform
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from apns_exporter import __version__
 from apns_exporter.apns import Reason
@@ -37,9 +45,16 @@ def response_labels() -> list[tuple[str, str]]:
 class Metrics:
     """The exporter's metric families; call :meth:`record` with each probe result."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
+        if process_metrics:
+            # The exporter's own health, as every Prometheus exporter reports it.
+            ProcessCollector(registry=r)
+            PlatformCollector(registry=r)
+            GCCollector(registry=r)
         self.build_info = Gauge(
             "apns_exporter_build_info",
             "Build information; always 1.",

@@ -105,6 +105,12 @@ class Scheduler:
             log.exception("probe %s of target %s crashed", job.kind, ctx.target.name)
             error, message = "internal", f"internal error: {type(exc).__name__}: {exc}"
         return ProbeResult(
-            ctx.target.name, job.kind, False, ctx.clock(), 0.0, message, error=error,
+            ctx.target.name,
+            job.kind,
+            False,
+            ctx.clock(),
+            0.0,
+            message,
+            error=error,
             logs=tuple(ctx.logs),
         )

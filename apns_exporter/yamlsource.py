@@ -10,7 +10,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 
 # Aliases can expand a small file into billions of values ("billion laughs"), and deep
 # nesting exhausts the interpreter stack; no real config comes near either limit.
@@ -34,7 +34,7 @@ class Problem:
     """A YAML-level problem: where it is, the key path to it, and what is wrong."""
 
     position: Position
-    path: Path
+    path: KeyPath
     message: str
 
 
@@ -45,7 +45,7 @@ class YamlSource:
         self.data: Any = None
         self.problems: list[Problem] = []
         # Paths whose value could not be read and stands as None: not worth a second message.
-        self.unreadable: set[Path] = set()
+        self.unreadable: set[KeyPath] = set()
         self._root: Node | None = None
         try:
             self._root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -90,14 +90,14 @@ class YamlSource:
                 break
         return here
 
-    def _fail(self, where: Position, message: str, path: Path = ()) -> None:
+    def _fail(self, where: Position, message: str, path: KeyPath = ()) -> None:
         self.problems.append(Problem(where, path, message))
 
-    def _unreadable(self, node: Node, path: Path, message: str) -> None:
+    def _unreadable(self, node: Node, path: KeyPath, message: str) -> None:
         self._fail(_position(node), message, path)
         self.unreadable.add(path)
 
-    def _build(self, node: Node, path: Path) -> Any:
+    def _build(self, node: Node, path: KeyPath) -> Any:
         # Aliased nodes are built once and shared, as PyYAML does, so problems are reported once.
         if id(node) in self._built:
             return self._built[id(node)]
@@ -113,7 +113,7 @@ class YamlSource:
         self._built[id(node)] = value
         return value
 
-    def _build_node(self, node: Node, path: Path) -> Any:
+    def _build_node(self, node: Node, path: KeyPath) -> Any:
         if isinstance(node, ScalarNode):
             try:
                 return self._constructor.construct_object(node, deep=True)
@@ -136,7 +136,7 @@ class YamlSource:
         assert isinstance(node, MappingNode)
         return self._build_mapping(node, path)
 
-    def _build_mapping(self, node: MappingNode, path: Path) -> dict[str, Any]:
+    def _build_mapping(self, node: MappingNode, path: KeyPath) -> dict[str, Any]:
         result: dict[str, Any] = {}
         first_seen: dict[str, Position] = {}
         for key, value in node.value:

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from apns_exporter.mock.server import MockAPNs
 
 from apns_exporter import config, web
 from apns_exporter.exporter import Exporter
@@ -19,6 +18,7 @@ from apns_exporter.mock.pki import (
     generate_ca,
     generate_signing_key,
 )
+from apns_exporter.mock.server import MockAPNs
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, WAIT_SECONDS, Running, Workspace
 
 

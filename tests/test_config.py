@@ -41,10 +41,13 @@ TOKEN = "key_file: AuthKey_ABC123DEFG.p8, key_id: ABC123DEFG, team_id: DEF123GHI
 
 def write_p8(path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    path.write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ))
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 @pytest.fixture
@@ -82,7 +85,11 @@ def test_example_config_loads(tmp_path: Path) -> None:
     assert loaded.global_.scrape_timeout == 10.0
     prod, sandbox = loaded.targets
     assert (prod.name, prod.environment, prod.host, prod.port) == (
-        "prod-main", apns.Environment.PRODUCTION, apns.PRODUCTION_HOST, 443)
+        "prod-main",
+        apns.Environment.PRODUCTION,
+        apns.PRODUCTION_HOST,
+        443,
+    )
     assert prod.auth.method == "token"
     assert prod.auth.token is not None
     assert prod.auth.token.key_file == tmp_path / KEY_NAME
@@ -113,9 +120,14 @@ def test_canary_defaults(config_dir: Path) -> None:
     """A canary with only auth_check gets background, priority 5, the silent payload, 5m."""
     canary = parse(VALID + "    canary: {auth_check: true}\n", config_dir).targets[0].canary
     assert canary == config.CanaryConfig(
-        interval=300.0, timeout=None, device_tokens=(), auth_check=True,
-        push_type=apns.PushType.BACKGROUND, priority=5,
-        payload={"aps": {"content-available": 1}}, expiration=0,
+        interval=300.0,
+        timeout=None,
+        device_tokens=(),
+        auth_check=True,
+        push_type=apns.PushType.BACKGROUND,
+        priority=5,
+        payload={"aps": {"content-available": 1}},
+        expiration=0,
     )
 
 
@@ -127,11 +139,14 @@ def test_device_tokens_are_lowercased_and_long_tokens_accepted(config_dir: Path)
     assert canary.device_tokens == ("ab" * 32, "cd" * 80)
 
 
-@pytest.mark.parametrize(("endpoint", "host", "port"), [
-    ("127.0.0.1:8443", "127.0.0.1", 8443),
-    ("api.push.apple.com:2197", "api.push.apple.com", 2197),
-    ("'[::1]:2197'", "::1", 2197),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "host", "port"),
+    [
+        ("127.0.0.1:8443", "127.0.0.1", 8443),
+        ("api.push.apple.com:2197", "api.push.apple.com", 2197),
+        ("'[::1]:2197'", "::1", 2197),
+    ],
+)
 def test_endpoint_overrides_host_and_port(
     config_dir: Path, endpoint: str, host: str, port: int
 ) -> None:
@@ -196,199 +211,401 @@ TARGET_KEYS = "name, environment, endpoint, topic, auth, ca_file, ping, canary"
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
 BAD_CONFIGS = [
-    pytest.param("", [
-        "apns.yml:1:1: config file is empty; it needs a targets: list (see examples/config.yaml)",
-    ], id="empty"),
-    pytest.param("# just a comment\n\n", [
-        "apns.yml:1:1: config file is empty; it needs a targets: list (see examples/config.yaml)",
-    ], id="only-comments"),
-    pytest.param("- a\n- b\n", [
-        "apns.yml:1:1: the top level must be a mapping with a targets: list, not a list",
-    ], id="top-level-list"),
-    pytest.param(VALID.replace("    topic: com.example.app", "    topic: [com.example.app"), [
-        "apns.yml:5:9: invalid YAML: while parsing a flow sequence, expected ',' or ']', "
-        "but got ':' (check indentation and quoting)",
-    ], id="malformed-yaml"),
-    pytest.param(VALID.replace("    topic", "\ttopic"), [
-        "apns.yml:4:1: invalid YAML: while scanning for the next token, found character '\\t' "
-        "that cannot start any token (indent with spaces, not tabs)",
-    ], id="tab-indent"),
-    pytest.param(VALID + "---\n" + VALID, [
-        "apns.yml:10:1: invalid YAML: expected a single document in the stream, but found "
-        "another document (keep one document per file: remove the extra ---)",
-    ], id="two-documents"),
-    pytest.param("targets: []\n", [
-        "apns.yml:1:1: targets: at least one target is required",
-    ], id="no-targets"),
-    pytest.param("targets:\n  prod:\n    environment: production\n", [
-        "apns.yml:1:1: targets: expected a list, got a mapping",
-    ], id="targets-mapping"),
-    pytest.param(VALID.replace("targets:", "global: {}\ntarget:"), [
-        "apns.yml:1:1: missing required key 'targets'",
-        "apns.yml:2:1: unknown key 'target' (did you mean 'targets'? allowed: global, targets)",
-    ], id="unknown-top-level-key"),
-    pytest.param("global:\n  scrape_timeot: 5s\n" + VALID, [
-        "apns.yml:2:3: global: unknown key 'scrape_timeot' (did you mean 'scrape_timeout'? "
-        "allowed: scrape_timeout)",
-    ], id="unknown-global-key"),
-    pytest.param(VALID + "    pingg: {interval: 5s}\n", [
-        f"apns.yml:10:5: targets[0]: unknown key 'pingg' (did you mean 'ping'? allowed: "
-        f"{TARGET_KEYS})",
-    ], id="unknown-target-key"),
-    pytest.param(VALID.replace("      token:", "      certificate: {}\n      token:"), [
-        "apns.yml:6:7: targets[0].auth: unknown key 'certificate' (allowed: token)",
-    ], id="certificate-not-yet"),
-    pytest.param(f"targets:\n  - name: prod\n    auth:\n      token: {{{TOKEN}}}\n", [
-        "apns.yml:2:5: targets[0]: missing required key 'environment'",
-        "apns.yml:2:5: targets[0]: missing required key 'topic'",
-    ], id="missing-keys"),
-    pytest.param(VALID.replace("        team_id: DEF123GHIJ\n", ""), [
-        "apns.yml:6:7: targets[0].auth.token: missing required key 'team_id'",
-    ], id="missing-team-id"),
-    pytest.param(VALID.replace("topic: com.example.app\n", "topic: com.example.app\n"
-                               "    topic: com.example.other\n"), [
-        "apns.yml:5:5: targets[0]: duplicate key 'topic' (first defined on line 4); "
-        "keep only one",
-    ], id="duplicate-yaml-key"),
-    pytest.param(VALID + f"  - name: prod\n    environment: sandbox\n    topic: t\n"
-                 f"    auth: {{token: {{{TOKEN}}}}}\n", [
-        "apns.yml:10:5: targets[1].name: duplicate target name 'prod' (also targets[0]); "
-        "give each target its own name",
-    ], id="duplicate-target-name"),
-    pytest.param(VALID.replace("name: prod", "name: prod main"), [
-        "apns.yml:2:5: targets[0].name: 'prod main' is not a valid target name "
-        "(use letters, digits, _ . -)",
-    ], id="bad-target-name"),
-    pytest.param(VALID.replace("production", "prod"), [
-        "apns.yml:3:5: targets[0].environment: must be 'production' or 'sandbox', got 'prod'",
-    ], id="bad-environment"),
-    pytest.param(VALID.replace("topic: com.example.app", "topic: !env TOPIC"), [
-        "apns.yml:4:12: targets[0].topic: cannot read value: unsupported tag !env "
-        "(write a plain value)",
-    ], id="unsupported-tag"),
-    pytest.param(VALID.replace("production", "2024-13-01"), [
-        "apns.yml:3:18: targets[0].environment: cannot read '2024-13-01' as !!timestamp: "
-        "month must be in 1..12 (quote it if it is meant as text)",
-    ], id="impossible-date"),
-    pytest.param(VALID.replace("name: prod", "name: !!int"), [
-        "apns.yml:2:11: targets[0].name: cannot read '' as !!int "
-        "(quote it if it is meant as text)",
-    ], id="empty-int-tag"),
-    pytest.param(VALID.replace(KEY_NAME, "keys/missing.p8"), [
-        f"apns.yml:7:9: targets[0].auth.token.key_file: file not found: {{dir}}/keys/missing.p8 "
-        f"({HINT})",
-    ], id="key-file-missing"),
-    pytest.param(VALID.replace(KEY_NAME, "."), [
-        "apns.yml:7:9: targets[0].auth.token.key_file: {dir} is a directory; "
-        "point at the file inside it",
-    ], id="key-file-directory"),
-    pytest.param(VALID + "    ca_file: missing.pem\n", [
-        f"apns.yml:10:5: targets[0].ca_file: file not found: {{dir}}/missing.pem ({HINT})",
-    ], id="ca-file-missing"),
-    pytest.param(VALID.replace("ABC123DEFG\n", "abc123defg\n").replace(
-        "team_id: DEF123GHIJ", "team_id: 1234567890"), [
-        "apns.yml:8:9: targets[0].auth.token.key_id: must be the 10-character key ID from "
-        "Apple: upper-case letters and digits",
-        "apns.yml:9:9: targets[0].auth.token.team_id: expected a string, got a number "
-        "(put the value in quotes)",
-    ], id="bad-apple-ids"),
-    pytest.param(VALID + "        refresh_interval: 10m\n", [
-        "apns.yml:10:9: targets[0].auth.token.refresh_interval: must be between 20m and 1h "
-        "(APNs rejects tokens older than 1h, and new tokens sooner than 20m after the last)",
-    ], id="refresh-too-often"),
-    pytest.param(VALID + "        refresh_interval: 61m\n", [
-        "apns.yml:10:9: targets[0].auth.token.refresh_interval: must be between 20m and 1h "
-        "(APNs rejects tokens older than 1h, and new tokens sooner than 20m after the last)",
-    ], id="refresh-too-rarely"),
-    pytest.param(VALID.split("    auth:")[0] + "    auth: {}\n", [
-        "apns.yml:5:5: targets[0].auth: auth needs exactly one of: token",
-    ], id="auth-empty"),
-    pytest.param(VALID + "    ping:\n      interval: 10x\n      timeout: yes\n", [
-        "apns.yml:11:7: targets[0].ping.interval: invalid duration '10x' "
-        "(use 500ms, 10s, 5m, 1h30m, or a number of seconds)",
-        "apns.yml:12:7: targets[0].ping.timeout: expected a duration "
-        "(500ms, 10s, 5m, 1h30m, or a number of seconds)",
-    ], id="bad-durations"),
-    pytest.param("global:\n  scrape_timeout: 0s\n" + VALID, [
-        "apns.yml:2:3: global.scrape_timeout: must be greater than zero",
-    ], id="zero-timeout"),
-    pytest.param(VALID + "    ping: {interval: 5s, timeout: 10s}\n", [
-        "apns.yml:10:26: targets[0].ping.timeout: timeout (10s) must not be longer than "
-        "interval (5s)",
-    ], id="timeout-over-interval"),
-    pytest.param(VALID + "    ping:\n", [
-        "apns.yml:10:5: targets[0].ping: expected a mapping of keys to values, "
-        "got nothing (an empty value)",
-    ], id="ping-empty"),
-    pytest.param(VALID + "    endpoint: api.push.apple.com\n", [
-        f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE}",
-    ], id="endpoint-without-port"),
-    pytest.param(VALID + "    endpoint: ::1:8443\n", [
-        f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE} (put IPv6 addresses in brackets)",
-    ], id="endpoint-bare-ipv6"),
-    pytest.param(VALID + "    endpoint: https://api.push.apple.com:443\n", [
-        f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE} (no scheme or path)",
-    ], id="endpoint-url"),
-    pytest.param(VALID + "    endpoint: localhost:70000\n", [
-        f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE}",
-    ], id="endpoint-port-range"),
-    pytest.param(VALID + "    canary:\n      interval: 5m\n", [
-        "apns.yml:10:5: targets[0].canary: canary needs device_tokens, auth_check: true, "
-        "or both (remove canary to send no canary pushes)",
-    ], id="canary-sends-nothing"),
-    pytest.param(CANARY + "      priority: 10\n", [
-        "apns.yml:12:7: targets[0].canary.priority: background pushes cannot use priority 10 "
-        "(APNs answers 400 BadPriority); use 5",
-    ], id="background-priority-10"),
-    pytest.param(CANARY + "      push_type: alert\n      priority: 7\n", [
-        "apns.yml:13:7: targets[0].canary.priority: must be 10 (immediate), "
-        "5 (power-considerate) or 1 (low)",
-    ], id="bad-priority"),
-    pytest.param(CANARY + "      push_type: silent\n", [
-        "apns.yml:12:7: targets[0].canary.push_type: must be 'alert', 'background', 'location', "
-        "'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', 'pushtotalk', "
-        "'widgets' or 'controls', got 'silent'",
-    ], id="bad-push-type"),
-    pytest.param(CANARY + "      push_type: voip\n", [
-        "apns.yml:10:5: targets[0].canary: push_type voip needs a topic ending in '.voip' "
-        "(e.g. topic: com.example.app.voip), or APNs answers BadTopic",
-    ], id="voip-topic-suffix"),
-    pytest.param(CANARY + "      auth_check: 'true'\n", [
-        "apns.yml:12:7: targets[0].canary: duplicate key 'auth_check' (first defined on "
-        "line 11); keep only one",
-    ], id="duplicate-canary-key"),
-    pytest.param(VALID + "    canary: {auth_check: 'true'}\n", [
-        "apns.yml:10:14: targets[0].canary.auth_check: expected true or false, got a string",
-    ], id="auth-check-string"),
-    pytest.param(VALID + "    canary:\n      device_tokens:\n        - abc\n        - "
-                 + "g" * 64 + "\n        - " + "a" * 65 + "\n        - " + "1" * 64 + "\n", [
-        f"apns.yml:12:11: targets[0].canary.device_tokens[0]: {TOKEN_RULE} has 3",
-        f"apns.yml:13:11: targets[0].canary.device_tokens[1]: {TOKEN_RULE} has characters "
-        "other than 0-9 and a-f",
-        f"apns.yml:14:11: targets[0].canary.device_tokens[2]: {TOKEN_RULE} has 65",
-        "apns.yml:15:11: targets[0].canary.device_tokens[3]: expected a string, got a number "
-        "(put the value in quotes)",
-    ], id="bad-device-tokens"),
-    pytest.param(CANARY + "      payload: {aps: {alert: " + "x" * 4100 + "}}\n", [
-        "apns.yml:12:7: targets[0].canary.payload: payload is 4120 bytes as JSON; APNs accepts "
-        "at most 4096 for background pushes",
-    ], id="payload-too-large"),
-    pytest.param(CANARY + "      payload: {aps: {alert: 2024-01-01}}\n", [
-        "apns.yml:12:7: targets[0].canary.payload: payload must be plain JSON: mappings, lists, "
-        "strings, numbers, booleans and null (no dates or binary)",
-    ], id="payload-not-json"),
-    pytest.param(CANARY + "      expiration: -1\n", [
-        "apns.yml:12:7: targets[0].canary.expiration: must be 0 (deliver now or never) "
-        "or a UNIX time in seconds",
-    ], id="negative-expiration"),
-    pytest.param("targets:\n  - <<: 5\n", [
-        "apns.yml:2:5: targets[0]: '<<' needs an alias to a mapping, or a list of them "
-        "(e.g. <<: *defaults)",
-        "apns.yml:2:5: targets[0]: missing required key 'name'",
-        "apns.yml:2:5: targets[0]: missing required key 'environment'",
-        "apns.yml:2:5: targets[0]: missing required key 'topic'",
-        "apns.yml:2:5: targets[0]: missing required key 'auth'",
-    ], id="bad-merge"),
+    pytest.param(
+        "",
+        [
+            "apns.yml:1:1: config file is empty; it needs a targets: list "
+            "(see examples/config.yaml)",
+        ],
+        id="empty",
+    ),
+    pytest.param(
+        "# just a comment\n\n",
+        [
+            "apns.yml:1:1: config file is empty; it needs a targets: list "
+            "(see examples/config.yaml)",
+        ],
+        id="only-comments",
+    ),
+    pytest.param(
+        "- a\n- b\n",
+        [
+            "apns.yml:1:1: the top level must be a mapping with a targets: list, not a list",
+        ],
+        id="top-level-list",
+    ),
+    pytest.param(
+        VALID.replace("    topic: com.example.app", "    topic: [com.example.app"),
+        [
+            "apns.yml:5:9: invalid YAML: while parsing a flow sequence, expected ',' or ']', "
+            "but got ':' (check indentation and quoting)",
+        ],
+        id="malformed-yaml",
+    ),
+    pytest.param(
+        VALID.replace("    topic", "\ttopic"),
+        [
+            "apns.yml:4:1: invalid YAML: while scanning for the next token, found character '\\t' "
+            "that cannot start any token (indent with spaces, not tabs)",
+        ],
+        id="tab-indent",
+    ),
+    pytest.param(
+        VALID + "---\n" + VALID,
+        [
+            "apns.yml:10:1: invalid YAML: expected a single document in the stream, but found "
+            "another document (keep one document per file: remove the extra ---)",
+        ],
+        id="two-documents",
+    ),
+    pytest.param(
+        "targets: []\n",
+        [
+            "apns.yml:1:1: targets: at least one target is required",
+        ],
+        id="no-targets",
+    ),
+    pytest.param(
+        "targets:\n  prod:\n    environment: production\n",
+        [
+            "apns.yml:1:1: targets: expected a list, got a mapping",
+        ],
+        id="targets-mapping",
+    ),
+    pytest.param(
+        VALID.replace("targets:", "global: {}\ntarget:"),
+        [
+            "apns.yml:1:1: missing required key 'targets'",
+            "apns.yml:2:1: unknown key 'target' (did you mean 'targets'? allowed: global, targets)",
+        ],
+        id="unknown-top-level-key",
+    ),
+    pytest.param(
+        "global:\n  scrape_timeot: 5s\n" + VALID,
+        [
+            "apns.yml:2:3: global: unknown key 'scrape_timeot' (did you mean 'scrape_timeout'? "
+            "allowed: scrape_timeout)",
+        ],
+        id="unknown-global-key",
+    ),
+    pytest.param(
+        VALID + "    pingg: {interval: 5s}\n",
+        [
+            f"apns.yml:10:5: targets[0]: unknown key 'pingg' (did you mean 'ping'? allowed: "
+            f"{TARGET_KEYS})",
+        ],
+        id="unknown-target-key",
+    ),
+    pytest.param(
+        VALID.replace("      token:", "      certificate: {}\n      token:"),
+        [
+            "apns.yml:6:7: targets[0].auth: unknown key 'certificate' (allowed: token)",
+        ],
+        id="certificate-not-yet",
+    ),
+    pytest.param(
+        f"targets:\n  - name: prod\n    auth:\n      token: {{{TOKEN}}}\n",
+        [
+            "apns.yml:2:5: targets[0]: missing required key 'environment'",
+            "apns.yml:2:5: targets[0]: missing required key 'topic'",
+        ],
+        id="missing-keys",
+    ),
+    pytest.param(
+        VALID.replace("        team_id: DEF123GHIJ\n", ""),
+        [
+            "apns.yml:6:7: targets[0].auth.token: missing required key 'team_id'",
+        ],
+        id="missing-team-id",
+    ),
+    pytest.param(
+        VALID.replace(
+            "topic: com.example.app\n", "topic: com.example.app\n    topic: com.example.other\n"
+        ),
+        [
+            "apns.yml:5:5: targets[0]: duplicate key 'topic' (first defined on line 4); "
+            "keep only one",
+        ],
+        id="duplicate-yaml-key",
+    ),
+    pytest.param(
+        VALID + f"  - name: prod\n    environment: sandbox\n    topic: t\n"
+        f"    auth: {{token: {{{TOKEN}}}}}\n",
+        [
+            "apns.yml:10:5: targets[1].name: duplicate target name 'prod' (also targets[0]); "
+            "give each target its own name",
+        ],
+        id="duplicate-target-name",
+    ),
+    pytest.param(
+        VALID.replace("name: prod", "name: prod main"),
+        [
+            "apns.yml:2:5: targets[0].name: 'prod main' is not a valid target name "
+            "(use letters, digits, _ . -)",
+        ],
+        id="bad-target-name",
+    ),
+    pytest.param(
+        VALID.replace("production", "prod"),
+        [
+            "apns.yml:3:5: targets[0].environment: must be 'production' or 'sandbox', got 'prod'",
+        ],
+        id="bad-environment",
+    ),
+    pytest.param(
+        VALID.replace("topic: com.example.app", "topic: !env TOPIC"),
+        [
+            "apns.yml:4:12: targets[0].topic: cannot read value: unsupported tag !env "
+            "(write a plain value)",
+        ],
+        id="unsupported-tag",
+    ),
+    pytest.param(
+        VALID.replace("production", "2024-13-01"),
+        [
+            "apns.yml:3:18: targets[0].environment: cannot read '2024-13-01' as !!timestamp: "
+            "month must be in 1..12 (quote it if it is meant as text)",
+        ],
+        id="impossible-date",
+    ),
+    pytest.param(
+        VALID.replace("name: prod", "name: !!int"),
+        [
+            "apns.yml:2:11: targets[0].name: cannot read '' as !!int "
+            "(quote it if it is meant as text)",
+        ],
+        id="empty-int-tag",
+    ),
+    pytest.param(
+        VALID.replace(KEY_NAME, "keys/missing.p8"),
+        [
+            "apns.yml:7:9: targets[0].auth.token.key_file: file not found: "
+            f"{{dir}}/keys/missing.p8 ({HINT})",
+        ],
+        id="key-file-missing",
+    ),
+    pytest.param(
+        VALID.replace(KEY_NAME, "."),
+        [
+            "apns.yml:7:9: targets[0].auth.token.key_file: {dir} is a directory; "
+            "point at the file inside it",
+        ],
+        id="key-file-directory",
+    ),
+    pytest.param(
+        VALID + "    ca_file: missing.pem\n",
+        [
+            f"apns.yml:10:5: targets[0].ca_file: file not found: {{dir}}/missing.pem ({HINT})",
+        ],
+        id="ca-file-missing",
+    ),
+    pytest.param(
+        VALID.replace("ABC123DEFG\n", "abc123defg\n").replace(
+            "team_id: DEF123GHIJ", "team_id: 1234567890"
+        ),
+        [
+            "apns.yml:8:9: targets[0].auth.token.key_id: must be the 10-character key ID from "
+            "Apple: upper-case letters and digits",
+            "apns.yml:9:9: targets[0].auth.token.team_id: expected a string, got a number "
+            "(put the value in quotes)",
+        ],
+        id="bad-apple-ids",
+    ),
+    pytest.param(
+        VALID + "        refresh_interval: 10m\n",
+        [
+            "apns.yml:10:9: targets[0].auth.token.refresh_interval: must be between 20m and 1h "
+            "(APNs rejects tokens older than 1h, and new tokens sooner than 20m after the last)",
+        ],
+        id="refresh-too-often",
+    ),
+    pytest.param(
+        VALID + "        refresh_interval: 61m\n",
+        [
+            "apns.yml:10:9: targets[0].auth.token.refresh_interval: must be between 20m and 1h "
+            "(APNs rejects tokens older than 1h, and new tokens sooner than 20m after the last)",
+        ],
+        id="refresh-too-rarely",
+    ),
+    pytest.param(
+        VALID.split("    auth:")[0] + "    auth: {}\n",
+        [
+            "apns.yml:5:5: targets[0].auth: auth needs exactly one of: token",
+        ],
+        id="auth-empty",
+    ),
+    pytest.param(
+        VALID + "    ping:\n      interval: 10x\n      timeout: yes\n",
+        [
+            "apns.yml:11:7: targets[0].ping.interval: invalid duration '10x' "
+            "(use 500ms, 10s, 5m, 1h30m, or a number of seconds)",
+            "apns.yml:12:7: targets[0].ping.timeout: expected a duration "
+            "(500ms, 10s, 5m, 1h30m, or a number of seconds)",
+        ],
+        id="bad-durations",
+    ),
+    pytest.param(
+        "global:\n  scrape_timeout: 0s\n" + VALID,
+        [
+            "apns.yml:2:3: global.scrape_timeout: must be greater than zero",
+        ],
+        id="zero-timeout",
+    ),
+    pytest.param(
+        VALID + "    ping: {interval: 5s, timeout: 10s}\n",
+        [
+            "apns.yml:10:26: targets[0].ping.timeout: timeout (10s) must not be longer than "
+            "interval (5s)",
+        ],
+        id="timeout-over-interval",
+    ),
+    pytest.param(
+        VALID + "    ping:\n",
+        [
+            "apns.yml:10:5: targets[0].ping: expected a mapping of keys to values, "
+            "got nothing (an empty value)",
+        ],
+        id="ping-empty",
+    ),
+    pytest.param(
+        VALID + "    endpoint: api.push.apple.com\n",
+        [
+            f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE}",
+        ],
+        id="endpoint-without-port",
+    ),
+    pytest.param(
+        VALID + "    endpoint: ::1:8443\n",
+        [
+            f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE} (put IPv6 addresses in brackets)",
+        ],
+        id="endpoint-bare-ipv6",
+    ),
+    pytest.param(
+        VALID + "    endpoint: https://api.push.apple.com:443\n",
+        [
+            f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE} (no scheme or path)",
+        ],
+        id="endpoint-url",
+    ),
+    pytest.param(
+        VALID + "    endpoint: localhost:70000\n",
+        [
+            f"apns.yml:10:5: targets[0].endpoint: {ENDPOINT_RULE}",
+        ],
+        id="endpoint-port-range",
+    ),
+    pytest.param(
+        VALID + "    canary:\n      interval: 5m\n",
+        [
+            "apns.yml:10:5: targets[0].canary: canary needs device_tokens, auth_check: true, "
+            "or both (remove canary to send no canary pushes)",
+        ],
+        id="canary-sends-nothing",
+    ),
+    pytest.param(
+        CANARY + "      priority: 10\n",
+        [
+            "apns.yml:12:7: targets[0].canary.priority: background pushes cannot use priority 10 "
+            "(APNs answers 400 BadPriority); use 5",
+        ],
+        id="background-priority-10",
+    ),
+    pytest.param(
+        CANARY + "      push_type: alert\n      priority: 7\n",
+        [
+            "apns.yml:13:7: targets[0].canary.priority: must be 10 (immediate), "
+            "5 (power-considerate) or 1 (low)",
+        ],
+        id="bad-priority",
+    ),
+    pytest.param(
+        CANARY + "      push_type: silent\n",
+        [
+            "apns.yml:12:7: targets[0].canary.push_type: must be 'alert', 'background', "
+            "'location', 'voip', 'complication', 'fileprovider', 'mdm', 'liveactivity', "
+            "'pushtotalk', 'widgets' or 'controls', got 'silent'",
+        ],
+        id="bad-push-type",
+    ),
+    pytest.param(
+        CANARY + "      push_type: voip\n",
+        [
+            "apns.yml:10:5: targets[0].canary: push_type voip needs a topic ending in '.voip' "
+            "(e.g. topic: com.example.app.voip), or APNs answers BadTopic",
+        ],
+        id="voip-topic-suffix",
+    ),
+    pytest.param(
+        CANARY + "      auth_check: 'true'\n",
+        [
+            "apns.yml:12:7: targets[0].canary: duplicate key 'auth_check' (first defined on "
+            "line 11); keep only one",
+        ],
+        id="duplicate-canary-key",
+    ),
+    pytest.param(
+        VALID + "    canary: {auth_check: 'true'}\n",
+        [
+            "apns.yml:10:14: targets[0].canary.auth_check: expected true or false, got a string",
+        ],
+        id="auth-check-string",
+    ),
+    pytest.param(
+        VALID
+        + "    canary:\n      device_tokens:\n        - abc\n        - "
+        + "g" * 64
+        + "\n        - "
+        + "a" * 65
+        + "\n        - "
+        + "1" * 64
+        + "\n",
+        [
+            f"apns.yml:12:11: targets[0].canary.device_tokens[0]: {TOKEN_RULE} has 3",
+            f"apns.yml:13:11: targets[0].canary.device_tokens[1]: {TOKEN_RULE} has characters "
+            "other than 0-9 and a-f",
+            f"apns.yml:14:11: targets[0].canary.device_tokens[2]: {TOKEN_RULE} has 65",
+            "apns.yml:15:11: targets[0].canary.device_tokens[3]: expected a string, got a number "
+            "(put the value in quotes)",
+        ],
+        id="bad-device-tokens",
+    ),
+    pytest.param(
+        CANARY + "      payload: {aps: {alert: " + "x" * 4100 + "}}\n",
+        [
+            "apns.yml:12:7: targets[0].canary.payload: payload is 4120 bytes as JSON; APNs accepts "
+            "at most 4096 for background pushes",
+        ],
+        id="payload-too-large",
+    ),
+    pytest.param(
+        CANARY + "      payload: {aps: {alert: 2024-01-01}}\n",
+        [
+            "apns.yml:12:7: targets[0].canary.payload: payload must be plain JSON: mappings, "
+            "lists, strings, numbers, booleans and null (no dates or binary)",
+        ],
+        id="payload-not-json",
+    ),
+    pytest.param(
+        CANARY + "      expiration: -1\n",
+        [
+            "apns.yml:12:7: targets[0].canary.expiration: must be 0 (deliver now or never) "
+            "or a UNIX time in seconds",
+        ],
+        id="negative-expiration",
+    ),
+    pytest.param(
+        "targets:\n  - <<: 5\n",
+        [
+            "apns.yml:2:5: targets[0]: '<<' needs an alias to a mapping, or a list of them "
+            "(e.g. <<: *defaults)",
+            "apns.yml:2:5: targets[0]: missing required key 'name'",
+            "apns.yml:2:5: targets[0]: missing required key 'environment'",
+            "apns.yml:2:5: targets[0]: missing required key 'topic'",
+            "apns.yml:2:5: targets[0]: missing required key 'auth'",
+        ],
+        id="bad-merge",
+    ),
 ]
 
 
@@ -437,9 +654,7 @@ targets:
     assert lines == sorted(lines)
 
 
-def test_unreadable_key_file_is_reported(
-    config_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unreadable_key_file_is_reported(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A key file the exporter may not read is a config error that says so."""
     real_open = Path.open
     key = config_dir / KEY_NAME
@@ -463,7 +678,8 @@ def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(path)
     assert [str(i) for i in caught.value.issues] == [
-        f"{path}: config file not found (check the path)"]
+        f"{path}: config file not found (check the path)"
+    ]
 
 
 def test_config_file_that_is_a_directory(tmp_path: Path) -> None:
@@ -471,7 +687,8 @@ def test_config_file_that_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(tmp_path)
     assert [str(i) for i in caught.value.issues] == [
-        f"{tmp_path}: cannot read config file: Is a directory"]
+        f"{tmp_path}: cannot read config file: Is a directory"
+    ]
 
 
 def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
@@ -481,7 +698,8 @@ def test_config_file_that_is_not_utf8(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(path)
     assert [str(i) for i in caught.value.issues] == [
-        f"{path}:2: config file is not UTF-8 text; re-save it as UTF-8"]
+        f"{path}:2: config file is not UTF-8 text; re-save it as UTF-8"
+    ]
 
 
 def test_alias_bomb_is_refused(config_dir: Path) -> None:
@@ -489,14 +707,16 @@ def test_alias_bomb_is_refused(config_dir: Path) -> None:
     lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
     assert problems("\n".join(lines) + "\n", config_dir) == [
-        "apns.yml:1:1: aliases expand to more than 100000 values"]
+        "apns.yml:1:1: aliases expand to more than 100000 values"
+    ]
 
 
 def test_recursive_alias_is_reported(config_dir: Path) -> None:
     """An anchor that contains itself is reported, not followed forever."""
     reported = problems("x-loop: &loop [*loop]\n" + VALID, config_dir)
     assert reported == [
-        "apns.yml:1:9: x-loop[0]: recursive alias (an anchor cannot contain itself)"]
+        "apns.yml:1:9: x-loop[0]: recursive alias (an anchor cannot contain itself)"
+    ]
 
 
 def test_deep_nesting_is_reported(config_dir: Path) -> None:
@@ -510,20 +730,46 @@ def test_deep_nesting_is_reported(config_dir: Path) -> None:
 # -- durations ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("value", "seconds"), [
-    ("500ms", 0.5), ("10s", 10.0), ("5m", 300.0), ("1h", 3600.0), ("1h30m", 5400.0),
-    ("1d", 86400.0), ("2w", 1209600.0), ("1y", 31536000.0), ("1m30s500ms", 90.5),
-    (90, 90.0), (1.5, 1.5), (0, 0.0),
-])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("10s", 10.0),
+        ("5m", 300.0),
+        ("1h", 3600.0),
+        ("1h30m", 5400.0),
+        ("1d", 86400.0),
+        ("2w", 1209600.0),
+        ("1y", 31536000.0),
+        ("1m30s500ms", 90.5),
+        (90, 90.0),
+        (1.5, 1.5),
+        (0, 0.0),
+    ],
+)
 def test_durations_parse_to_seconds(value: object, seconds: float) -> None:
     """Prometheus duration strings and plain numbers parse to float seconds."""
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", [
-    "", "10", "1.5s", "5 m", "30m1h", "1h1h", "-5s", "5M", True, None, [], float("inf"),
-    float("nan"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "10",
+        "1.5s",
+        "5 m",
+        "30m1h",
+        "1h1h",
+        "-5s",
+        "5M",
+        True,
+        None,
+        [],
+        float("inf"),
+        float("nan"),
+    ],
+)
 def test_bad_durations_are_rejected(value: object) -> None:
     """Unit-less strings, wrong unit order, booleans and non-finite numbers are not durations."""
     with pytest.raises(ValueError, match=r"duration"):
@@ -554,24 +800,101 @@ def assert_config_error_only(text: str, base_dir: Path) -> None:
 
 
 YAML_PIECES = [
-    "targets:", "global:", "\n", "  ", "    ", "- ", "name: ", "auth:", "token:", "canary:",
-    "ping:", "interval: ", "5m", "-1", "&a ", "*a", "<<: ", "{", "}", "[", "]", ", ", "!!int ",
-    "!!binary ", "!env ", "'", '"', ": ", "#", "---", "? ", "x-", "~", "null", "yes", "1e400",
-    "2024-13-01", "\t", "|\n", "key_file: AuthKey_ABC123DEFG.p8", "environment: sandbox",
+    "targets:",
+    "global:",
+    "\n",
+    "  ",
+    "    ",
+    "- ",
+    "name: ",
+    "auth:",
+    "token:",
+    "canary:",
+    "ping:",
+    "interval: ",
+    "5m",
+    "-1",
+    "&a ",
+    "*a",
+    "<<: ",
+    "{",
+    "}",
+    "[",
+    "]",
+    ", ",
+    "!!int ",
+    "!!binary ",
+    "!env ",
+    "'",
+    '"',
+    ": ",
+    "#",
+    "---",
+    "? ",
+    "x-",
+    "~",
+    "null",
+    "yes",
+    "1e400",
+    "2024-13-01",
+    "\t",
+    "|\n",
+    "key_file: AuthKey_ABC123DEFG.p8",
+    "environment: sandbox",
 ]
 CANARY_KEYS = [
-    "interval", "timeout", "device_tokens", "auth_check", "push_type", "priority", "payload",
-    "expiration", "aps", "<<",
+    "interval",
+    "timeout",
+    "device_tokens",
+    "auth_check",
+    "push_type",
+    "priority",
+    "payload",
+    "expiration",
+    "aps",
+    "<<",
 ]
 CONFIG_KEYS = [
-    "global", "scrape_timeout", "targets", "name", "environment", "endpoint", "topic", "auth",
-    "token", "key_file", "key_id", "team_id", "refresh_interval", "ca_file", "ping", "canary",
+    "global",
+    "scrape_timeout",
+    "targets",
+    "name",
+    "environment",
+    "endpoint",
+    "topic",
+    "auth",
+    "token",
+    "key_file",
+    "key_id",
+    "team_id",
+    "refresh_interval",
+    "ca_file",
+    "ping",
+    "canary",
     *CANARY_KEYS,
 ]
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
-    st.sampled_from(["production", "sandbox", "background", "voip", "5m", "0", "10",
-                     "ABC123DEFG", "DEF123GHIJ", KEY_NAME, "a" * 64, "127.0.0.1:1"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "production",
+            "sandbox",
+            "background",
+            "voip",
+            "5m",
+            "0",
+            "10",
+            "ABC123DEFG",
+            "DEF123GHIJ",
+            KEY_NAME,
+            "a" * 64,
+            "127.0.0.1:1",
+        ]
+    ),
     st.dates(),
 )
 VALUES = st.recursive(
@@ -606,16 +929,24 @@ def test_arbitrary_structures_give_config_error_only(shared_dir: Path, data: Any
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(target=st.fixed_dictionaries(
-    {"name": st.text(string.ascii_letters, min_size=1, max_size=5),
-     "environment": st.sampled_from(["production", "sandbox"]),
-     "topic": st.just("com.example.app"),
-     "auth": st.just({"token": {"key_file": KEY_NAME, "key_id": "ABC123DEFG",
-                                "team_id": "DEF123GHIJ"}})},
-    optional={"canary": st.dictionaries(st.sampled_from(CANARY_KEYS), VALUES, max_size=6),
-              "ping": st.dictionaries(st.sampled_from(["interval", "timeout"]), VALUES),
-              "endpoint": VALUES, "ca_file": VALUES},
-))
+@given(
+    target=st.fixed_dictionaries(
+        {
+            "name": st.text(string.ascii_letters, min_size=1, max_size=5),
+            "environment": st.sampled_from(["production", "sandbox"]),
+            "topic": st.just("com.example.app"),
+            "auth": st.just(
+                {"token": {"key_file": KEY_NAME, "key_id": "ABC123DEFG", "team_id": "DEF123GHIJ"}}
+            ),
+        },
+        optional={
+            "canary": st.dictionaries(st.sampled_from(CANARY_KEYS), VALUES, max_size=6),
+            "ping": st.dictionaries(st.sampled_from(["interval", "timeout"]), VALUES),
+            "endpoint": VALUES,
+            "ca_file": VALUES,
+        },
+    )
+)
 def test_near_valid_targets_give_config_error_only(shared_dir: Path, target: Any) -> None:
     """Valid targets with random canary, ping and endpoint settings load or fail cleanly."""
     assert_config_error_only(yaml.safe_dump({"targets": [target]}), shared_dir)
@@ -624,7 +955,14 @@ def test_near_valid_targets_give_config_error_only(shared_dir: Path, target: Any
 def test_every_key_is_documented() -> None:
     """docs/configuration.md mentions every key a config file can contain."""
     docs = (REPO / "docs" / "configuration.md").read_text()
-    models = [config.Config, config.GlobalConfig, config.Target, config.Auth, config.TokenAuth,
-              config.PingConfig, config.CanaryConfig]
+    models = [
+        config.Config,
+        config.GlobalConfig,
+        config.Target,
+        config.Auth,
+        config.TokenAuth,
+        config.PingConfig,
+        config.CanaryConfig,
+    ]
     keys = {f.alias or n for m in models for n, f in m.model_fields.items()}
     assert sorted(k for k in keys if f"`{k}`" not in docs) == []

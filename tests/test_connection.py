@@ -12,11 +12,11 @@ from pathlib import Path
 
 import jwt
 import pytest
-from apns_exporter.mock.server import MockAPNs
 
 from apns_exporter.connection import Connection, Endpoint, client_ssl_context
 from apns_exporter.errors import ConnectFailed
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair, generate_ca
+from apns_exporter.mock.server import MockAPNs
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC
 
 

@@ -152,8 +152,9 @@ def _bad_p8_cases() -> list[tuple[str, bytes, str]]:
     ]
 
 
-@pytest.mark.parametrize(("content", "message"), [c[1:] for c in _bad_p8_cases()],
-                         ids=[c[0] for c in _bad_p8_cases()])
+@pytest.mark.parametrize(
+    ("content", "message"), [c[1:] for c in _bad_p8_cases()], ids=[c[0] for c in _bad_p8_cases()]
+)
 def test_bad_key_content_is_bad_p8(tmp_path: Path, content: bytes, message: str) -> None:
     """Anything but an unencrypted PEM PKCS#8 P-256 key fails as bad_p8, without its content."""
     path = tmp_path / "key.p8"
@@ -271,9 +272,7 @@ def test_refresh_interval_outside_apple_limits_is_rejected(
 @settings(max_examples=200, deadline=None)
 @given(
     refresh_interval=st.floats(apns.TOKEN_MIN_REFRESH_SECONDS, apns.TOKEN_MAX_AGE_SECONDS),
-    steps=st.lists(
-        st.tuples(st.floats(0, 4000, allow_nan=False), st.booleans()), max_size=40
-    ),
+    steps=st.lists(st.tuples(st.floats(0, 4000, allow_nan=False), st.booleans()), max_size=40),
 )
 def test_schedule_never_mints_within_twenty_minutes_or_serves_stale_tokens(
     signing_key: ec.EllipticCurvePrivateKey,
@@ -283,7 +282,10 @@ def test_schedule_never_mints_within_twenty_minutes_or_serves_stale_tokens(
     """Whatever the timing of calls, mints are 20+ minutes apart and tokens are served fresh."""
     clock = FakeClock()
     token = ProviderToken(
-        signing_key, key_id=KEY_ID, team_id=TEAM_ID, refresh_interval=refresh_interval,
+        signing_key,
+        key_id=KEY_ID,
+        team_id=TEAM_ID,
+        refresh_interval=refresh_interval,
         clock=clock,
     )
     mints: list[float] = []

@@ -58,10 +58,12 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     for kind, device_token in targets:
         outcome = await _push(ctx, lease.connection, kind, device_token, body, timeout)
         outcomes.append(outcome)
-        if outcome.reason in _WEDGING_REASONS:
+        if outcome.reason in _WEDGING_REASONS or outcome.error == "timeout":
+            # APNs wedges a connection after these; a stream that never answers means the
+            # connection is broken even if the socket looks fine. Either way, start afresh.
             if outcome.reason == Reason.EXPIRED_PROVIDER_TOKEN and ctx.token is not None:
                 ctx.token.force_refresh()
-            ctx.log(f"{outcome.reason}: replacing the connection")
+            ctx.log(f"{outcome.reason or outcome.error}: replacing the connection")
             await ctx.channel.discard()
             break
 

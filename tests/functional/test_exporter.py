@@ -8,9 +8,8 @@ import time
 from asyncio.subprocess import PIPE, STDOUT
 
 from apns_exporter.mock.faults import Scenario
-from apns_exporter.mock.server import MockAPNs
-
 from apns_exporter.mock.pki import generate_signing_key
+from apns_exporter.mock.server import MockAPNs
 from tests.helpers import Workspace, sample
 
 T = {"target": "t1", "apns_environment": "production"}
