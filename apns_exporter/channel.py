@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apns_exporter.connection import Connection, Endpoint
+from apns_exporter.connection import Connection, Endpoint, Resolver
 from apns_exporter.errors import ConnectFailed
 from apns_exporter.protocol import Event
 
@@ -71,7 +71,9 @@ class Channel:
         observer: Callable[[Event], None] | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
+        resolver: Resolver | None = None,
     ) -> None:
+        self._resolver = resolver
         self.endpoint = endpoint
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
@@ -110,6 +112,7 @@ class Channel:
                     self._ssl_context,
                     timeout=self._connect_timeout,
                     observer=self._observer,
+                    resolver=self._resolver,
                 )
             except ConnectFailed as exc:
                 self._last_failure = exc

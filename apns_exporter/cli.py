@@ -29,7 +29,6 @@ credential state on /metrics. Probes run on the exporter's own schedule, not per
 subcommands:
   run        run the exporter (the default when no subcommand is given)
   demo       run an embedded mock APNs with throwaway credentials plus the exporter
-  mock-apns  run the mock APNs server alone, to rehearse alerts or test push code
 """
 
 
@@ -104,20 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_web(demo)
     _add_common(demo)
 
-    mock = commands.add_parser(
-        "mock-apns",
-        help="run the mock APNs server alone",
-        description="Run the mock APNs server (HTTP/2 over TLS) to rehearse failures offline.",
-    )
-    _add_mock_arguments(mock)
-    _add_common(mock)
     return parser
-
-
-def _add_mock_arguments(parser: argparse.ArgumentParser) -> None:
-    from apns_exporter.mock import cli as mock_cli
-
-    mock_cli.add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,9 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from apns_exporter import demo
 
         return _serve_until_signalled(lambda stop: demo.run(args, stop))
-    from apns_exporter.mock import cli as mock_cli
-
-    return _serve_until_signalled(lambda stop: mock_cli.run(args, stop))
+    raise AssertionError(f"unhandled command {command}")
 
 
 def _run(args: argparse.Namespace) -> int:

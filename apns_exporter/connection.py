@@ -8,7 +8,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from apns_exporter.errors import ConnectFailed, ConnectionLost, ProbeError, RequestFailed
@@ -23,6 +23,9 @@ from apns_exporter.protocol import (
 )
 
 log = logging.getLogger(__name__)
+
+# host, port -> addresses; injectable so tests can simulate DNS without a network.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 READ_CHUNK_BYTES = 65536
 CLOSE_TIMEOUT_SECONDS = 1.0
@@ -99,13 +102,15 @@ class Connection:
         *,
         timeout: float,
         observer: Callable[[Event], None] | None = None,
+        resolver: Resolver | None = None,
     ) -> Connection:
         """Resolve, connect, handshake and start HTTP/2, timing each phase."""
+        resolver = resolver or system_resolver
         timings: dict[str, float] = {}
         conn: Connection | None = None
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await _dial(endpoint, ssl_context, timings)
+                reader, writer = await _dial(endpoint, ssl_context, timings, resolver)
                 conn = cls(endpoint, reader, writer, timings, observer)
                 conn._start()
                 # The server's first SETTINGS carries its stream limit (1 for APNs until a
@@ -338,22 +343,32 @@ class Connection:
                 future.set_exception(error)
 
 
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve a host to its addresses, in the order the system prefers."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 async def _dial(
-    endpoint: Endpoint, ssl_context: ssl.SSLContext, timings: dict[str, float]
+    endpoint: Endpoint,
+    ssl_context: ssl.SSLContext,
+    timings: dict[str, float],
+    resolver: Resolver,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    loop = asyncio.get_running_loop()
     started = time.perf_counter()
     try:
-        infos = await loop.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConnectFailed(f"cannot resolve {endpoint.host}: {exc.strerror}", "dns") from None
+        addresses = await resolver(endpoint.host, endpoint.port)
+    except OSError as exc:
+        raise ConnectFailed(f"cannot resolve {endpoint.host}: {exc}", "dns") from None
+    if not addresses:
+        raise ConnectFailed(f"cannot resolve {endpoint.host}: no addresses", "dns")
     timings["resolve"] = time.perf_counter() - started
 
     started = time.perf_counter()
     last_error: OSError | None = None
-    for *_, sockaddr in infos:
+    for address in addresses:
         try:
-            reader, writer = await asyncio.open_connection(str(sockaddr[0]), endpoint.port)
+            reader, writer = await asyncio.open_connection(address, endpoint.port)
             break
         except OSError as exc:
             last_error = exc

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from apns_exporter.channel import Channel
 from apns_exporter.config import Config, Target
-from apns_exporter.connection import Endpoint, client_ssl_context
+from apns_exporter.connection import Endpoint, Resolver, client_ssl_context
 from apns_exporter.errors import CredentialError
 from apns_exporter.metrics import Metrics
 from apns_exporter.probes import ProbeContext, ProbeKind, canary, ping
@@ -40,8 +40,10 @@ class Exporter:
         *,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        resolver: Resolver | None = None,
     ) -> None:
         self.config = config
+        self._resolver = resolver
         self.metrics = metrics or Metrics()
         self.scheduler = Scheduler(self.metrics.record)
         self.targets: dict[str, TargetState] = {}
@@ -82,6 +84,7 @@ class Exporter:
             client_ssl_context(ca_file),
             connect_timeout=timeout,
             observer=functools.partial(self.metrics.observe, target.name),
+            resolver=self._resolver,
         )
         token: ProviderToken | None = None
         error: str | None = None

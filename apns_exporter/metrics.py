@@ -21,7 +21,7 @@ from prometheus_client import (
 
 from apns_exporter import __version__
 from apns_exporter.apns import Reason
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import LAYERS, ProbeKind, ProbeResult
 from apns_exporter.protocol import Event, GoAway, SettingsChanged
 
 TARGET = ("target", "apns_environment")
@@ -188,7 +188,16 @@ class Metrics:
             [*TARGET, "key_id", "team_id"],
             registry=r,
         )
+        self.failing_layer = Gauge(
+            "apns_failing_layer",
+            "1 for the lowest layer at which the target fails now "
+            "(dns, tcp, tls, http2, auth, apns, exporter); all 0 when healthy.",
+            [*TARGET, "layer"],
+            registry=r,
+        )
         self._environments: dict[str, str] = {}
+        self._has_canary: dict[str, bool] = {}
+        self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
 
     def add_target(
         self,
@@ -205,7 +214,10 @@ class Metrics:
     ) -> None:
         """Create a target's series, so every known label value reads 0 before any event."""
         self._environments[name] = environment
+        self._has_canary[name] = canary_interval is not None
         t = (name, environment)
+        for layer in LAYERS:
+            self.failing_layer.labels(*t, layer).set(0)
         self.target_info.labels(*t, host, str(port), topic, auth_method).set(1)
         for gauge in (self.up, self.connection_up):
             gauge.labels(*t).set(0)
@@ -240,6 +252,19 @@ class Metrics:
             self._record_canary(t, result)
         else:
             self._record_ping(t, result)
+        self._latest[(result.target, result.probe)] = result
+        self._set_layer(t)
+
+    def _set_layer(self, t: tuple[str, str]) -> None:
+        # The canary sees every layer up to APNs itself, so its verdict wins; the PING
+        # speaks for targets (or moments) without a failing canary.
+        canary = self._latest.get((t[0], ProbeKind.CANARY))
+        ping = self._latest.get((t[0], ProbeKind.PING))
+        layer = canary.layer if canary is not None else None
+        if layer is None and ping is not None:
+            layer = ping.layer
+        for name in LAYERS:
+            self.failing_layer.labels(*t, name).set(1 if name == layer else 0)
 
     def _record_canary(self, t: tuple[str, str], result: ProbeResult) -> None:
         for push in result.pushes:
@@ -261,6 +286,8 @@ class Metrics:
 
     def _record_ping(self, t: tuple[str, str], result: ProbeResult) -> None:
         self.connection_up.labels(*t).set(1 if result.ok else 0)
+        if not self._has_canary.get(t[0], False):
+            self.up.labels(*t).set(1 if result.ok else 0)
         if result.ok and result.rtt is not None:
             self.ping_rtt.labels(*t).observe(result.rtt)
             self.ping_last_success.labels(*t).set(result.started_at + result.duration)

@@ -51,6 +51,21 @@ TARGET = 'job=~"$job", instance=~"$instance", target=~"$target"'
 Panel = dict[str, Any]
 
 
+def per_target(metric: str) -> str:
+    """A per-target series selector."""
+    return f"{metric}{{{TARGET}}}"
+
+
+def increase(metric: str) -> str:
+    """Increase of a per-target counter over Grafana's rate interval."""
+    return f"increase({per_target(metric)}[$__rate_interval])"
+
+
+def rate(metric: str) -> str:
+    """Per-second rate of a per-target counter over Grafana's rate interval."""
+    return f"rate({per_target(metric)}[$__rate_interval])"
+
+
 # --------------------------------------------------------------------------- builder
 
 
@@ -306,14 +321,18 @@ def templating(multi_target: bool) -> dict[str, Any]:
             },
             variable("job", "label_values(apns_exporter_build_info, job)"),
             variable("instance", 'label_values(apns_exporter_build_info{job=~"$job"}, instance)'),
-            variable("target", f"label_values(apns_target_info{{{EXPORTER}}}, target)",
-                     multi=multi_target),
+            variable(
+                "target",
+                f"label_values(apns_target_info{{{EXPORTER}}}, target)",
+                multi=multi_target,
+            ),
         ]
     }
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[Panel],
-              multi_target: bool) -> dict[str, Any]:
+def dashboard(
+    uid: str, title: str, description: str, panels: list[Panel], multi_target: bool
+) -> dict[str, Any]:
     """A complete dashboard with the shared settings, links and variables."""
     return {
         "uid": uid,
@@ -344,15 +363,42 @@ def dashboard(uid: str, title: str, description: str, panels: list[Panel],
             ]
         },
         "links": [
-            {"type": "dashboards", "title": "APNs dashboards", "tags": [TAG], "asDropdown": True,
-             "includeVars": True, "keepTime": True, "icon": "external link", "targetBlank": False,
-             "tooltip": "", "url": ""},
-            {"type": "link", "title": "Runbook", "url": RUNBOOK, "targetBlank": True,
-             "icon": "doc", "tags": [], "asDropdown": False, "includeVars": False,
-             "keepTime": False, "tooltip": "What each alert means and how to fix it"},
-            {"type": "link", "title": "README", "url": REPO, "targetBlank": True,
-             "icon": "info", "tags": [], "asDropdown": False, "includeVars": False,
-             "keepTime": False, "tooltip": "apns-exporter documentation"},
+            {
+                "type": "dashboards",
+                "title": "APNs dashboards",
+                "tags": [TAG],
+                "asDropdown": True,
+                "includeVars": True,
+                "keepTime": True,
+                "icon": "external link",
+                "targetBlank": False,
+                "tooltip": "",
+                "url": "",
+            },
+            {
+                "type": "link",
+                "title": "Runbook",
+                "url": RUNBOOK,
+                "targetBlank": True,
+                "icon": "doc",
+                "tags": [],
+                "asDropdown": False,
+                "includeVars": False,
+                "keepTime": False,
+                "tooltip": "What each alert means and how to fix it",
+            },
+            {
+                "type": "link",
+                "title": "README",
+                "url": REPO,
+                "targetBlank": True,
+                "icon": "info",
+                "tags": [],
+                "asDropdown": False,
+                "includeVars": False,
+                "keepTime": False,
+                "tooltip": "apns-exporter documentation",
+            },
         ],
         "templating": templating(multi_target),
         "panels": layout(panels),
@@ -391,36 +437,91 @@ def overview() -> dict[str, Any]:
     """The overview dashboard: one repeated row per target, then the exporter."""
     panels = [
         row("$target", repeat="target"),
-        stat("Canary", CANARY_UP, f"apns_up{{{TARGET}}}", "bool", 5,
-             mappings=OK_FAILING, steps=RED_GREEN, no_value="no canary"),
-        stat("Certificate expires in", CERT_DAYS,
-             f"(apns_client_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
-             "d", 5, steps=DAYS_STEPS, no_value="token auth", decimals=1),
-        stat("Provider token age", JWT_AGE,
-             f"time() - apns_provider_token_issued_timestamp_seconds{{{TARGET}}}",
-             "s", 5, steps=JWT_STEPS, no_value="certificate auth"),
-        stat("Connection", CONNECTION_UP, f"apns_connection_up{{{TARGET}}}", "bool", 4,
-             mappings=UP_DOWN, steps=RED_GREEN),
-        stat("Canary p99 latency", CANARY_P99,
-             f'target_quantile:apns_canary_duration_seconds:histogram_quantile'
-             f'{{{TARGET}, quantile="0.99"}}',
-             "s", 5, steps=thresholds((None, "green"), (1, "orange"), (2, "red")),
-             no_value="no data"),
+        stat(
+            "Canary",
+            CANARY_UP,
+            f"apns_up{{{TARGET}}}",
+            "bool",
+            5,
+            mappings=OK_FAILING,
+            steps=RED_GREEN,
+            no_value="no canary",
+        ),
+        stat(
+            "Certificate expires in",
+            CERT_DAYS,
+            f"(apns_client_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
+            "d",
+            5,
+            steps=DAYS_STEPS,
+            no_value="token auth",
+            decimals=1,
+        ),
+        stat(
+            "Provider token age",
+            JWT_AGE,
+            f"time() - apns_provider_token_issued_timestamp_seconds{{{TARGET}}}",
+            "s",
+            5,
+            steps=JWT_STEPS,
+            no_value="certificate auth",
+        ),
+        stat(
+            "Connection",
+            CONNECTION_UP,
+            f"apns_connection_up{{{TARGET}}}",
+            "bool",
+            4,
+            mappings=UP_DOWN,
+            steps=RED_GREEN,
+        ),
+        stat(
+            "Canary p99 latency",
+            CANARY_P99,
+            f"target_quantile:apns_canary_duration_seconds:histogram_quantile"
+            f'{{{TARGET}, quantile="0.99"}}',
+            "s",
+            5,
+            steps=thresholds((None, "green"), (1, "orange"), (2, "red")),
+            no_value="no data",
+        ),
         row("Exporter"),
-        stat("Scrape", "Whether Prometheus can scrape the exporter (up).",
-             f"up{{{EXPORTER}}}", "bool", 6, legend="{{instance}}",
-             mappings=UP_DOWN, steps=RED_GREEN),
-        stat("Last config reload",
-             "Whether the last configuration reload succeeded; a failed reload keeps the "
-             "previous configuration running.",
-             f"apns_exporter_config_last_reload_successful{{{EXPORTER}}}", "bool", 6,
-             legend="{{instance}}", mappings=OK_FAILING, steps=RED_GREEN),
-        stat("Config loaded",
-             "Time since the configuration was last loaded successfully.",
-             f"time() - apns_exporter_config_last_reload_success_timestamp_seconds{{{EXPORTER}}}",
-             "s", 6, legend="{{instance}}"),
-        stat("Targets", "Number of targets the exporter probes.",
-             f"count(apns_target_info{{{EXPORTER}}})", "short", 6),
+        stat(
+            "Scrape",
+            "Whether Prometheus can scrape the exporter (up).",
+            f"up{{{EXPORTER}}}",
+            "bool",
+            6,
+            legend="{{instance}}",
+            mappings=UP_DOWN,
+            steps=RED_GREEN,
+        ),
+        stat(
+            "Last config reload",
+            "Whether the last configuration reload succeeded; a failed reload keeps the "
+            "previous configuration running.",
+            f"apns_exporter_config_last_reload_successful{{{EXPORTER}}}",
+            "bool",
+            6,
+            legend="{{instance}}",
+            mappings=OK_FAILING,
+            steps=RED_GREEN,
+        ),
+        stat(
+            "Config loaded",
+            "Time since the configuration was last loaded successfully.",
+            f"time() - apns_exporter_config_last_reload_success_timestamp_seconds{{{EXPORTER}}}",
+            "s",
+            6,
+            legend="{{instance}}",
+        ),
+        stat(
+            "Targets",
+            "Number of targets the exporter probes.",
+            f"count(apns_target_info{{{EXPORTER}}})",
+            "short",
+            6,
+        ),
     ]
     return dashboard(
         OVERVIEW_UID,
@@ -433,18 +534,23 @@ def overview() -> dict[str, Any]:
 
 def target_detail() -> dict[str, Any]:
     """The per-target dashboard."""
-    rate = "$__rate_interval"
+    ping_buckets = rate("apns_ping_rtt_seconds_bucket")
+    server_not_after = per_target("apns_server_certificate_not_after_timestamp_seconds")
     panels = [
         row("Canary"),
-        state_timeline("Canary state", CANARY_UP, f"apns_up{{{TARGET}}}", "{{target}}",
-                       OK_FAILING),
+        state_timeline("Canary state", CANARY_UP, f"apns_up{{{TARGET}}}", "{{target}}", OK_FAILING),
         panel(
             "heatmap",
             "Canary latency",
             "Canary request to APNs response headers (apns_canary_duration_seconds), "
             "canaries per latency bucket and interval. APNs normally answers in 50-300 ms.",
-            [query(f"sum by (le) (increase(apns_canary_duration_seconds_bucket{{{TARGET}}}[{rate}]))",
-                   "{{le}}", format="heatmap")],
+            [
+                query(
+                    f"sum by (le) ({increase('apns_canary_duration_seconds_bucket')})",
+                    "{{le}}",
+                    format="heatmap",
+                )
+            ],
             "s",
             12,
             8,
@@ -462,41 +568,64 @@ def target_detail() -> dict[str, Any]:
             "APNs answers to canaries by HTTP status and reason, and requests that got no "
             "answer by error. Auth checks expect 400 BadDeviceToken.",
             _queries(
-                (f"sum by (status, reason) (increase(apns_canary_responses_total{{{TARGET}}}[{rate}])) > 0",
-                 "{{status}} {{reason}}"),
-                (f"sum by (error) (increase(apns_canary_request_errors_total{{{TARGET}}}[{rate}])) > 0",
-                 "no response: {{error}}"),
+                (
+                    f"sum by (status, reason) ({increase('apns_canary_responses_total')}) > 0",
+                    "{{status}} {{reason}}",
+                ),
+                (
+                    f"sum by (error) ({increase('apns_canary_request_errors_total')}) > 0",
+                    "no response: {{error}}",
+                ),
             ),
-            "short", 12, draw="bars",
+            "short",
+            12,
+            draw="bars",
         ),
         row("Connection"),
-        state_timeline("Connection state", CONNECTION_UP, f"apns_connection_up{{{TARGET}}}",
-                       "{{target}}", UP_DOWN),
+        state_timeline(
+            "Connection state",
+            CONNECTION_UP,
+            f"apns_connection_up{{{TARGET}}}",
+            "{{target}}",
+            UP_DOWN,
+        ),
         timeseries(
             "PING round trip",
             "HTTP/2 PING to PING ACK (apns_ping_rtt_seconds), median and p99. Alert when the "
             "p99 stays above 1 s.",
             _queries(
-                (f"histogram_quantile(0.5, sum by (le) (rate(apns_ping_rtt_seconds_bucket{{{TARGET}}}[{rate}])))",
-                 "p50"),
-                (f"histogram_quantile(0.99, sum by (le) (rate(apns_ping_rtt_seconds_bucket{{{TARGET}}}[{rate}])))",
-                 "p99"),
+                (
+                    f"histogram_quantile(0.5, sum by (le) ({ping_buckets}))",
+                    "p50",
+                ),
+                (
+                    f"histogram_quantile(0.99, sum by (le) ({ping_buckets}))",
+                    "p99",
+                ),
             ),
-            "s", 8, steps=thresholds((None, "green"), (1, "red")), threshold_style="line",
+            "s",
+            8,
+            steps=thresholds((None, "green"), (1, "red")),
+            threshold_style="line",
         ),
         timeseries(
             "Reconnects and GOAWAYs",
             "Connection attempts, failed attempts by reason and GOAWAY frames from APNs by "
             "reason, per interval. A healthy connection stays open for hours.",
             _queries(
-                (f"sum(increase(apns_connection_attempts_total{{{TARGET}}}[{rate}]))",
-                 "connection attempts"),
-                (f"sum by (reason) (increase(apns_connection_failures_total{{{TARGET}}}[{rate}])) > 0",
-                 "failed: {{reason}}"),
-                (f"sum by (reason) (increase(apns_goaway_received_total{{{TARGET}}}[{rate}])) > 0",
-                 "GOAWAY: {{reason}}"),
+                (f"sum({increase('apns_connection_attempts_total')})", "connection attempts"),
+                (
+                    f"sum by (reason) ({increase('apns_connection_failures_total')}) > 0",
+                    "failed: {{reason}}",
+                ),
+                (
+                    f"sum by (reason) ({increase('apns_goaway_received_total')}) > 0",
+                    "GOAWAY: {{reason}}",
+                ),
             ),
-            "short", 8, draw="bars",
+            "short",
+            8,
+            draw="bars",
         ),
         timeseries(
             "Stream limit",
@@ -504,23 +633,43 @@ def target_detail() -> dict[str, Any]:
             "at 1 and get about 1000 after an accepted request; stuck at 1 means requests are "
             "being rejected.",
             _queries((f"apns_max_concurrent_streams{{{TARGET}}}", "max concurrent streams")),
-            "short", 8, steps=thresholds((None, "red"), (2, "green")),
+            "short",
+            8,
+            steps=thresholds((None, "red"), (2, "green")),
         ),
         row("Credentials"),
         timeseries(
             "Provider token age",
             JWT_AGE,
-            _queries((f"time() - apns_provider_token_issued_timestamp_seconds{{{TARGET}}}",
-                      "token age")),
-            "s", 12, steps=JWT_STEPS, threshold_style="line+area",
+            _queries(
+                (f"time() - apns_provider_token_issued_timestamp_seconds{{{TARGET}}}", "token age")
+            ),
+            "s",
+            12,
+            steps=JWT_STEPS,
+            threshold_style="line+area",
         ),
-        stat("Client certificate expires in", CERT_DAYS,
-             f"(apns_client_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
-             "d", 6, height=8, steps=DAYS_STEPS, no_value="token auth", decimals=1),
-        stat("Credential loaded",
-             "Whether the configured certificate, .p12 or .p8 key loads (apns_credential_up).",
-             f"apns_credential_up{{{TARGET}}}", "bool", 6, height=8,
-             mappings=OK_FAILING, steps=RED_GREEN),
+        stat(
+            "Client certificate expires in",
+            CERT_DAYS,
+            f"(apns_client_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
+            "d",
+            6,
+            height=8,
+            steps=DAYS_STEPS,
+            no_value="token auth",
+            decimals=1,
+        ),
+        stat(
+            "Credential loaded",
+            "Whether the configured certificate, .p12 or .p8 key loads (apns_credential_up).",
+            f"apns_credential_up{{{TARGET}}}",
+            "bool",
+            6,
+            height=8,
+            mappings=OK_FAILING,
+            steps=RED_GREEN,
+        ),
         row("Server TLS"),
         panel(
             "table",
@@ -529,39 +678,84 @@ def target_detail() -> dict[str, Any]:
             "to USERTrust RSA Certification Authority), whether it verifies against the "
             "exporter's trust store, and days until the earliest certificate expires.",
             [
-                query(f"apns_server_certificate_info{{{TARGET}}}", "", "A",
-                      format="table", instant=True, range=False),
-                query(f"apns_server_certificate_verified{{{TARGET}}}", "", "B",
-                      format="table", instant=True, range=False),
-                query(f"(apns_server_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
-                      "", "C", format="table", instant=True, range=False),
+                query(
+                    f"apns_server_certificate_info{{{TARGET}}}",
+                    "",
+                    "A",
+                    format="table",
+                    instant=True,
+                    range=False,
+                ),
+                query(
+                    f"apns_server_certificate_verified{{{TARGET}}}",
+                    "",
+                    "B",
+                    format="table",
+                    instant=True,
+                    range=False,
+                ),
+                query(
+                    f"({server_not_after} - time()) / 86400",
+                    "",
+                    "C",
+                    format="table",
+                    instant=True,
+                    range=False,
+                ),
             ],
             "none",
             24,
             6,
             overrides=[
-                {"matcher": {"id": "byName", "options": "Value #B"},
-                 "properties": [{"id": "displayName", "value": "verified"},
-                                {"id": "unit", "value": "bool"},
-                                {"id": "mappings", "value": value_map(
-                                    **{"0": ("not verified", "red"), "1": ("verified", "green")})},
-                                {"id": "custom.cellOptions", "value": {"type": "color-background"}},
-                                {"id": "thresholds", "value": RED_GREEN}]},
-                {"matcher": {"id": "byName", "options": "Value #C"},
-                 "properties": [{"id": "displayName", "value": "expires in"},
-                                {"id": "unit", "value": "d"},
-                                {"id": "decimals", "value": 0}]},
+                {
+                    "matcher": {"id": "byName", "options": "Value #B"},
+                    "properties": [
+                        {"id": "displayName", "value": "verified"},
+                        {"id": "unit", "value": "bool"},
+                        {
+                            "id": "mappings",
+                            "value": value_map(
+                                **{"0": ("not verified", "red"), "1": ("verified", "green")}
+                            ),
+                        },
+                        {"id": "custom.cellOptions", "value": {"type": "color-background"}},
+                        {"id": "thresholds", "value": RED_GREEN},
+                    ],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "Value #C"},
+                    "properties": [
+                        {"id": "displayName", "value": "expires in"},
+                        {"id": "unit", "value": "d"},
+                        {"id": "decimals", "value": 0},
+                    ],
+                },
             ],
             transformations=[
                 {"id": "merge", "options": {}},
-                {"id": "organize", "options": {
-                    "excludeByName": {"Time": True, "Value #A": True, "__name__": True,
-                                      "job": True, "instance": True},
-                    "indexByName": {"target": 0, "apns_environment": 1, "subject": 2,
-                                    "issuer": 3, "root": 4, "Value #B": 5, "Value #C": 6,
-                                    "fingerprint_sha256": 7},
-                    "renameByName": {},
-                }},
+                {
+                    "id": "organize",
+                    "options": {
+                        "excludeByName": {
+                            "Time": True,
+                            "Value #A": True,
+                            "__name__": True,
+                            "job": True,
+                            "instance": True,
+                        },
+                        "indexByName": {
+                            "target": 0,
+                            "apns_environment": 1,
+                            "subject": 2,
+                            "issuer": 3,
+                            "root": 4,
+                            "Value #B": 5,
+                            "Value #C": 6,
+                            "fingerprint_sha256": 7,
+                        },
+                        "renameByName": {},
+                    },
+                },
             ],
         ),
         row("Reachability"),
@@ -569,18 +763,22 @@ def target_detail() -> dict[str, Any]:
             "TCP reachability",
             "Whether a TCP connection to each APNs host and port opens, per address family "
             "(apns_reachable). Port 2197 is Apple's alternative to 443.",
-            f"apns_reachable{{{TARGET}}}", "{{host}}:{{port}} {{family}}",
+            f"apns_reachable{{{TARGET}}}",
+            "{{host}}:{{port}} {{family}}",
             value_map(**{"0": ("unreachable", "red"), "1": ("reachable", "green")}),
-            width=12, height=6,
+            width=12,
+            height=6,
         ),
         state_timeline(
             "Addresses in Apple's range",
             "Whether every address an APNs host resolves to is in Apple's 17.0.0.0/8 or IPv6 "
             "ranges (apns_address_in_apple_range). Outside means a DNS override, a proxy or "
             "an endpoint override such as a mock server.",
-            f"apns_address_in_apple_range{{{TARGET}}}", "{{host}}",
+            f"apns_address_in_apple_range{{{TARGET}}}",
+            "{{host}}",
             value_map(**{"0": ("outside", "red"), "1": ("Apple", "green")}),
-            width=12, height=6,
+            width=12,
+            height=6,
         ),
     ]
     return dashboard(
@@ -620,8 +818,14 @@ def panel_queries() -> list[dict[str, str]]:
     for board in dashboards().values():
         for p in _panels(board):
             for t in p.get("targets", []):
-                out.append({"dashboard": board["uid"], "panel": p["title"],
-                            "ref_id": t["refId"], "expr": t["expr"]})
+                out.append(
+                    {
+                        "dashboard": board["uid"],
+                        "panel": p["title"],
+                        "ref_id": t["refId"],
+                        "expr": t["expr"],
+                    }
+                )
     return out
 
 
@@ -638,8 +842,7 @@ def expand_query(
     Values go into ``=~`` matchers, so they are regular expressions (Grafana's "All" is
     ``.+``); pass ``re.escape(name)`` for a literal value.
     """
-    values = {"job": job, "instance": instance, "target": target,
-              "__rate_interval": rate_interval}
+    values = {"job": job, "instance": instance, "target": target, "__rate_interval": rate_interval}
 
     def sub(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
@@ -656,8 +859,9 @@ def expand_query(
 def main(argv: list[str] | None = None) -> int:
     """Write the dashboards, or with ``--check`` report files that are out of date."""
     parser = argparse.ArgumentParser(description="Generate the apns-exporter Grafana dashboards.")
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if a committed file differs")
+    parser.add_argument(
+        "--check", action="store_true", help="do not write; exit 1 if a committed file differs"
+    )
     parser.add_argument("--out", type=Path, default=HERE, help="output directory")
     args = parser.parse_args(argv)
     stale = []
@@ -670,8 +874,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path.write_text(text, encoding="utf-8")
     if stale:
-        print(f"out of date: {', '.join(stale)}; run python dashboards/generate.py",
-              file=sys.stderr)
+        print(
+            f"out of date: {', '.join(stale)}; run python dashboards/generate.py", file=sys.stderr
+        )
         return 1
     return 0
 

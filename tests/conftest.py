@@ -7,6 +7,7 @@ import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,12 +67,12 @@ def workspace(tmp_path: Path, ca: CertificateAuthority, signing_key: SigningKeyP
 
 
 @pytest.fixture
-def run_exporter() -> Callable[[Path], contextlib.AbstractAsyncContextManager[Running]]:
+def run_exporter() -> Callable[..., contextlib.AbstractAsyncContextManager[Running]]:
     """Start the exporter and its web server on 127.0.0.1:0 from a config file."""
 
     @contextlib.asynccontextmanager
-    async def start(config_file: Path) -> AsyncIterator[Running]:
-        exporter = Exporter(config.load(config_file))
+    async def start(config_file: Path, **options: Any) -> AsyncIterator[Running]:
+        exporter = Exporter(config.load(config_file), **options)
         stop = asyncio.Event()
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(

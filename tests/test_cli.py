@@ -42,7 +42,6 @@ def test_help_explains_flags_and_subcommands() -> None:
         "--log.level",
         "--log.format",
         "demo",
-        "mock-apns",
     ):
         assert word in done.stdout
 

@@ -199,7 +199,7 @@ def test_config_is_frozen(config_dir: Path) -> None:
     """A loaded config cannot be changed in place."""
     target = parse(VALID, config_dir).targets[0]
     with pytest.raises(pydantic.ValidationError):
-        target.name = "other"  # type: ignore[misc]
+        target.name = "other"
 
 
 # -- invalid configs: exact messages --------------------------------------------------------
@@ -955,7 +955,7 @@ def test_near_valid_targets_give_config_error_only(shared_dir: Path, target: Any
 def test_every_key_is_documented() -> None:
     """docs/configuration.md mentions every key a config file can contain."""
     docs = (REPO / "docs" / "configuration.md").read_text()
-    models = [
+    models: list[type[pydantic.BaseModel]] = [
         config.Config,
         config.GlobalConfig,
         config.Target,

@@ -124,8 +124,12 @@ class Channel:
                     data = await self.reader.read(65536)
             except TimeoutError:
                 assert idle is not None
-                log.info("%s idle for %.3gs: closing (goaway=%s)", self.session.peer,
-                         idle.after, idle.goaway)
+                log.info(
+                    "%s idle for %.3gs: closing (goaway=%s)",
+                    self.session.peer,
+                    idle.after,
+                    idle.goaway,
+                )
                 if idle.goaway:
                     self.send_goaway(GoAwayFault(debug="empty", graceful=False))
                 else:
@@ -167,8 +171,7 @@ class Channel:
             try:
                 self._dispatch(event)
             except Exception as exc:  # bad input must never take the server down
-                log.warning("%s cannot handle %s: %r", self.session.peer,
-                            type(event).__name__, exc)
+                log.warning("%s cannot handle %s: %r", self.session.peer, type(event).__name__, exc)
         self._flush()
 
     def _dispatch(self, event: h2.events.Event) -> None:
@@ -231,8 +234,13 @@ class Channel:
         if faults.stall():
             self._stalled.add(request.stream_id)
             server.stats.stalled_streams += 1
-            log.info("%s %s %s stream=%d -> stalled", self.session.peer, request.method,
-                     request.path, request.stream_id)
+            log.info(
+                "%s %s %s stream=%d -> stalled",
+                self.session.peer,
+                request.method,
+                request.path,
+                request.stream_id,
+            )
             self._maybe_finish_draining()
             return
         injected = faults.error()
@@ -309,8 +317,16 @@ class Channel:
         reason = verdict.reason.value if verdict.reason is not None else ""
         self.server.stats.responses[(status, reason)] += 1
         self.responses += 1
-        log.info("%s %s %s stream=%d apns-id=%s -> %d %s", self.session.peer, request.method,
-                 request.path, stream_id, apns_id, status, reason)
+        log.info(
+            "%s %s %s stream=%d apns-id=%s -> %d %s",
+            self.session.peer,
+            request.method,
+            request.path,
+            stream_id,
+            apns_id,
+            status,
+            reason,
+        )
         self._flush()
         fault = self.server.scenario.goaway
         if fault is not None and fault.after_requests and self.responses >= fault.after_requests:
@@ -350,12 +366,19 @@ class Channel:
         self._goaway_last = last
         frames = [fault.debug_data()] + ([b""] if fault.followed_by_empty else [])
         for debug in frames:
-            frame = GoAwayFrame(0, last_stream_id=last, error_code=fault.error_code,
-                                additional_data=debug)
+            frame = GoAwayFrame(
+                0, last_stream_id=last, error_code=fault.error_code, additional_data=debug
+            )
             self._write_raw(frame.serialize())
             self.server.stats.goaways += 1
-        log.info("%s GOAWAY last_stream_id=%d error=%d debug=%r graceful=%s", self.session.peer,
-                 last, fault.error_code, frames[0], fault.graceful)
+        log.info(
+            "%s GOAWAY last_stream_id=%d error=%d debug=%r graceful=%s",
+            self.session.peer,
+            last,
+            fault.error_code,
+            frames[0],
+            fault.graceful,
+        )
         if fault.graceful:
             self._maybe_finish_draining()
         else:

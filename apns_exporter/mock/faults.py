@@ -188,8 +188,9 @@ BUILTIN_SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="goaway-storm",
             description='Every connection gets GOAWAY {"reason":"Shutdown"} after 3 responses.',
-            goaway=GoAwayFault(after_requests=3, debug="json", reason="Shutdown",
-                               followed_by_empty=True),
+            goaway=GoAwayFault(
+                after_requests=3, debug="json", reason="Shutdown", followed_by_empty=True
+            ),
         ),
         Scenario(
             name="ca-rotation",

@@ -48,6 +48,9 @@ def _convert(hint: Any, value: object, location: str) -> Any:
         if value is None and type(None) in args:
             return None
         candidates = [a for a in args if a is not type(None)]
+        if isinstance(value, Mapping):
+            # A mapping can only be meant as the dataclass alternative: report its own errors.
+            candidates = [a for a in candidates if dataclasses.is_dataclass(a)] or candidates
         errors = []
         for candidate in candidates:
             try:

@@ -68,6 +68,15 @@ class Keypair:
     private_key: ec.EllipticCurvePrivateKey
     chain: tuple[x509.Certificate, ...] = ()
 
+    @classmethod
+    def from_pem(cls, cert_pem: bytes, key_pem: bytes) -> Keypair:
+        """Load a chain (leaf first) and its EC private key back from PEM."""
+        leaf, *chain = x509.load_pem_x509_certificates(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the mock PKI only uses EC keys")
+        return cls(leaf, key, tuple(chain))
+
     @property
     def cert_pem(self) -> bytes:
         """The leaf followed by any intermediates, PEM encoded."""
@@ -129,6 +138,14 @@ class SigningKeyPair:
         return self.public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+
+
+def load_signing_key(private_pem: bytes) -> SigningKeyPair:
+    """Load a ``.p8`` (PKCS#8 PEM, EC P-256) signing key."""
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise ValueError("an APNs signing key must be an EC P-256 private key")
+    return SigningKeyPair(key)
 
 
 def generate_signing_key() -> SigningKeyPair:

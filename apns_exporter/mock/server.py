@@ -45,6 +45,7 @@ class MockAPNs:
         require_client_certificate: bool = False,
         keypairs: Mapping[str, Keypair] | None = None,
         handshake_timeout: float = 10.0,
+        require_alpn: bool = False,
     ) -> None:
         self.environment = Environment(environment).value
         self.keys = KeyRegistry()
@@ -53,6 +54,9 @@ class MockAPNs:
         # Extra response delay in seconds, on top of the scenario's; may change while serving.
         self.latency = 0.0
         self.handshake_timeout = handshake_timeout
+        # aioapns never offers ALPN and works against Apple, so HTTP/2 "prior knowledge" over
+        # TLS is accepted unless ALPN h2 is explicitly required.
+        self.require_alpn = require_alpn
         self._base_clock = clock
         self._client_ca_pem = client_ca_pem
         self._require_client_certificate = require_client_certificate
@@ -61,8 +65,9 @@ class MockAPNs:
         self._policy = policy or Policy()
         self._scenario = Scenario()
         self.faults = FaultInjector(self._scenario)
-        self.validator = Validator(self.keys, self.devices, self.clock, self.environment,
-                                   self._policy)
+        self.validator = Validator(
+            self.keys, self.devices, self.clock, self.environment, self._policy
+        )
         self.scenario = scenario or Scenario()
         self._server: asyncio.Server | None = None
         self._channels: set[Channel] = set()
@@ -243,8 +248,11 @@ class MockAPNs:
         peer = "{}:{}".format(*(writer.get_extra_info("peername") or ("?", 0))[:2])
         try:
             ssl_object = writer.get_extra_info("ssl_object")
-            if ssl_object is None or ssl_object.selected_alpn_protocol() != "h2":
-                log.info("%s did not negotiate ALPN h2: closing", peer)
+            if ssl_object is None:
+                return
+            alpn = ssl_object.selected_alpn_protocol()
+            if alpn != "h2" and (self.require_alpn or alpn is not None):
+                log.info("%s did not negotiate ALPN h2 (got %s): closing", peer, alpn)
                 return
             identity = None
             der = ssl_object.getpeercert(binary_form=True)
@@ -254,8 +262,11 @@ class MockAPNs:
             self._channels.add(channel)
             self.stats.connections += 1
             self.stats.active_connections += 1
-            log.info("%s connected (client certificate topics: %s)", peer,
-                     list(identity.topics) if identity else None)
+            log.info(
+                "%s connected (client certificate topics: %s)",
+                peer,
+                list(identity.topics) if identity else None,
+            )
             try:
                 await channel.run()
             finally:

@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.config import Target
+from apns_exporter.connection import Connection
 from apns_exporter.tokens import ProviderToken
 
 
@@ -49,6 +51,47 @@ class ProbeResult:
     token_issued_at: float | None = None
     token_minted: bool = False
     logs: tuple[str, ...] = ()
+    connected: bool = True  # False when no connection could be had for this run
+
+    @property
+    def layer(self) -> str | None:
+        """The lowest layer that failed (dns, tcp, tls, http2, auth, apns), or None if ok."""
+        if self.ok:
+            return None
+        if self.error == "timeout" and (not self.connected or self.probe is ProbeKind.PING):
+            # A connection attempt that timed out is a network problem; so is an
+            # established connection that no longer answers PINGs.
+            return "tcp" if not self.connected else "http2"
+        if self.error is not None:
+            return _ERROR_LAYERS.get(self.error, "http2")
+        failed = next((p for p in self.pushes if not p.ok), None)
+        if failed is None:
+            return "apns"
+        if failed.error is not None:
+            return _ERROR_LAYERS.get(failed.error, "http2")
+        return "auth" if failed.reason in AUTH_REASON_NAMES else "apns"
+
+
+# Connection and request error labels, by the layer they belong to. A request that is never
+# answered on a working connection is APNs not answering, so it counts against "apns".
+_ERROR_LAYERS = {
+    "dns": "dns",
+    "connect": "tcp",
+    "timeout": "apns",
+    "tls_verify": "tls",
+    "tls_handshake": "tls",
+    "alpn": "http2",
+    "http2": "http2",
+    "goaway": "http2",
+    "connection_reset": "http2",
+    "stream_reset": "http2",
+    "protocol": "http2",
+    "internal": "exporter",
+}
+LAYERS = ("dns", "tcp", "tls", "http2", "auth", "apns", "exporter")
+AUTH_REASON_NAMES = frozenset(
+    {r.value for r in AUTH_REASONS} | {Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES.value}
+)
 
 
 @dataclass
@@ -70,6 +113,16 @@ class ProbeContext:
     def log(self, message: str) -> None:
         """Keep a line for this run's log, shown on the probes page."""
         self.logs.append(f"{self.clock():.3f} {message}")
+
+
+def log_goaway(ctx: ProbeContext, conn: Connection) -> None:
+    """Put the raw GOAWAY debug data in the run's log: it is often the only explanation."""
+    if conn.goaway is not None:
+        g = conn.goaway
+        ctx.log(
+            f"GOAWAY error_code={g.error_code} last_stream_id={g.last_stream_id} "
+            f"debug_data={g.debug_data[:512]!r}"
+        )
 
 
 Probe = Callable[[ProbeContext], Awaitable[ProbeResult]]

@@ -9,7 +9,7 @@ import time
 from apns_exporter.apns import Reason
 from apns_exporter.connection import Connection
 from apns_exporter.errors import ProbeError
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, PushOutcome
+from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, PushOutcome, log_goaway
 
 # A well-formed token that no device will ever own. APNs checks authentication before the
 # device token, so "400 BadDeviceToken" for it proves TLS, credentials and routing work.
@@ -45,6 +45,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             error=error.reason if error else "connect",
             dial=lease.dial,
             logs=tuple(ctx.logs),
+            connected=False,
         )
     if lease.dial is not None:
         endpoint = ctx.channel.endpoint
@@ -113,6 +114,7 @@ async def _push(
     except ProbeError as exc:
         duration = time.perf_counter() - started
         ctx.log(f"{kind} push failed after {duration * 1000:.1f}ms: {exc}")
+        log_goaway(ctx, conn)
         return PushOutcome(kind, False, duration, error=exc.reason)
     duration = time.perf_counter() - started
     reason = Reason.parse(response.reason) if response.status != 200 else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apns_exporter.errors import ProbeError
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, log_goaway
 
 
 async def run(ctx: ProbeContext) -> ProbeResult:
@@ -17,7 +17,8 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         rtt = await lease.connection.ping(timeout=timeout)
     except ProbeError as exc:
         ctx.log(f"ping failed: {exc}")
-        if exc.reason == "timeout":
+        if lease.connection is not None:
+            log_goaway(ctx, lease.connection)
             # A connection that cannot answer a PING is dead even if the socket looks open.
             await ctx.channel.discard()
         return ProbeResult(
@@ -30,6 +31,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             error=exc.reason,
             dial=lease.dial,
             logs=tuple(ctx.logs),
+            connected=lease.connection is not None,
         )
     ctx.log(f"PING acknowledged in {rtt * 1000:.2f}ms")
     return ProbeResult(

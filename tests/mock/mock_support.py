@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.events import (
     ConnectionTerminated,
     DataReceived,
@@ -81,6 +81,7 @@ class H2Client:
         self.goaways: list[ConnectionTerminated] = []
         self.closed = asyncio.Event()
         self.protocol_error: ProtocolError | None = None
+        self._buffer = bytearray()
         self._partial: dict[int, Response] = {}
         self._futures: dict[int, asyncio.Future[Response]] = {}
         self._pings: dict[bytes, asyncio.Future[None]] = {}
@@ -111,8 +112,13 @@ class H2Client:
     ) -> int:
         """Open a stream with one request and return its ID without waiting."""
         stream_id = self.conn.get_next_available_stream_id()
-        request = [(":method", method), (":scheme", "https"), (":path", path),
-                   (":authority", "localhost"), *(headers or [])]
+        request = [
+            (":method", method),
+            (":scheme", "https"),
+            (":path", path),
+            (":authority", "localhost"),
+            *(headers or []),
+        ]
         self._futures[stream_id] = asyncio.get_running_loop().create_future()
         self.conn.send_headers(stream_id, request, end_stream=not body)
         if body:
@@ -166,8 +172,10 @@ class H2Client:
     async def _read(self) -> None:
         try:
             while data := await self.reader.read(65536):
-                for event in self.conn.receive_data(data):
-                    self._on_event(event)
+                self._buffer += data
+                for frame in self._whole_frames():
+                    for event in self.conn.receive_data(frame):
+                        self._on_event(event)
                 self._flush()
                 async with self._changed:
                     self._changed.notify_all()
@@ -182,6 +190,18 @@ class H2Client:
                     future.set_exception(ConnectionError("connection closed"))
             async with self._changed:
                 self._changed.notify_all()
+
+    def _whole_frames(self) -> list[bytes]:
+        # Frames are fed to h2 one at a time so that a GOAWAY can be followed by more frames:
+        # h2 refuses any frame after GOAWAY, but RFC 9113 lets streams up to last_stream_id end.
+        frames = []
+        while len(self._buffer) >= 9:
+            end = 9 + int.from_bytes(self._buffer[:3], "big")
+            if len(self._buffer) < end:
+                break
+            frames.append(bytes(self._buffer[:end]))
+            del self._buffer[:end]
+        return frames
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, ResponseReceived):
@@ -204,6 +224,7 @@ class H2Client:
                 future.set_result(None)
         elif isinstance(event, ConnectionTerminated):
             self.goaways.append(event)
+            self.conn.state_machine.state = ConnectionState.CLIENT_OPEN
 
     def _resolve(self, stream_id: int, response: Response) -> None:
         future = self._futures.get(stream_id)
@@ -230,8 +251,9 @@ class Credentials:
     ) -> str:
         """A provider token as Apple documents it (ES256, kid header, iss and iat claims)."""
         claims = {"iss": team, "iat": int(iat), **(extra or {})}
-        return jwt.encode(claims, (key or self.signing_key).private_key, algorithm="ES256",
-                          headers={"kid": kid})
+        return jwt.encode(
+            claims, (key or self.signing_key).private_key, algorithm="ES256", headers={"kid": kid}
+        )
 
 
 def push_headers(token: str | None, **extra: str) -> list[tuple[str, str]]:

@@ -30,7 +30,8 @@ def test_server_certificate_has_dns_and_ip_sans():
     sans = keypair.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
     assert sans.value.get_values_for_type(x509.DNSName) == ["localhost"]
     assert sans.value.get_values_for_type(x509.IPAddress) == [
-        ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
     ]
     assert keypair.key_pem.startswith(b"-----BEGIN PRIVATE KEY-----")
 
@@ -41,8 +42,10 @@ def test_leaf_from_intermediate_carries_the_intermediate():
     intermediate = root.issue_intermediate()
     keypair = intermediate.issue_server()
     chain = x509.load_pem_x509_certificates(keypair.cert_pem)
-    assert [c.subject for c in chain] == [keypair.certificate.subject,
-                                          intermediate.certificate.subject]
+    assert [c.subject for c in chain] == [
+        keypair.certificate.subject,
+        intermediate.certificate.subject,
+    ]
     assert chain[1].issuer == root.certificate.subject
 
 
@@ -60,8 +63,11 @@ def test_multi_topic_provider_certificate_has_apple_layout():
     cert = generate_ca().issue_provider("com.example.app", team_id="TEAM000001")
     identity = read_provider_identity(cert.certificate)
     assert identity.uid == "com.example.app"
-    assert identity.topics == ("com.example.app", "com.example.app.voip",
-                               "com.example.app.complication")
+    assert identity.topics == (
+        "com.example.app",
+        "com.example.app.voip",
+        "com.example.app.complication",
+    )
     assert identity.environments == {"sandbox", "production"}
     assert identity.team_id == "TEAM000001"
     raw = cert.certificate.extensions.get_extension_for_oid(APNS_TOPICS_OID).value.value
@@ -72,8 +78,9 @@ def test_multi_topic_provider_certificate_has_apple_layout():
 
 def test_single_topic_sandbox_only_certificate():
     """topic_kinds=None and one environment give a single-topic, sandbox-only certificate."""
-    cert = generate_ca().issue_provider("com.example.app", environments=["sandbox"],
-                                        topic_kinds=None)
+    cert = generate_ca().issue_provider(
+        "com.example.app", environments=["sandbox"], topic_kinds=None
+    )
     identity = read_provider_identity(cert.certificate)
     assert (identity.topics, identity.environments) == (("com.example.app",), {"sandbox"})
 

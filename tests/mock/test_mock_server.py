@@ -29,11 +29,38 @@ async def test_negotiates_h2_over_tls(mock, connect):
     assert ssl_object.version() in ("TLSv1.2", "TLSv1.3")
 
 
-async def test_client_without_alpn_h2_is_disconnected(mock, connect):
-    """A client that does not offer ALPN h2 is disconnected without any HTTP/2 traffic."""
-    client = await connect(mock, alpn=["http/1.1"], ready=False)
-    await client.wait_closed()
-    assert client.settings_frames == []
+async def test_client_without_alpn_h2_is_disconnected_when_required(make_mock, connect):
+    """With require_alpn, a client that does not offer ALPN h2 gets no HTTP/2 at all."""
+    async with make_mock(require_alpn=True).serving() as mock:
+        client = await connect(mock, alpn=["http/1.1"], ready=False)
+        await client.wait_closed()
+        assert client.settings_frames == []
+
+
+async def test_http2_prior_knowledge_without_alpn_is_served(mock, connect, token):
+    """By default a TLS client offering no ALPN may speak HTTP/2 directly, as aioapns does."""
+    client = await connect(mock, alpn=[])
+    assert client.writer.get_extra_info("ssl_object").selected_alpn_protocol() is None
+    assert (await client.request(headers=push_headers(token))).status == 200
+
+
+async def test_http1_client_is_disconnected(mock, credentials):
+    """An HTTP/1.1 request over TLS fails the HTTP/2 preface and the connection is closed."""
+    context = ssl.create_default_context(cadata=credentials.ca.cert_pem.decode())
+    context.set_alpn_protocols(["http/1.1"])
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(mock.host, mock.port, ssl=context, server_hostname="localhost"),
+        WAIT,
+    )
+    writer.write(b"GET /3/device/x HTTP/1.1\r\nHost: localhost\r\n\r\n" + b"\r\n" * 8)
+    try:
+        data = await asyncio.wait_for(reader.read(), WAIT)  # until the server closes
+    except (ConnectionError, ssl.SSLError):
+        data = b""
+    finally:
+        writer.close()
+    assert b"HTTP/1.1 200" not in data
+    assert mock.stats.protocol_errors == 1
 
 
 async def test_untrusted_client_rejects_mock_certificate(mock, connect):
@@ -136,7 +163,10 @@ async def test_accepted_push_is_200_with_empty_body_and_recorded(mock, connect, 
     apns_id = str(uuid.uuid4())
     response = await client.request(
         headers=push_headers(
-            token, apns_id=apns_id, apns_priority="5", apns_collapse_id="c1",
+            token,
+            apns_id=apns_id,
+            apns_priority="5",
+            apns_collapse_id="c1",
             apns_expiration="1750000100",
         ),
         body=b'{"aps":{"alert":"hello"}}',

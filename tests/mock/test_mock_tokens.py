@@ -59,7 +59,8 @@ async def test_new_token_within_20_minutes_is_too_many_updates(mock, connect, cr
     assert await status_reason(client, credentials.mint(clock.now)) == (200, None)
     clock.advance(1199)
     assert await status_reason(client, credentials.mint(clock.now)) == (
-        429, "TooManyProviderTokenUpdates"
+        429,
+        "TooManyProviderTokenUpdates",
     )
 
 
@@ -86,7 +87,8 @@ async def test_team_wide_token_update_scope(make_mock, connect, credentials, clo
         assert await status_reason(first, credentials.mint(clock.now)) == (200, None)
         clock.advance(60)
         assert await status_reason(second, credentials.mint(clock.now)) == (
-            429, "TooManyProviderTokenUpdates"
+            429,
+            "TooManyProviderTokenUpdates",
         )
 
 
@@ -184,7 +186,11 @@ async def test_wrong_algorithm_is_invalid(mock, connect, clock):
     """A token signed with HS256 instead of ES256 is InvalidProviderToken."""
     import jwt
 
-    token = jwt.encode({"iss": TEAM_ID, "iat": int(clock.now)}, "k" * 32, algorithm="HS256",
-                       headers={"kid": "ABC123DEFG"})
+    token = jwt.encode(
+        {"iss": TEAM_ID, "iat": int(clock.now)},
+        "k" * 32,
+        algorithm="HS256",
+        headers={"kid": "ABC123DEFG"},
+    )
     client = await connect(mock)
     assert await status_reason(client, token) == (403, "InvalidProviderToken")

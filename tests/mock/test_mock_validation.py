@@ -19,7 +19,13 @@ async def reason_of(client, path=f"/3/device/{DEVICE}", headers=None, body=None)
 def test_validation_order_constant_is_apples_precedence():
     """The documented order is method, path, auth, headers, device token, payload, rate."""
     assert VALIDATION_ORDER == (
-        "method", "path", "auth", "headers", "device_token", "payload", "rate"
+        "method",
+        "path",
+        "auth",
+        "headers",
+        "device_token",
+        "payload",
+        "rate",
     )
 
 
@@ -118,7 +124,8 @@ async def test_payload_one_byte_over_the_limit_is_413(mock, connect, token, push
     topic = TOPIC + (".voip" if push_type == "voip" else "")
     headers = push_headers(token, apns_push_type=push_type, apns_topic=topic)
     assert await reason_of(client, headers=headers, body=b"x" * (limit + 1)) == (
-        413, "PayloadTooLarge"
+        413,
+        "PayloadTooLarge",
     )
 
 
@@ -131,17 +138,16 @@ async def test_empty_payload(mock, connect, token):
 async def test_topic_disallowed_for_topic_specific_key(make_mock, connect, credentials, clock):
     """A topic-specific key used for another topic gets 400 TopicDisallowed."""
     mock = make_mock()
-    mock.add_signing_key("TOPICKEY01", "DEF123GHIJ", credentials.signing_key.public_key,
-                         topics=["com.example.other"])
+    mock.add_signing_key(
+        "TOPICKEY01", "DEF123GHIJ", credentials.signing_key.public_key, topics=["com.example.other"]
+    )
     async with mock.serving():
         client = await connect(mock)
         token = credentials.mint(clock.now, kid="TOPICKEY01")
         assert await reason_of(client, headers=push_headers(token)) == (400, "TopicDisallowed")
 
 
-@pytest.mark.parametrize(
-    "token_hex", ["ab" * 31, "zz" * 32, "abc" + "d" * 62, "ab" * 101]
-)
+@pytest.mark.parametrize("token_hex", ["ab" * 31, "zz" * 32, "abc" + "d" * 62, "ab" * 101])
 async def test_malformed_device_tokens(mock, connect, token, token_hex):
     """Too short, non-hex, odd-length or too long tokens get 400 BadDeviceToken."""
     client = await connect(mock)
@@ -161,7 +167,8 @@ async def test_device_tokens_are_case_insensitive(mock, connect, token):
     """Upper-case hex in the path addresses the same device."""
     client = await connect(mock)
     assert await reason_of(client, f"/3/device/{DEVICE.upper()}", push_headers(token)) == (
-        200, None
+        200,
+        None,
     )
 
 

@@ -1,0 +1,250 @@
+"""The APNs server's TLS chain: what it presents, whether it verifies, and when it expires.
+
+How :func:`inspect` works: one handshake with verification off fetches what the server
+presents (leaf, intermediates, TLS version, ALPN); then one handshake per trust store with a
+verifying context, exactly as :mod:`ssl` would verify the real connection (hostname
+included): (a) ``ca_file`` alone, when configured, and (b) the system default store. Real
+handshakes were chosen over re-verifying the fetched certificates with cryptography's
+``x509.verification``, because the system store may be a hashed ``capath`` directory that
+cryptography cannot read, and OpenSSL's verdict is the one the exporter's connections get.
+The cost is two or three short handshakes per check, at the ``tls_check`` interval.
+
+What the chain is, per Python version (all in :func:`peer_chain`):
+
+- 3.13+: ``SSLObject.get_unverified_chain()``: every certificate the server sent.
+- 3.10-3.12: CPython has the same accessor, undocumented, on ``SSLObject._sslobj``; it is
+  used when present, so these versions normally see the whole chain too.
+- Otherwise only ``getpeercert(binary_form=True)``, the leaf: ``full_chain`` is False.
+
+``earliest_not_after`` is the earliest notAfter over the certificates the server presented
+(not the trust anchor, which servers do not send) when ``full_chain`` is True, and the leaf's
+notAfter alone when it is False.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from apns_exporter.errors import ConnectFailed
+
+# DER, as ssl's private Certificate.public_bytes() expects it (ssl.ENCODING_DER in CPython).
+_ENCODING_DER = 1
+# How long a clean TLS close may take before the socket is simply dropped.
+_CLOSE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """One look at an endpoint's server chain and how it verifies."""
+
+    endpoint: str
+    tls_version: str | None
+    leaf_subject: str
+    leaf_issuer: str
+    root_subject: str | None
+    leaf_fingerprint_sha256: str
+    earliest_not_after: float
+    full_chain: bool
+    verified_ca_file: bool | None
+    verified_system: bool
+    verify_error: str | None
+    chain_fingerprints: tuple[str, ...]
+    alpn_protocol: str | None = None
+
+
+def _ders(ssl_object: Any, which: str) -> list[bytes] | None:
+    """DER certificates from ``get_<which>_chain``: public (3.13+), private (3.10-3.12), or None."""
+    public = getattr(ssl_object, f"get_{which}_chain", None)
+    if public is not None:
+        return [bytes(c) for c in public() or []]
+    private = getattr(getattr(ssl_object, "_sslobj", None), f"get_{which}_chain", None)
+    if private is not None:
+        return [bytes(c.public_bytes(_ENCODING_DER)) for c in private() or []]
+    return None
+
+
+def peer_chain(ssl_object: ssl.SSLObject) -> tuple[list[x509.Certificate], bool]:
+    """The certificates the peer presented, leaf first, and whether the chain beyond the leaf
+    was visible (see the module docstring for the per-version difference)."""
+    ders = _ders(ssl_object, "unverified")
+    if ders:
+        return [x509.load_der_x509_certificate(d) for d in ders], True
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return ([x509.load_der_x509_certificate(leaf)] if leaf else []), False
+
+
+def _verified_root(ssl_object: ssl.SSLObject) -> str | None:
+    """Subject of the trust anchor a verified chain ends in, when the chain is visible."""
+    ders = _ders(ssl_object, "verified")
+    return x509.load_der_x509_certificate(ders[-1]).subject.rfc4514_string() if ders else None
+
+
+def _fingerprint(cert: x509.Certificate) -> str:
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def _context(verify: str | None, ca_file: str | None = None) -> ssl.SSLContext:
+    """``verify``: None (no verification), ``ca_file`` (that file only) or ``system``."""
+    if verify == "system":
+        ctx = ssl.create_default_context()
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if verify is None:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ctx.load_verify_locations(cafile=ca_file)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    try:
+        async with asyncio.timeout(_CLOSE_SECONDS):
+            await writer.wait_closed()
+    except (OSError, ssl.SSLError, TimeoutError):
+        # A peer that never answers close_notify must not hold the probe up.
+        writer.transport.abort()
+
+
+async def _handshake(
+    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str
+) -> asyncio.StreamWriter:
+    """Resolve, connect and complete TLS; SSLCertVerificationError passes through."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConnectFailed(f"cannot resolve {host}: {exc.strerror}", "dns") from None
+    last: OSError | None = None
+    for *_, sockaddr in infos:
+        try:
+            _, writer = await asyncio.open_connection(str(sockaddr[0]), port)
+            break
+        except OSError as exc:
+            last = exc
+    else:
+        raise ConnectFailed(f"cannot connect to {host}:{port}: {last}", "connect")
+    try:
+        await writer.start_tls(ctx, server_hostname=server_hostname)
+    except ssl.SSLCertVerificationError:
+        writer.transport.abort()
+        raise
+    except (ssl.SSLError, OSError) as exc:
+        writer.transport.abort()
+        raise ConnectFailed(f"TLS handshake with {host}:{port} failed: {exc}", "tls_handshake")
+    except BaseException:
+        # Cancellation by the caller's timeout: never leak the socket.
+        writer.transport.abort()
+        raise
+    return writer
+
+
+async def _verify(
+    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str
+) -> tuple[bool, str | None, str | None]:
+    """``(verified, root subject, error)`` from one verifying handshake."""
+    try:
+        writer = await _handshake(host, port, ctx, server_hostname)
+    except ssl.SSLCertVerificationError as exc:
+        return False, None, exc.verify_message or str(exc)
+    try:
+        return True, _verified_root(writer.get_extra_info("ssl_object")), None
+    finally:
+        await _close(writer)
+
+
+async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | None) -> ChainReport:
+    writer = await _handshake(host, port, _context(None), server_hostname)
+    try:
+        ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
+        certs, full_chain = peer_chain(ssl_object)
+        tls_version, alpn = ssl_object.version(), ssl_object.selected_alpn_protocol()
+    finally:
+        await _close(writer)
+    if not certs:
+        raise ConnectFailed(f"{host}:{port} presented no certificate", "tls_handshake")
+
+    errors: list[str] = []
+    roots: list[str | None] = []
+    verified_ca_file: bool | None = None
+    if ca_file is not None:
+        try:
+            ca_context = _context("ca_file", ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            verified_ca_file, error = False, f"cannot load {ca_file}: {exc}"
+        else:
+            verified_ca_file, root, error = await _verify(host, port, ca_context, server_hostname)
+            roots.append(root)
+        if error:
+            errors.append(f"ca_file: {error}")
+    verified_system, root, error = await _verify(host, port, _context("system"), server_hostname)
+    roots.append(root)
+    if error:
+        errors.append(f"system store: {error}")
+
+    leaf, top = certs[0], certs[-1]
+    root_subject = next((r for r in roots if r), None)
+    if root_subject is None and top.issuer == top.subject:
+        root_subject = top.subject.rfc4514_string()
+    elif root_subject is None and full_chain:
+        # Unverified: name the root the server's chain claims, so a CA switch is still visible.
+        root_subject = top.issuer.rfc4514_string()
+    return ChainReport(
+        endpoint=f"{host}:{port}",
+        tls_version=tls_version,
+        leaf_subject=leaf.subject.rfc4514_string(),
+        leaf_issuer=leaf.issuer.rfc4514_string(),
+        root_subject=root_subject,
+        leaf_fingerprint_sha256=_fingerprint(leaf),
+        earliest_not_after=min(c.not_valid_after_utc.timestamp() for c in certs),
+        full_chain=full_chain,
+        verified_ca_file=verified_ca_file,
+        verified_system=verified_system,
+        verify_error="; ".join(errors) or None,
+        chain_fingerprints=tuple(_fingerprint(c) for c in certs),
+        alpn_protocol=alpn,
+    )
+
+
+async def inspect(
+    host: str, port: int, *, server_hostname: str | None, ca_file: str | None, timeout: float
+) -> ChainReport:
+    """Fetch the server chain and verify it against ``ca_file`` and the system store.
+
+    ``verify_error`` is one line naming each failed check, e.g.
+    ``system store: unable to get local issuer certificate``. Raises ConnectFailed
+    (dns, connect, tls_handshake, timeout) when the server cannot be reached at all.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await _inspect(host, port, server_hostname or host, ca_file)
+    except TimeoutError:
+        raise ConnectFailed(
+            f"TLS check of {host}:{port} timed out after {timeout:g}s", "timeout"
+        ) from None
+
+
+def chain_changed(previous: ChainReport | None, current: ChainReport) -> bool:
+    """Whether the issuing side (intermediates, leaf issuer, root) differs from last time.
+
+    The leaf itself is left out: Apple renews it routinely, and several leaves may be in
+    service at once behind one name; a CA switch (as in 2025) changes what is compared here.
+    """
+    if previous is None:
+        return False
+    return (
+        previous.chain_fingerprints[1:] != current.chain_fingerprints[1:]
+        or previous.leaf_issuer != current.leaf_issuer
+        or previous.root_subject != current.root_subject
+    )

@@ -1,0 +1,242 @@
+"""Tests for the generated Grafana dashboards (dashboards/generate.py and its JSON)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+DASHBOARDS = ROOT / "dashboards"
+PROVISIONING = DASHBOARDS / "provisioning"
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+generate = _load("apns_dashboards_generate", DASHBOARDS / "generate.py")
+alert_tests = _load("apns_test_alerts_contract", Path(__file__).with_name("test_alerts.py"))
+
+BOARDS: dict[str, dict[str, Any]] = generate.dashboards()
+
+
+def _panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def _content_panels() -> Iterator[tuple[str, dict[str, Any]]]:
+    for name, board in BOARDS.items():
+        for panel in _panels(board):
+            if panel["type"] != "row":
+                yield f"{name}: {panel['title']}", panel
+
+
+def test_committed_json_matches_the_generator() -> None:
+    """The committed dashboard files are exactly what dashboards/generate.py produces."""
+    committed = {p.name for p in DASHBOARDS.glob("*.json")}
+    assert committed == set(BOARDS)
+    for name, board in BOARDS.items():
+        text = (DASHBOARDS / name).read_text(encoding="utf-8")
+        assert text == generate.render(board), f"{name} is stale: run python dashboards/generate.py"
+
+
+def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
+    """`generate.py --check` fails on a missing or edited file and passes on fresh output."""
+    assert generate.main(["--check", "--out", str(tmp_path)]) == 1
+    assert generate.main(["--out", str(tmp_path)]) == 0
+    assert generate.main(["--check", "--out", str(tmp_path)]) == 0
+
+
+def test_uids_are_stable_and_unique() -> None:
+    """The dashboards keep their fixed uids, which links and bookmarks rely on."""
+    assert sorted(b["uid"] for b in BOARDS.values()) == [
+        "apns-exporter-overview",
+        "apns-exporter-target",
+    ]
+
+
+def test_dashboards_are_read_only_and_current() -> None:
+    """Dashboards are code: not editable, schema 39 or newer, tagged and linked to the runbook."""
+    for board in BOARDS.values():
+        assert board["editable"] is False
+        assert board["schemaVersion"] >= 39
+        assert "apns-exporter" in board["tags"]
+        assert any(link.get("url", "").endswith("docs/runbook.md") for link in board["links"])
+
+
+def test_template_variables() -> None:
+    """Each dashboard has datasource, job, instance and target variables fed by the datasource."""
+    for board in BOARDS.values():
+        variables = {v["name"]: v for v in board["templating"]["list"]}
+        assert list(variables) == ["datasource", "job", "instance", "target"]
+        assert variables["datasource"]["type"] == "datasource"
+        assert variables["datasource"]["query"] == "prometheus"
+        assert variables["datasource"]["label"] == "Data Source"
+        for name in ("job", "instance", "target"):
+            var = variables[name]
+            assert var["type"] == "query"
+            assert var["datasource"]["uid"] == "${datasource}"
+            assert var["definition"].startswith("label_values(")
+            assert var["refresh"] == 2, "refresh on time range change"
+
+
+def test_every_panel_has_unit_description_and_datasource() -> None:
+    """Every panel has a description, a unit and the templated datasource."""
+    for where, panel in _content_panels():
+        assert panel["description"].strip(), where
+        assert panel["fieldConfig"]["defaults"]["unit"], where
+        assert panel["datasource"]["uid"] == "${datasource}", where
+        assert panel["targets"], where
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", where
+
+
+def test_rates_use_rate_interval() -> None:
+    """Every rate, irate and increase in a dashboard uses [$__rate_interval]."""
+    for q in generate.panel_queries():
+        for window in re.findall(r"\b(?:rate|irate|increase)\([^\[]*\[([^\]]+)\]", q["expr"]):
+            assert window == "$__rate_interval", q
+
+
+def test_queries_select_job_instance_and_target() -> None:
+    """Every query selects job and instance, and every per-target metric also target."""
+    exporter_level = {
+        "up",
+        "apns_exporter_config_last_reload_successful",
+        "apns_exporter_config_last_reload_success_timestamp_seconds",
+    }
+    for q in generate.panel_queries():
+        expr = q["expr"]
+        assert 'job=~"$job"' in expr, q
+        assert 'instance=~"$instance"' in expr, q
+        for name, selector in re.findall(r"\b([a-zA-Z_:][\w:]*)(\{[^}]*\})", expr):
+            assert 'job=~"$job"' in selector, q
+            assert 'instance=~"$instance"' in selector, q
+            if name not in exporter_level | {"apns_target_info"}:
+                assert 'target=~"$target"' in selector, q
+
+
+def test_dashboards_use_only_contract_metrics() -> None:
+    """Dashboard queries only use metrics of the metric contract."""
+    for q in generate.panel_queries():
+        unknown = {
+            m for m in alert_tests.metric_names(q["expr"]) if not alert_tests.contract_metric(m)
+        }
+        assert unknown == set(), q
+
+
+def test_panel_queries_lists_every_query() -> None:
+    """panel_queries() returns one entry per query of every panel."""
+    listed = {(q["dashboard"], q["panel"], q["ref_id"]) for q in generate.panel_queries()}
+    expected = {
+        (board["uid"], panel["title"], t["refId"])
+        for board in BOARDS.values()
+        for panel in _panels(board)
+        for t in panel.get("targets", [])
+    }
+    assert listed == expected
+    assert len(listed) == len(generate.panel_queries())
+
+
+def test_expand_query_substitutes_every_variable() -> None:
+    """expand_query() leaves no template variable in any panel query."""
+    for q in generate.panel_queries():
+        expanded = generate.expand_query(q["expr"], target="prod", rate_interval="2m")
+        assert "$" not in expanded, expanded
+    assert (
+        generate.expand_query('rate(x{target=~"$target"}[$__rate_interval])', target="prod")
+        == 'rate(x{target=~"prod"}[1m])'
+    )
+    with pytest.raises(KeyError, match="unknown dashboard variable"):
+        generate.expand_query('x{a=~"$nope"}')
+
+
+def test_overview_repeats_a_row_per_target() -> None:
+    """The overview repeats a row over the multi-value target variable with the key stats."""
+    board = BOARDS["apns-exporter-overview.json"]
+    rows = [p for p in board["panels"] if p["type"] == "row"]
+    assert rows[0]["repeat"] == "target"
+    target_var = next(v for v in board["templating"]["list"] if v["name"] == "target")
+    assert target_var["multi"]
+    assert target_var["includeAll"]
+    first_row = board["panels"][1 : board["panels"].index(rows[1])]
+    titles = [p["title"] for p in first_row]
+    assert titles == [
+        "Canary",
+        "Certificate expires in",
+        "Provider token age",
+        "Connection",
+        "Canary p99 latency",
+    ]
+    jwt = next(p for p in first_row if p["title"] == "Provider token age")
+    steps = [s["value"] for s in jwt["fieldConfig"]["defaults"]["thresholds"]["steps"]]
+    assert steps == [None, 20 * 60, 55 * 60, 60 * 60]
+
+
+def test_target_dashboard_has_the_detail_panels() -> None:
+    """The target dashboard shows canary, connection, TLS and reachability detail."""
+    board = BOARDS["apns-exporter-target.json"]
+    kinds = {p["title"]: p["type"] for p in _panels(board)}
+    assert kinds["Canary state"] == "state-timeline"
+    assert kinds["Canary latency"] == "heatmap"
+    assert kinds["Canary responses by reason"] == "timeseries"
+    assert kinds["PING round trip"] == "timeseries"
+    assert kinds["Reconnects and GOAWAYs"] == "timeseries"
+    assert kinds["Stream limit"] == "timeseries"
+    assert kinds["Server certificate chain"] == "table"
+    assert kinds["TCP reachability"] == "state-timeline"
+
+
+def test_panels_fit_the_grid_without_overlap() -> None:
+    """Panels have unique ids, stay inside 24 columns and do not overlap."""
+    for name, board in BOARDS.items():
+        panels = list(_panels(board))
+        assert len({p["id"] for p in panels}) == len(panels), name
+        cells: set[tuple[int, int]] = set()
+        for p in panels:
+            g = p["gridPos"]
+            assert g["x"] >= 0, (name, p["title"])
+            assert g["x"] + g["w"] <= 24, (name, p["title"])
+            area = {
+                (x, y)
+                for x in range(g["x"], g["x"] + g["w"])
+                for y in range(g["y"], g["y"] + g["h"])
+            }
+            assert not area & cells, (name, p["title"])
+            cells |= area
+
+
+def test_provisioning_examples() -> None:
+    """The provisioning examples are Grafana files for a datasource and the dashboards."""
+    datasource = yaml.safe_load((PROVISIONING / "datasources" / "prometheus.yml").read_text())
+    assert datasource["apiVersion"] == 1
+    assert datasource["datasources"][0]["type"] == "prometheus"
+    provider = yaml.safe_load((PROVISIONING / "dashboards" / "apns-exporter.yml").read_text())
+    assert provider["apiVersion"] == 1
+    assert provider["providers"][0]["type"] == "file"
+    assert provider["providers"][0]["options"]["path"]
+
+
+def test_committed_json_is_valid() -> None:
+    """Every committed dashboard parses as JSON with a title and panels."""
+    for path in DASHBOARDS.glob("*.json"):
+        board = json.loads(path.read_text(encoding="utf-8"))
+        assert board["title"]
+        assert board["panels"]
