@@ -11,6 +11,20 @@ SANDBOX_HOST = "api.sandbox.push.apple.com"
 DEFAULT_PORT = 443
 ALTERNATE_PORT = 2197
 
+# Device-side courier hosts (N-courier.push.apple.com); devices and MDM need 5223, or 443.
+COURIER_HOST = "1-courier.push.apple.com"
+COURIER_PORTS = (5223, 443)
+# Apple's own address block, and the IPv6 ranges Apple lists for APNs (support.apple.com
+# HT210060, "Use Apple products on enterprise networks"). An APNs host resolving outside
+# them points at DNS hijacking or an intercepting proxy.
+APPLE_NETWORKS = (
+    "17.0.0.0/8",
+    "2620:149:a44::/48",
+    "2403:300:a42::/48",
+    "2403:300:a51::/48",
+    "2a01:b740:a42::/48",
+)
+
 # Payload limits from Apple's "Sending notification requests to APNs".
 MAX_PAYLOAD_BYTES = 4096
 MAX_VOIP_PAYLOAD_BYTES = 5120

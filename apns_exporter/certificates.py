@@ -313,16 +313,19 @@ def _load_pkcs12(
         raise CredentialError(
             "bad_passphrase", f"PKCS#12 {path}: cannot be opened with {which} password ({todo})"
         )
-    if cert is None:
+    # Without a key, the certificate is listed among the "additional" ones; the leaf is then
+    # found by matching the key file, like any other certificate.
+    certs = [cert, *extra] if cert is not None else list(extra)
+    if not certs:
         raise CredentialError("bad_pkcs12", f"PKCS#12 {path}: holds no certificate (re-export it)")
     if key is not None:
-        return [cert, *extra], key
+        return certs, key
     if key_file is None:
         raise CredentialError(
             "bad_pkcs12", f"PKCS#12 {path}: holds no private key (re-export it with the key)"
         )
     data = _read(key_file, "private key")
-    return [cert, *extra], _find_key(data, key_file, password, hint="is it a PEM private key?")
+    return certs, _find_key(data, key_file, password, hint="is it a PEM private key?")
 
 
 def _public_der(key: PublicKeyTypes) -> bytes:

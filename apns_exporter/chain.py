@@ -24,7 +24,6 @@ notAfter alone when it is False.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
 from dataclasses import dataclass
@@ -72,8 +71,7 @@ def _ders(ssl_object: Any, which: str) -> list[bytes] | None:
 
 
 def peer_chain(ssl_object: ssl.SSLObject) -> tuple[list[x509.Certificate], bool]:
-    """The certificates the peer presented, leaf first, and whether the chain beyond the leaf
-    was visible (see the module docstring for the per-version difference)."""
+    """The peer's certificates, leaf first, and whether more than the leaf was visible."""
     ders = _ders(ssl_object, "unverified")
     if ders:
         return [x509.load_der_x509_certificate(d) for d in ders], True
@@ -142,7 +140,9 @@ async def _handshake(
         raise
     except (ssl.SSLError, OSError) as exc:
         writer.transport.abort()
-        raise ConnectFailed(f"TLS handshake with {host}:{port} failed: {exc}", "tls_handshake")
+        raise ConnectFailed(
+            f"TLS handshake with {host}:{port} failed: {exc}", "tls_handshake"
+        ) from None
     except BaseException:
         # Cancellation by the caller's timeout: never leak the socket.
         writer.transport.abort()
@@ -178,6 +178,7 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
     errors: list[str] = []
     roots: list[str | None] = []
     verified_ca_file: bool | None = None
+    error: str | None
     if ca_file is not None:
         try:
             ca_context = _context("ca_file", ca_file)

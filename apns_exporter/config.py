@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -16,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     StrictBool,
     StrictInt,
     ValidationError,
@@ -266,6 +268,38 @@ class CanaryConfig(_Timed):
         return self
 
 
+class TlsCheckConfig(_Timed):
+    """Inspect the APNs server's certificate chain (expiry, root, trust) on its own handshake."""
+
+    interval: Interval = 3600.0
+    timeout: Interval | None = None
+
+
+class ReachabilityConfig(_Timed):
+    """Resolve and TCP-connect the hosts push depends on, and check Apple's address ranges."""
+
+    interval: Interval = 300.0
+    timeout: Interval | None = None
+    # host:port pairs; empty means the target's own endpoint and the alternative port 2197.
+    hosts: tuple[Endpoint, ...] = ()
+    # Also check a device-side courier host (MDM and device network checks) on 5223 and 443.
+    courier: StrictBool = False
+    apple_ranges: tuple[IPvAnyNetwork, ...] = tuple(
+        ipaddress.ip_network(n) for n in apns.APPLE_NETWORKS
+    )
+
+    def endpoints(self, target: Target) -> list[tuple[str, int]]:
+        """The (host, port) pairs to check for ``target``."""
+        pairs = [_split_endpoint(h) for h in self.hosts]
+        if not pairs:
+            pairs = [(target.host, target.port)]
+            if target.endpoint is None:
+                pairs.append((target.host, apns.ALTERNATE_PORT))
+        if self.courier:
+            pairs += [(apns.COURIER_HOST, port) for port in apns.COURIER_PORTS]
+        return list(dict.fromkeys(pairs))
+
+
 class Target(_Model):
     """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label."""
 
@@ -277,6 +311,9 @@ class Target(_Model):
     ca_file: ReadableFile | None = None
     ping: PingConfig = PingConfig()
     canary: CanaryConfig | None = None
+    # On by default: a server CA change (as in 2025) is a top cause of silent outages.
+    tls_check: TlsCheckConfig | None = TlsCheckConfig()
+    reachability: ReachabilityConfig | None = None
 
     @field_validator("canary")
     @classmethod

@@ -15,7 +15,7 @@ from apns_exporter.config import Config, Target
 from apns_exporter.connection import Endpoint, Resolver, client_ssl_context
 from apns_exporter.errors import CredentialError
 from apns_exporter.metrics import Metrics
-from apns_exporter.probes import ProbeContext, ProbeKind, canary, ping
+from apns_exporter.probes import ProbeContext, ProbeKind, canary, ping, reachability
 from apns_exporter.scheduler import Job, Scheduler
 from apns_exporter.tokens import ProviderToken, TokenCache
 
@@ -108,7 +108,9 @@ class Exporter:
             ping_interval=target.ping.interval,
             key=(auth.key_id, auth.team_id) if auth is not None else None,
         )
-        context = ProbeContext(target, channel, token, timeout, clock=self._clock)
+        context = ProbeContext(
+            target, channel, token, timeout, clock=self._clock, resolver=self._resolver
+        )
         return TargetState(target, context, error)
 
     def _jobs(self, state: TargetState) -> list[Job]:
@@ -122,4 +124,11 @@ class Exporter:
             pushes = len(target.canary.device_tokens) + int(target.canary.auth_check)
             deadline = (target.canary.timeout or timeout) * max(1, pushes) + timeout
             jobs.append(Job(ctx, ProbeKind.CANARY, canary.run, target.canary.interval, deadline))
+        if target.reachability is not None:
+            checks = len(target.reachability.endpoints(target)) * 3  # resolve + two families
+            reach = target.reachability
+            deadline = (reach.timeout or timeout) * checks
+            jobs.append(
+                Job(ctx, ProbeKind.REACHABILITY, reachability.run, reach.interval, deadline)
+            )
         return jobs

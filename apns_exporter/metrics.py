@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    GCCollector,
     Gauge,
+    GCCollector,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -195,6 +195,25 @@ class Metrics:
             [*TARGET, "layer"],
             registry=r,
         )
+        self.reachable = Gauge(
+            "apns_reachable",
+            "1 if a TCP connection to host:port over this address family succeeded." + SCHEDULED,
+            [*TARGET, "host", "port", "family"],
+            registry=r,
+        )
+        self.reach_seconds = Gauge(
+            "apns_reachability_connect_seconds",
+            "TCP connect time of the last successful reachability check.",
+            [*TARGET, "host", "port", "family"],
+            registry=r,
+        )
+        self.in_apple_range = Gauge(
+            "apns_address_in_apple_range",
+            "1 if every address the host resolved to lies in Apple's ranges (17.0.0.0/8 "
+            "and Apple's APNs IPv6 ranges); 0 suggests DNS hijacking or a proxy.",
+            [*TARGET, "host"],
+            registry=r,
+        )
         self._environments: dict[str, str] = {}
         self._has_canary: dict[str, bool] = {}
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
@@ -250,8 +269,10 @@ class Metrics:
                 self.connection_failures.labels(*t, result.dial.reason or "connect").inc()
         if result.probe is ProbeKind.CANARY:
             self._record_canary(t, result)
-        else:
+        elif result.probe is ProbeKind.PING:
             self._record_ping(t, result)
+        elif result.probe is ProbeKind.REACHABILITY:
+            self._record_reachability(t, result)
         self._latest[(result.target, result.probe)] = result
         self._set_layer(t)
 
@@ -293,6 +314,20 @@ class Metrics:
             self.ping_last_success.labels(*t).set(result.started_at + result.duration)
         elif not result.ok:
             self.ping_failures.labels(*t, result.error or "unknown").inc()
+
+    def _record_reachability(self, t: tuple[str, str], result: ProbeResult) -> None:
+        for reach in result.reaches:
+            if reach.family != "none":
+                where = (*t, reach.host, str(reach.port), reach.family)
+                self.reachable.labels(*where).set(1 if reach.reachable else 0)
+                if reach.connect_seconds is not None:
+                    self.reach_seconds.labels(*where).set(reach.connect_seconds)
+            else:
+                # The name did not resolve: nothing is reachable on any family.
+                for family in ("ipv4", "ipv6"):
+                    self.reachable.labels(*t, reach.host, str(reach.port), family).set(0)
+            if reach.in_apple_range is not None:
+                self.in_apple_range.labels(*t, reach.host).set(1 if reach.in_apple_range else 0)
 
     def observe(self, target: str, event: Event) -> None:
         """Count a connection-level event as it happens."""

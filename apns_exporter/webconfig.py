@@ -41,18 +41,19 @@ import re
 import ssl
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import bcrypt
 from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from apns_exporter.errors import ExporterError
-from apns_exporter.yamlsource import KeyPath, YamlSource
+from apns_exporter.yamlsource import KeyPath, Position, YamlSource
 
 log = logging.getLogger(__name__)
 
@@ -207,8 +208,8 @@ class _Parser:
         self.source = source
         self.base_dir = base_dir
 
-    def fail(self, path: KeyPath, message: str) -> WebConfigError:
-        where = self.document.position(path)
+    def fail(self, path: KeyPath, message: str, where: Position | None = None) -> WebConfigError:
+        where = where or self.document.position(path)
         key = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in path).lstrip(".")
         prefix = f"{self.source}:{where.line}:{where.column}: "
         return WebConfigError(prefix + (f"{key}: {message}" if key else message))
@@ -216,7 +217,7 @@ class _Parser:
     def parse(self) -> WebConfig:
         if self.document.problems:
             first = min(self.document.problems, key=lambda p: (p.position.line, p.position.column))
-            raise self.fail(first.path, first.message)
+            raise self.fail(first.path, first.message, first.position)
         data = self.document.data
         if data is None:
             return WebConfig(source=self.source)  # an empty file: as exporter-toolkit, no TLS/auth
@@ -644,12 +645,6 @@ def _same_ip(a: str, b: str) -> bool:
         return ipaddress.ip_address(a.strip()) == ipaddress.ip_address(b.strip())
     except ValueError:
         return False
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def middleware(watcher: WebConfigWatcher) -> Middleware:

@@ -207,7 +207,9 @@ def test_config_is_frozen(config_dir: Path) -> None:
 HINT = "check the path, relative paths are resolved from the config file's directory"
 TOKEN_RULE = "device token must be an even number of hex digits from 64 to 200; this one"
 ENDPOINT_RULE = "endpoint must be host:port, e.g. api.push.apple.com:2197 or [::1]:8443"
-TARGET_KEYS = "name, environment, endpoint, topic, auth, ca_file, ping, canary"
+TARGET_KEYS = (
+    "name, environment, endpoint, topic, auth, ca_file, ping, canary, tls_check, reachability"
+)
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
 BAD_CONFIGS = [
@@ -636,7 +638,7 @@ targets:
     topic: com.example.app
     auth: {{token: {{{TOKEN}}}}}
     ping: {{interval: -1}}
-    tls_check: {{interval: 1h}}
+    colour: blue
 """
     reported = problems(text, config_dir)
     keys = [line.split(": ")[1] for line in reported]

@@ -236,6 +236,7 @@ class MockAPNs:
         self, ssl_object: Any, server_name: str | None, context: ssl.SSLContext
     ) -> None:
         # Called for every handshake (also without SNI): this is where chain switches apply.
+        self.stats.tls_handshakes += 1
         try:
             ssl_object.context = self._context(self.current_keypair_name())
         except Exception as exc:  # a broken keypair must not kill the accept loop

@@ -13,7 +13,7 @@ class Stats:
 
     connections: int = 0  # connections that completed TLS with ALPN h2
     active_connections: int = 0
-    tls_failures: int = 0
+    tls_handshakes: int = 0  # handshakes started; minus connections = failed or non-h2
     requests: int = 0
     responses: Counter[tuple[int, str]] = field(default_factory=Counter)
     pings: int = 0
@@ -33,7 +33,7 @@ class Stats:
         return {
             "connections": self.connections,
             "active_connections": self.active_connections,
-            "tls_failures": self.tls_failures,
+            "tls_handshakes": self.tls_handshakes,
             "requests": self.requests,
             "responses": [
                 {"status": status, "reason": reason, "count": count}

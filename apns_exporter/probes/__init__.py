@@ -10,7 +10,7 @@ from enum import StrEnum
 from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.config import Target
-from apns_exporter.connection import Connection
+from apns_exporter.connection import Connection, Resolver
 from apns_exporter.tokens import ProviderToken
 
 
@@ -19,6 +19,8 @@ class ProbeKind(StrEnum):
 
     CANARY = "canary"
     PING = "ping"
+    TLS = "tls"
+    REACHABILITY = "reachability"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,19 @@ class PushOutcome:
     reason: str | None = None  # APNs reason, "none" on 200
     error: str | None = None  # request error label when there was no response
     apns_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Whether one host:port was reachable over one address family."""
+
+    host: str
+    port: int
+    family: str  # "ipv4", "ipv6", or "none" when the name did not resolve
+    reachable: bool
+    connect_seconds: float | None
+    in_apple_range: bool | None  # None when the name did not resolve
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class ProbeResult:
     token_minted: bool = False
     logs: tuple[str, ...] = ()
     connected: bool = True  # False when no connection could be had for this run
+    reaches: tuple[Reach, ...] = ()
 
     @property
     def layer(self) -> str | None:
@@ -103,6 +119,7 @@ class ProbeContext:
     token: ProviderToken | None
     default_timeout: float
     clock: Callable[[], float] = time.time
+    resolver: Resolver | None = None
     logs: list[str] = field(default_factory=list)
 
     def begin(self) -> float:

@@ -123,7 +123,7 @@ async def test_stalled_stream_is_never_answered(mock, connect, token):
     client = await connect(mock)
     stream_id = client.send(headers=push_headers(token))
     await asyncio.wait_for(client.ping(), WAIT)
-    await client.wait_for(lambda: mock.stats.stalled_streams == 1)
+    assert mock.stats.stalled_streams == 1  # the PING was answered after the request was read
     assert not client._futures[stream_id].done()
 
 
@@ -190,7 +190,7 @@ async def test_goaway_after_n_responses(mock, connect, token):
 async def test_graceful_goaway_finishes_in_flight_streams(mock, connect, token):
     """A graceful GOAWAY still answers streams up to last_stream_id before closing."""
     client = await connect(mock)
-    mock.latency = 0.05
+    mock.latency = 0.3
     stream_id = client.send(headers=push_headers(token))
     await asyncio.wait_for(client.ping(), WAIT)  # the request has been processed
     assert await mock.goaway(GoAwayFault(graceful=True)) == 1
@@ -247,7 +247,7 @@ async def test_ping_never_acked(mock, connect, token):
 
 async def test_ping_ack_delayed(mock, connect, token):
     """With ping.delay the ACK arrives after a response to a request sent later."""
-    mock.scenario = Scenario(ping=PingFault(delay=0.1))
+    mock.scenario = Scenario(ping=PingFault(delay=0.3))
     client = await connect(mock)
     ack = client.ping()
     assert (await client.request(headers=push_headers(token))).status == 200
@@ -302,3 +302,15 @@ def test_yaml_dump_of_scenario_is_loadable(tmp_path):
     path = tmp_path / "flaky.yml"
     path.write_text(yaml.safe_dump(scenario_to_dict(scenario)))
     assert load_scenario(path) == scenario
+
+
+async def test_ca_rotation_alternates_chains_over_time(mock, connect):
+    """rotate_certificates alternates new connections between the named chains by elapsed time."""
+    other = generate_ca("chain next")
+    mock.add_keypair("next", other.issue_server())
+    mock.scenario = Scenario(rotate_certificates=1000.0)
+    assert mock.current_keypair_name() == "default"
+    mock._started_at -= 1500.0  # as if the mock had run for 25 minutes
+    assert mock.current_keypair_name() == "next"
+    assert (await connect(mock, cadata=other.cert_pem)).settings_frames
+    assert mock.stats.tls_handshakes == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import uuid
 
@@ -59,6 +60,8 @@ async def test_http1_client_is_disconnected(mock, credentials):
         data = b""
     finally:
         writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+            await asyncio.wait_for(writer.wait_closed(), WAIT)
     assert b"HTTP/1.1 200" not in data
     assert mock.stats.protocol_errors == 1
 
@@ -268,3 +271,19 @@ async def test_keys_and_teams_are_what_the_fixtures_registered(mock):
     assert [k.key_id for k in mock.keys] == [KEY_ID]
     assert [k.team_id for k in mock.keys] == [TEAM_ID]
     assert [d.token for d in mock.devices] == [DEVICE]
+
+
+async def test_client_resets_and_vanishing_clients_do_not_hurt(mock, connect, token):
+    """A stream reset by the client and a client vanishing mid-request leave the mock serving."""
+    client = await connect(mock)
+    mock.latency = 0.2
+    stream_id = client.send(headers=push_headers(token))
+    client.conn.reset_stream(stream_id)
+    client._flush()
+    await asyncio.wait_for(client.ping(), WAIT)
+    client.send(headers=push_headers(token))
+    client.writer.transport.abort()
+    mock.latency = 0.0
+    other = await connect(mock)
+    assert (await other.request(headers=push_headers(token))).status == 200
+    assert mock.stats.protocol_errors == 0
