@@ -23,6 +23,7 @@ notAfter alone when it is False.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
 import socket
 import ssl
@@ -34,8 +35,8 @@ from cryptography.hazmat.primitives import hashes
 
 from apns_exporter.errors import ConnectFailed
 
-# DER, as ssl's private Certificate.public_bytes() expects it (ssl.ENCODING_DER in CPython).
-_ENCODING_DER = 1
+# The private accessor's Certificate.public_bytes() takes _ssl's encoding constant.
+_ENCODING_DER: int = getattr(_ssl, "ENCODING_DER", 2)
 # How long a clean TLS close may take before the socket is simply dropped.
 _CLOSE_SECONDS = 1.0
 

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from apns_exporter import __version__, config, logs, tokens
 from apns_exporter.errors import ConfigError, CredentialError
 from apns_exporter.exporter import Exporter
+from apns_exporter.mock import cli as mock_cli
 from apns_exporter.web import parse_listen_address, serve
 
 log = logging.getLogger("apns_exporter")
@@ -29,6 +30,7 @@ credential state on /metrics. Probes run on the exporter's own schedule, not per
 subcommands:
   run        run the exporter (the default when no subcommand is given)
   demo       run an embedded mock APNs with throwaway credentials plus the exporter
+  mock-apns  run the mock APNs server alone, to rehearse alerts or test push code
 """
 
 
@@ -103,6 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_web(demo)
     _add_common(demo)
 
+    mock = commands.add_parser(
+        "mock-apns",
+        help="run the mock APNs server alone",
+        description="Run the mock APNs server (HTTP/2 over TLS, Apple's validation order, "
+        "faults as data) to rehearse alerts or test your own push code offline. "
+        "See docs/mock-apns.md.",
+    )
+    mock_cli.add_arguments(mock)
+    _add_common(mock)
     return parser
 
 
@@ -117,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from apns_exporter import demo
 
         return _serve_until_signalled(lambda stop: demo.run(args, stop))
-    raise AssertionError(f"unhandled command {command}")
+    return asyncio.run(mock_cli.run(args))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -74,18 +74,35 @@ class Exporter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await asyncio.gather(*(s.context.channel.aclose() for s in self.targets.values()))
+        await asyncio.gather(*(self._close(s) for s in self.targets.values()))
+
+    @staticmethod
+    async def _close(state: TargetState) -> None:
+        await state.context.channel.aclose()
+        if state.context.auth_channel is not None:
+            await state.context.auth_channel.aclose()
 
     def _build(self, target: Target) -> TargetState:
         timeout = self.config.global_.scrape_timeout
         ca_file = str(target.ca_file) if target.ca_file is not None else None
+        endpoint, ssl_context = Endpoint(target.host, target.port), client_ssl_context(ca_file)
         channel = Channel(
-            Endpoint(target.host, target.port),
-            client_ssl_context(ca_file),
+            endpoint,
+            ssl_context,
             connect_timeout=timeout,
             observer=functools.partial(self.metrics.observe, target.name),
             resolver=self._resolver,
         )
+        auth_channel = None
+        if target.canary is not None and target.canary.auth_check:
+            # Its stream limit sits at 1 after every (expected) rejection: not the one to graph.
+            auth_channel = Channel(
+                endpoint,
+                ssl_context,
+                connect_timeout=timeout,
+                observer=functools.partial(self.metrics.observe, target.name, streams=False),
+                resolver=self._resolver,
+            )
         token: ProviderToken | None = None
         error: str | None = None
         auth = target.auth.token
@@ -109,7 +126,13 @@ class Exporter:
             key=(auth.key_id, auth.team_id) if auth is not None else None,
         )
         context = ProbeContext(
-            target, channel, token, timeout, clock=self._clock, resolver=self._resolver
+            target,
+            channel,
+            token,
+            timeout,
+            clock=self._clock,
+            resolver=self._resolver,
+            auth_channel=auth_channel,
         )
         return TargetState(target, context, error)
 

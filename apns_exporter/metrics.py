@@ -18,6 +18,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 from apns_exporter import __version__
 from apns_exporter.apns import Reason
@@ -218,6 +219,16 @@ class Metrics:
         self._has_canary: dict[str, bool] = {}
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
 
+    def forget(self, name: str) -> None:
+        """Remove every series of a target, so a removed target disappears from /metrics."""
+        for collector in list(self.registry._collector_to_names):
+            if isinstance(collector, MetricWrapperBase) and "target" in collector._labelnames:
+                collector.remove_by_labels({"target": name})
+        self._environments.pop(name, None)
+        self._has_canary.pop(name, None)
+        for kind in ProbeKind:
+            self._latest.pop((name, kind), None)
+
     def add_target(
         self,
         name: str,
@@ -260,13 +271,13 @@ class Metrics:
     def record(self, result: ProbeResult) -> None:
         """Fold one probe result into the metrics."""
         t = (result.target, self._environments.get(result.target, ""))
-        if result.dial is not None:
+        for dial in result.dials:
             self.connection_attempts.labels(*t).inc()
-            if result.dial.ok:
-                for phase, seconds in result.dial.phases.items():
+            if dial.ok:
+                for phase, seconds in dial.phases.items():
                     self.setup_duration.labels(*t, phase).observe(seconds)
             else:
-                self.connection_failures.labels(*t, result.dial.reason or "connect").inc()
+                self.connection_failures.labels(*t, dial.reason or "connect").inc()
         if result.probe is ProbeKind.CANARY:
             self._record_canary(t, result)
         elif result.probe is ProbeKind.PING:
@@ -329,12 +340,12 @@ class Metrics:
             if reach.in_apple_range is not None:
                 self.in_apple_range.labels(*t, reach.host).set(1 if reach.in_apple_range else 0)
 
-    def observe(self, target: str, event: Event) -> None:
-        """Count a connection-level event as it happens."""
+    def observe(self, target: str, event: Event, *, streams: bool = True) -> None:
+        """Count a connection-level event as it happens (``streams``: track its stream limit)."""
         t = (target, self._environments.get(target, ""))
         if isinstance(event, GoAway):
             self.goaways.labels(*t, _goaway_reason(event)).inc()
-        elif isinstance(event, SettingsChanged):
+        elif isinstance(event, SettingsChanged) and streams:
             self.max_streams.labels(*t).set(event.max_concurrent_streams)
 
 

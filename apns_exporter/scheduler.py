@@ -64,6 +64,17 @@ class Scheduler:
         self._history.setdefault(key, collections.deque(maxlen=HISTORY_LIMIT))
         self._tasks[key] = self._group.create_task(self._loop(job), name=f"probe-{key}")
 
+    async def remove(self, target: str) -> None:
+        """Stop every job of a target and forget its history."""
+        keys = [key for key in self._tasks if key[0] == target]
+        tasks = [self._tasks.pop(key) for key in keys]
+        for task in tasks:
+            task.cancel()
+        # Cancelled children do not cancel the TaskGroup; wait so no result arrives later.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for key in keys:
+            self._history.pop(key, None)
+
     def subscribe(self, listener: Callable[[ProbeResult], None]) -> None:
         """Also call ``listener`` with every result from now on."""
         self._listeners.append(listener)

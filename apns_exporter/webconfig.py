@@ -448,10 +448,10 @@ def _digest(path: Path | None) -> bytes | None:
         return None
 
 
-def _tls_files(tls: TLSServerConfig | None) -> tuple[Path | None, ...]:
-    if tls is None:
-        return (None, None, None)
-    return (tls.cert_file, tls.key_file, tls.client_ca_file)
+def _tls_state(tls: TLSServerConfig) -> tuple[tuple[Path | None, ...], tuple[bytes | None, ...]]:
+    """The TLS file paths and their content digests, to tell when a reload is due."""
+    files = (tls.cert_file, tls.key_file, tls.client_ca_file)
+    return files, tuple(_digest(f) for f in files)
 
 
 class WebConfigWatcher:
@@ -462,13 +462,14 @@ class WebConfigWatcher:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        self._config = load(path)
         self._file_digest = _digest(self.path)
+        self._config = load(path)
         self._checked_at = clock()
+        self._last_error: str | None = None
         self._context: ssl.SSLContext | None = None
-        # What the live context was built from: settings, file paths and their content.
-        self._live_tls: TLSServerConfig | None = None
-        self._live_digests: tuple[bytes | None, ...] = ()
+        # What the live context was built with, and which files (and contents) it holds now.
+        self._context_settings: tuple[object, ...] | None = None
+        self._loaded: tuple[tuple[Path | None, ...], tuple[bytes | None, ...]] = ((), ())
         self._restart_warned: tuple[object, ...] | None = None
 
     def current(self) -> WebConfig:
@@ -487,10 +488,11 @@ class WebConfigWatcher:
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """The one SSLContext to listen with; rotated certificates are loaded into it."""
-        if self._context is None and self._config.tls is not None:
+        tls = self._config.tls
+        if self._context is None and tls is not None:
             self._context = self._config.ssl_context()
-            self._live_tls = self._config.tls
-            self._live_digests = tuple(_digest(p) for p in _tls_files(self._live_tls))
+            self._context_settings = tls.restart_settings()
+            self._loaded = _tls_state(tls)
         return self._context
 
     async def run(self) -> None:
@@ -502,23 +504,24 @@ class WebConfigWatcher:
     def _check(self) -> None:
         digest = _digest(self.path)
         if digest != self._file_digest:
-            # Remember the bad version too: one log line per change, not one per second.
-            self._file_digest = digest
+            # A failed load is retried every check, because it may be a TLS file caught
+            # mid-rotation rather than the YAML; each distinct problem is logged once.
             try:
-                self._config = load(self.path)
+                config = load(self.path)
             except WebConfigError as exc:
-                log.error("%s; keeping the previous web config", exc)
+                if str(exc) != self._last_error:
+                    self._last_error = str(exc)
+                    log.error("%s; keeping the previous web config", exc)
             else:
+                self._config, self._file_digest, self._last_error = config, digest, None
                 log.info("web config %s reloaded", self.path)
         if self._context is not None:
-            self._update_context()
+            self._update_context(self._context)
 
-    def _update_context(self) -> None:
-        assert self._context is not None
-        assert self._live_tls is not None
+    def _update_context(self, context: ssl.SSLContext) -> None:
         tls = self._config.tls
         wanted = None if tls is None else tls.restart_settings()
-        if wanted != self._live_tls.restart_settings() and wanted != self._restart_warned:
+        if wanted != self._context_settings and wanted != self._restart_warned:
             self._restart_warned = wanted
             log.warning(
                 "%s: TLS was turned off, or its versions or client authentication changed; "
@@ -527,25 +530,25 @@ class WebConfigWatcher:
             )
         if tls is None:
             return
-        files, digests = _tls_files(tls), tuple(_digest(p) for p in _tls_files(tls))
-        live_files = _tls_files(self._live_tls)
-        chain_changed = (files[:2], digests[:2]) != (live_files[:2], self._live_digests[:2])
+        state = _tls_state(tls)
+        (files, digests), (old_files, old_digests) = state, self._loaded
+        chain_changed = (files[:2], digests[:2]) != (old_files[:2], old_digests[:2])
         ca_changed = tls.client_ca_file is not None and (
-            (files[2], digests[2]) != (live_files[2], self._live_digests[2])
+            (files[2:], digests[2:]) != (old_files[2:], old_digests[2:])
         )
         if not chain_changed and not ca_changed:
             return
         # Record even a failed attempt, so it is logged once; the next change retries.
-        self._live_tls, self._live_digests = tls, digests
+        self._loaded = state
         try:
             # Validate on a scratch context first: a failed load_cert_chain can leave the
             # live context holding a certificate without its key.
             _build_context(tls)
             if chain_changed:
-                _load_chain(self._context, tls)
+                _load_chain(context, tls)
             if ca_changed:
                 # OpenSSL can add trust anchors to a live context but never remove them.
-                self._context.load_verify_locations(cafile=tls.client_ca_file)
+                context.load_verify_locations(cafile=tls.client_ca_file)
         except (_ContextError, OSError, ssl.SSLError) as exc:
             message = exc.message if isinstance(exc, _ContextError) else str(exc)
             log.error(

@@ -204,10 +204,15 @@ async def test_ssl_context_authenticates_to_a_tls_server(
     server_ctx.verify_mode = ssl.CERT_REQUIRED
     server_ctx.set_alpn_protocols(["h2"])
     seen: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.set_result(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+        await reader.read()  # until the client hangs up
         writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+        done.set()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
     async with server:
@@ -221,6 +226,7 @@ async def test_ssl_context_authenticates_to_a_tls_server(
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
+        await asyncio.wait_for(done.wait(), 10)
 
 
 # --- failures --------------------------------------------------------------------------------

@@ -47,7 +47,10 @@ async def tls_server(
     if max_version is not None:
         ctx.maximum_version = max_version
 
+    handlers: set[asyncio.Task[None]] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):
             await writer.wait_closed()
@@ -55,6 +58,8 @@ async def tls_server(
     server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
     async with server:
         yield server.sockets[0].getsockname()[1]
+        # Every connection finishes its TLS close before the test's loop goes away.
+        await asyncio.wait_for(asyncio.gather(*handlers), TIMEOUT)
 
 
 async def _inspect(port: int, ca_file: str | None) -> ChainReport:
@@ -247,20 +252,24 @@ class _PrivateCert:
         self.der = der
 
     def public_bytes(self, encoding: int) -> bytes:
-        assert encoding == 1  # DER
+        assert encoding == 2  # _ssl.ENCODING_DER
         return self.der
 
 
-class _PrivateChain(_LeafOnly):
-    """An SSL object shaped like CPython 3.10-3.12's, with the chain on ``_sslobj``."""
-
+class _PrivateSSLObj:
     def __init__(self, ders: list[bytes]) -> None:
-        super().__init__(ders[0])
-        self._sslobj = self
         self.ders = ders
 
     def get_unverified_chain(self) -> list[_PrivateCert]:
         return [_PrivateCert(d) for d in self.ders]
+
+
+class _PrivateChain(_LeafOnly):
+    """An SSL object shaped like CPython 3.10-3.12's, with the chain only on ``_sslobj``."""
+
+    def __init__(self, ders: list[bytes]) -> None:
+        super().__init__(ders[0])
+        self._sslobj = _PrivateSSLObj(ders)
 
 
 def _ders(*keypairs: Keypair) -> list[bytes]:

@@ -42,6 +42,7 @@ def test_help_explains_flags_and_subcommands() -> None:
         "--log.level",
         "--log.format",
         "demo",
+        "mock-apns",
     ):
         assert word in done.stdout
 

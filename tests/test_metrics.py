@@ -53,7 +53,7 @@ def test_canary_result_moves_responses_latency_and_up() -> None:
             1000.0,
             0.5,
             "denied",
-            dial=DialReport(True, {"resolve": 0.001, "connect": 0.002, "tls": 0.01}),
+            dials=(DialReport(True, {"resolve": 0.001, "connect": 0.002, "tls": 0.01}),),
             pushes=(PushOutcome("device", False, 0.04, 403, "InvalidProviderToken"),),
             token_issued_at=990.0,
             token_minted=True,
@@ -106,7 +106,7 @@ def test_failed_dial_counts_its_layer() -> None:
             0.1,
             "nope",
             error="tls_verify",
-            dial=DialReport(False, reason="tls_verify"),
+            dials=(DialReport(False, reason="tls_verify"),),
         )
     )
     assert _value(metrics, "apns_connection_failures_total", reason="tls_verify") == 1

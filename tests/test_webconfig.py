@@ -582,3 +582,52 @@ def test_relative_paths_start_at_the_config_directory(pki: Pki, no_files: Path) 
     config = load(write(pki.dir / "web.yml", tls_config(pki)))
     assert config.tls is not None
     assert config.tls.cert_file == pki.server_cert
+
+
+async def test_config_change_waits_for_a_half_rotated_pair(
+    pki: Pki, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A web.yml edit that lands while the key is still old is applied once the key arrives."""
+    clock = FakeClock()
+    path = write(pki.dir / "web.yml", tls_config(pki) + users_config({"prometheus": HASH}))
+    watcher = WebConfigWatcher(path, clock=clock)
+    context = client_context(pki.ca_file)
+    rotated = pki.ca.issue_server()
+    async with serving(watcher) as url:
+        pki.server_cert.write_bytes(rotated.cert_pem)
+        write(path, tls_config(pki) + users_config({"prometheus": HASH, "grafana": HASH}))
+        with caplog.at_level(logging.ERROR, logger="apns_exporter.webconfig"):
+            for _ in range(3):
+                clock.advance()
+                status, _ = await get(url + "/", ssl_context=context, auth=("grafana", PASSWORD))
+                assert status == 401
+        pki.server_key.write_bytes(rotated.key_pem)
+        clock.advance()
+        status, _ = await get(url + "/", ssl_context=context, auth=("grafana", PASSWORD))
+        assert status == 200
+    assert caplog.text.count("keeping the previous web config") == 1
+
+
+async def test_run_notices_rotation_without_requests(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background check loads rotated certificates even when no HTTP request arrives."""
+    monkeypatch.setattr("apns_exporter.webconfig.CHECK_INTERVAL_SECONDS", 0.01)
+    watcher = WebConfigWatcher(write(pki.dir / "web.yml", tls_config(pki)))
+    context = client_context(pki.ca_file)
+    async with serving(watcher) as url:
+        port = int(url.rsplit(":", 1)[1])
+        before = await peer_certificate(port, context)
+        pki.ca.issue_server().write(pki.dir, "server")
+        task = asyncio.create_task(watcher.run())
+        try:
+            for _ in range(500):
+                if await peer_certificate(port, context) != before:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                pytest.fail("the rotated certificate was never served")
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -60,7 +60,7 @@ class ProbeResult:
     duration: float
     message: str
     error: str | None = None  # bounded failure label (connection failure or request error)
-    dial: DialReport | None = None
+    dials: tuple[DialReport, ...] = ()  # connection attempts made during this run
     pushes: tuple[PushOutcome, ...] = ()
     rtt: float | None = None
     token_issued_at: float | None = None
@@ -120,6 +120,7 @@ class ProbeContext:
     default_timeout: float
     clock: Callable[[], float] = time.time
     resolver: Resolver | None = None
+    auth_channel: Channel | None = None  # the auth check's own connection
     logs: list[str] = field(default_factory=list)
 
     def begin(self) -> float:

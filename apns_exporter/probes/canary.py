@@ -7,6 +7,7 @@ import json
 import time
 
 from apns_exporter.apns import Reason
+from apns_exporter.channel import Channel, DialReport
 from apns_exporter.connection import Connection
 from apns_exporter.errors import ProbeError
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, PushOutcome, log_goaway
@@ -29,49 +30,50 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     assert canary is not None, "the scheduler runs the canary only for targets that have one"
     timeout = canary.timeout or ctx.default_timeout
     issued_before = ctx.token.issued_at if ctx.token is not None else None
-
-    lease = await ctx.channel.acquire()
-    if lease.connection is None:
-        error = lease.error
-        message = str(error) if error is not None else "no connection"
-        ctx.log(f"connect failed: {message}")
-        return ProbeResult(
-            ctx.target.name,
-            ProbeKind.CANARY,
-            False,
-            started,
-            ctx.clock() - started,
-            message,
-            error=error.reason if error else "connect",
-            dial=lease.dial,
-            logs=tuple(ctx.logs),
-            connected=False,
-        )
-    if lease.dial is not None:
-        endpoint = ctx.channel.endpoint
-        ctx.log(f"connected to {endpoint.host}:{endpoint.port} {lease.dial.phases}")
-
     body = json.dumps(canary.payload, separators=(",", ":")).encode()
-    targets = [("device", t) for t in canary.device_tokens]
-    if canary.auth_check:
-        targets.append(("auth_check", AUTH_CHECK_TOKEN))
-    outcomes: list[PushOutcome] = []
-    for kind, device_token in targets:
-        outcome = await _push(ctx, lease.connection, kind, device_token, body, timeout)
-        outcomes.append(outcome)
-        if outcome.reason in _WEDGING_REASONS or outcome.error == "timeout":
-            # APNs wedges a connection after these; a stream that never answers means the
-            # connection is broken even if the socket looks fine. Either way, start afresh.
-            if outcome.reason == Reason.EXPIRED_PROVIDER_TOKEN and ctx.token is not None:
-                ctx.token.force_refresh()
-            ctx.log(f"{outcome.reason or outcome.error}: replacing the connection")
-            await ctx.channel.discard()
-            break
 
-    ok = all(o.ok for o in outcomes)
-    issued_at = ctx.token.issued_at if ctx.token is not None else None
+    # The auth check is always rejected, and APNs drops a connection's stream limit to 1
+    # after every rejection, so it gets a connection of its own.
+    groups: list[tuple[Channel, list[tuple[str, str]]]] = []
+    if canary.device_tokens:
+        groups.append((ctx.channel, [("device", t) for t in canary.device_tokens]))
+    if canary.auth_check:
+        groups.append((ctx.auth_channel or ctx.channel, [("auth_check", AUTH_CHECK_TOKEN)]))
+
+    outcomes: list[PushOutcome] = []
+    dials: list[DialReport] = []
+    connect_error: ProbeError | None = None
+    for channel, pushes in groups:
+        lease = await channel.acquire()
+        if lease.dial is not None:
+            dials.append(lease.dial)
+            endpoint = channel.endpoint
+            ctx.log(f"dialled {endpoint.host}:{endpoint.port}: {lease.dial.message or 'ok'}")
+        if lease.connection is None:
+            connect_error = connect_error or lease.error or ProbeError("no connection", "connect")
+            ctx.log(f"no connection: {lease.error}")
+            continue
+        for kind, device_token in pushes:
+            outcome = await _push(ctx, lease.connection, kind, device_token, body, timeout)
+            outcomes.append(outcome)
+            if outcome.reason in _WEDGING_REASONS or outcome.error == "timeout":
+                # APNs wedges a connection after these; a stream that never answers means
+                # the connection is broken even if the socket looks fine. Start afresh.
+                if outcome.reason == Reason.EXPIRED_PROVIDER_TOKEN and ctx.token is not None:
+                    ctx.token.force_refresh()
+                ctx.log(f"{outcome.reason or outcome.error}: replacing the connection")
+                await channel.discard()
+                break
+
     failed = [o for o in outcomes if not o.ok]
-    message = "all pushes answered as expected" if ok else _describe(failed[0])
+    ok = connect_error is None and not failed
+    if ok:
+        message = "all pushes answered as expected"
+    elif connect_error is not None:
+        message = str(connect_error)
+    else:
+        message = _describe(failed[0])
+    issued_at = ctx.token.issued_at if ctx.token is not None else None
     return ProbeResult(
         ctx.target.name,
         ProbeKind.CANARY,
@@ -79,12 +81,15 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         started,
         ctx.clock() - started,
         message,
-        error=next((o.error for o in failed if o.error), None),
-        dial=lease.dial,
+        error=connect_error.reason
+        if connect_error
+        else next((o.error for o in failed if o.error), None),
+        dials=tuple(dials),
         pushes=tuple(outcomes),
         token_issued_at=issued_at,
         token_minted=issued_at is not None and issued_at != issued_before,
         logs=tuple(ctx.logs),
+        connected=connect_error is None,
     )
 
 

@@ -29,7 +29,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             ctx.clock() - started,
             str(exc),
             error=exc.reason,
-            dial=lease.dial,
+            dials=(lease.dial,) if lease.dial else (),
             logs=tuple(ctx.logs),
             connected=lease.connection is not None,
         )
@@ -41,7 +41,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         started,
         ctx.clock() - started,
         f"PING acknowledged in {rtt * 1000:.2f}ms",
-        dial=lease.dial,
+        dials=(lease.dial,) if lease.dial else (),
         rtt=rtt,
         logs=tuple(ctx.logs),
     )
