@@ -9,7 +9,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from apns_exporter import __version__, config, logs, tokens
+from apns_exporter import __version__, check, config, logs, tokens
+from apns_exporter.durations import parse_duration
 from apns_exporter.errors import ConfigError, CredentialError
 from apns_exporter.exporter import Exporter
 from apns_exporter.mock import cli as mock_cli
@@ -32,6 +33,23 @@ subcommands:
   demo       run an embedded mock APNs with throwaway credentials plus the exporter
   mock-apns  run the mock APNs server alone, to rehearse alerts or test push code
 """
+
+
+def _duration(value: str) -> float:
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError("must be longer than 0s")
+    return seconds
+
+
+def _shard(value: str) -> tuple[int, int]:
+    index, _, count = value.partition("/")
+    if not (index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected I/N with 0 <= I < N, e.g. 0/3")
+    return int(index), int(count)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -93,8 +111,42 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="validate the configuration file, print any problems and exit 0 or 1",
         )
+        p.add_argument(
+            "--config.auto-reload-interval",
+            dest="auto_reload",
+            type=_duration,
+            default=None,
+            metavar="DURATION",
+            help="also reload when the file's content changes, checked this often "
+            "(e.g. 30s; default: off, reload on SIGHUP or POST /-/reload)",
+        )
+        p.add_argument(
+            "--targets.shard",
+            dest="shard",
+            type=_shard,
+            default=None,
+            metavar="I/N",
+            help="probe only this replica's share of the targets, e.g. 0/3 on the first of "
+            "three replicas (stable hash of target names)",
+        )
         _add_web(p)
         _add_common(p)
+
+    probe = commands.add_parser(
+        "probe",
+        help="probe one target now and print the result",
+        description="Run every probe of one target once, print each phase, status, reason "
+        "and latency, and exit 0 if all succeeded or 1 if any failed.",
+    )
+    probe.add_argument(
+        "--config.file",
+        dest="config_file",
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help="YAML configuration file (default: %(default)s)",
+    )
+    probe.add_argument("--target", required=True, metavar="NAME", help="the target to probe")
+    _add_common(probe)
 
     demo = commands.add_parser(
         "demo",
@@ -124,6 +176,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = args.command or "run"
     if command == "run":
         return _run(args)
+    if command == "probe":
+        return _probe(args)
     if command == "demo":
         from apns_exporter import demo
 
@@ -131,16 +185,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     return asyncio.run(mock_cli.run(args))
 
 
-def _run(args: argparse.Namespace) -> int:
+def _load(path: str) -> config.Config | None:
     try:
-        cfg = config.load(args.config_file)
+        return config.load(path)
     except ConfigError as exc:
         for issue in exc.issues:
             print(f"error: {issue}", file=sys.stderr)
-        print(
-            f"{args.config_file}: configuration is invalid ({len(exc.issues)} problem(s))",
-            file=sys.stderr,
-        )
+        print(f"{path}: configuration is invalid ({len(exc.issues)} problem(s))", file=sys.stderr)
+        return None
+
+
+def _probe(args: argparse.Namespace) -> int:
+    cfg = _load(args.config_file)
+    if cfg is None:
+        return 1
+    return asyncio.run(check.run(cfg, args.target))
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config_file)
+    if cfg is None:
         return 1
     if args.config_check:
         problems = _credential_problems(cfg)
@@ -155,8 +219,11 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    exporter = Exporter(cfg, shard=args.shard, config_file=args.config_file)
     return _serve_until_signalled(
-        lambda stop: serve(Exporter(cfg), listen, args.telemetry_path, stop)
+        lambda stop: serve(
+            exporter, listen, args.telemetry_path, stop, auto_reload_interval=args.auto_reload
+        )
     )
 
 

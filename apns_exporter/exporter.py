@@ -5,21 +5,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from apns_exporter.channel import Channel
-from apns_exporter.config import Config, Target
+from apns_exporter.config import Config, Target, load
 from apns_exporter.connection import Endpoint, Resolver, client_ssl_context
-from apns_exporter.errors import CredentialError
+from apns_exporter.errors import ConfigError, ConfigIssue, CredentialError
 from apns_exporter.metrics import Metrics
-from apns_exporter.probes import ProbeContext, ProbeKind, canary, ping, reachability
+from apns_exporter.probes import (
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    canary,
+    ping,
+    reachability,
+)
 from apns_exporter.scheduler import Job, Scheduler
 from apns_exporter.tokens import ProviderToken, TokenCache
 
 log = logging.getLogger(__name__)
+
+
+def _digest(path: str) -> str | None:
+    # Content, not mtime: editors and ConfigMap updates change mtimes without changes.
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def shard_of(name: str, count: int) -> int:
+    """Which of ``count`` replicas probes the target ``name`` (stable across restarts)."""
+    # A stable hash: Python's hash() of a str changes with every process.
+    return zlib.crc32(name.encode()) % count
 
 
 @dataclass
@@ -41,8 +65,14 @@ class Exporter:
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
         resolver: Resolver | None = None,
+        shard: tuple[int, int] | None = None,
+        config_file: str | None = None,
     ) -> None:
         self.config = config
+        self.config_file = config_file
+        self._config_digest = _digest(config_file) if config_file else None
+        self._reload_lock = asyncio.Lock()
+        self._shard = shard
         self._resolver = resolver
         self.metrics = metrics or Metrics()
         self.scheduler = Scheduler(self.metrics.record)
@@ -58,15 +88,81 @@ class Exporter:
 
     async def start(self) -> None:
         """Build every target and start probing; returns once the scheduler runs."""
-        jobs: list[Job] = []
-        for target in self.config.targets:
-            state = self._build(target)
-            self.targets[target.name] = state
-            jobs.extend(self._jobs(state))
         started = asyncio.Event()
-        self._task = asyncio.create_task(self.scheduler.run(jobs, started), name="scheduler")
+        self._task = asyncio.create_task(self.scheduler.run([], started), name="scheduler")
         await started.wait()
+        for target in self._mine(self.config):
+            self._add(target)
+        self.metrics.reloaded(True, self._clock())
         log.info("probing %d target(s)", len(self.targets))
+
+    async def reload(self, config: Config) -> None:
+        """Apply a new, already validated config; unchanged targets keep running untouched."""
+        same_global = config.global_ == self.config.global_
+        wanted = {t.name: t for t in self._mine(config)}
+        for name, state in list(self.targets.items()):
+            if not same_global or wanted.get(name) != state.config:
+                await self._remove(name)
+        for name, target in wanted.items():
+            if name not in self.targets:
+                self._add(target)
+        self.config = config
+        self.metrics.reloaded(True, self._clock())
+        log.info("configuration reloaded: probing %d target(s)", len(self.targets))
+
+    async def reload_file(self) -> None:
+        """Re-read the config file and apply it; on any error nothing changes and it raises."""
+        if self.config_file is None:
+            raise ConfigError([ConfigIssue("reload", "the exporter was not started from a file")])
+        async with self._reload_lock:
+            try:
+                config = load(self.config_file)
+            except ConfigError:
+                self.metrics.reloaded(False, self._clock())
+                raise
+            self._config_digest = _digest(self.config_file)
+            await self.reload(config)
+
+    async def watch_file(self, interval: float) -> None:
+        """Reload whenever the config file's content changes; runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            if self.config_file is None or _digest(self.config_file) == self._config_digest:
+                continue
+            try:
+                await self.reload_file()
+            except ConfigError as exc:
+                # Remember the broken content so it is reported once, not every interval.
+                self._config_digest = _digest(self.config_file)
+                log.error("config reload failed, keeping the running config: %s", exc)
+
+    async def probe_once(self, name: str) -> list[ProbeResult]:
+        """Run every probe of one target once, now, without the scheduler."""
+        target = next(t for t in self.config.targets if t.name == name)
+        state = self._build(target)
+        try:
+            return [await job.probe(state.context) for job in self._jobs(state)]
+        finally:
+            await self._close(state)
+
+    def _mine(self, config: Config) -> list[Target]:
+        """The targets this replica probes: all of them, or its shard."""
+        if self._shard is None:
+            return list(config.targets)
+        index, count = self._shard
+        return [t for t in config.targets if shard_of(t.name, count) == index]
+
+    def _add(self, target: Target) -> None:
+        state = self._build(target)
+        self.targets[target.name] = state
+        for job in self._jobs(state):
+            self.scheduler.add(job)
+
+    async def _remove(self, name: str) -> None:
+        state = self.targets.pop(name)
+        await self.scheduler.remove(name)
+        await self._close(state)
+        self.metrics.forget(name)
 
     async def stop(self) -> None:
         """Stop probing and close every connection."""

@@ -189,6 +189,16 @@ class Metrics:
             [*TARGET, "key_id", "team_id"],
             registry=r,
         )
+        self.reload_ok = Gauge(
+            "apns_exporter_config_last_reload_successful",
+            "1 if the last configuration reload succeeded.",
+            registry=r,
+        )
+        self.reload_time = Gauge(
+            "apns_exporter_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            registry=r,
+        )
         self.failing_layer = Gauge(
             "apns_failing_layer",
             "1 for the lowest layer at which the target fails now "
@@ -218,6 +228,12 @@ class Metrics:
         self._environments: dict[str, str] = {}
         self._has_canary: dict[str, bool] = {}
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
+
+    def reloaded(self, ok: bool, now: float) -> None:
+        """Record the outcome of loading the configuration."""
+        self.reload_ok.set(1 if ok else 0)
+        if ok:
+            self.reload_time.set(now)
 
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""

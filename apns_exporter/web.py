@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import html
+import contextlib
 import logging
-import time
+import signal
 from collections.abc import Callable
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from apns_exporter import __version__
+from apns_exporter import pages
+from apns_exporter.errors import ConfigError
 from apns_exporter.exporter import Exporter
-from apns_exporter.probes import ProbeKind
+from apns_exporter.scheduler import HISTORY_LIMIT
 
 log = logging.getLogger(__name__)
 
 # Scrapers hold keep-alive connections; do not let them delay shutdown past a few seconds.
 SHUTDOWN_GRACE_SECONDS = 2.0
+# Nothing the exporter serves takes a body bigger than this (reload has none at all).
+MAX_REQUEST_BYTES = 64 * 1024
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
@@ -35,12 +38,15 @@ def parse_listen_address(value: str) -> tuple[str | None, int]:
 
 def make_app(exporter: Exporter, *, telemetry_path: str = "/metrics") -> web.Application:
     """Build the aiohttp application serving one exporter."""
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app.router.add_get(telemetry_path, make_aiohttp_handler(exporter.metrics.registry))
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
+    app.router.add_route("*", "/-/reload", reload)
+    app.router.add_get("/config", show_config)
+    app.router.add_get("/probes", show_probes)
     app.router.add_get("/", landing)
     return app
 
@@ -57,44 +63,41 @@ async def ready(request: web.Request) -> web.Response:
     return web.Response(status=503, text="Not ready: the scheduler is not running\n")
 
 
+async def reload(request: web.Request) -> web.Response:
+    """POST re-reads the config file; a bad file is reported and never applied."""
+    if request.method != "POST":
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"], text="Use POST.\n")
+    try:
+        await request.app[EXPORTER_KEY].reload_file()
+    except ConfigError as exc:
+        return web.Response(status=500, text=f"failed to reload config: {exc}\n")
+    return web.Response(text="Reloaded\n")
+
+
+async def show_config(request: web.Request) -> web.Response:
+    """The effective configuration, secrets masked."""
+    return web.Response(text=pages.config_yaml(request.app[EXPORTER_KEY].config))
+
+
+async def show_probes(request: web.Request) -> web.Response:
+    """Recent probe results and logs of one target, as text."""
+    exporter = request.app[EXPORTER_KEY]
+    target = request.query.get("target", "")
+    if target not in exporter.targets:
+        names = ", ".join(sorted(exporter.targets)) or "none configured"
+        return web.Response(
+            status=404, text=f"Unknown target {target[:100]!r}; known targets: {names}\n"
+        )
+    try:
+        limit = max(1, min(HISTORY_LIMIT, int(request.query.get("limit", "20"))))
+    except ValueError:
+        return web.Response(status=400, text="limit must be a whole number\n")
+    return web.Response(text=pages.probe_log(exporter, target, limit))
+
+
 async def landing(request: web.Request) -> web.Response:
     """A small HTML page listing targets and their latest probe results."""
-    exporter = request.app[EXPORTER_KEY]
-    path = html.escape(request.app[TELEMETRY_PATH_KEY])
-    rows = []
-    now = time.time()
-    for name, state in exporter.targets.items():
-        cells = [
-            html.escape(name),
-            html.escape(str(state.config.environment)),
-            html.escape(f"{state.config.host}:{state.config.port}"),
-        ]
-        for kind in (ProbeKind.CANARY, ProbeKind.PING):
-            result = exporter.scheduler.latest(name, kind)
-            if result is None:
-                cells.append(
-                    "not run yet"
-                    if kind is ProbeKind.PING or state.config.canary
-                    else "not configured"
-                )
-            else:
-                status = "OK" if result.ok else "FAILED"
-                age = now - result.started_at
-                cells.append(f"{status} ({age:.0f}s ago): {html.escape(result.message)}")
-        rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    body = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>APNs Exporter</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}
-tr:nth-child(even){{background:#f4f4f4}}</style></head>
-<body><h1>APNs Exporter</h1>
-<p>Version {html.escape(__version__)}. Probes run on their own schedule; see
-<a href="{path}">Metrics</a>.</p>
-<table><thead><tr><th>Target</th><th>Environment</th><th>Endpoint</th>
-<th>Last canary</th><th>Last PING</th></tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
-<p><a href="{path}">Metrics</a> · <a href="/-/healthy">Health</a> ·
-<a href="/-/ready">Readiness</a></p></body></html>
-"""
+    body = pages.landing(request.app[EXPORTER_KEY], request.app[TELEMETRY_PATH_KEY])
     return web.Response(text=body, content_type="text/html")
 
 
@@ -104,9 +107,15 @@ async def serve(
     telemetry_path: str,
     stop: asyncio.Event,
     on_listening: Callable[[str], None] | None = None,
+    *,
+    auto_reload_interval: float | None = None,
 ) -> int:
-    """Run the exporter and its web server until ``stop`` is set."""
+    """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads."""
     await exporter.start()
+    background: set[asyncio.Task[None]] = set()
+    if auto_reload_interval:
+        background.add(asyncio.create_task(exporter.watch_file(auto_reload_interval)))
+    _on_sighup(lambda: background.add(asyncio.create_task(_reload_quietly(exporter))))
     runner = web.AppRunner(
         make_app(exporter, telemetry_path=telemetry_path),
         access_log=None,
@@ -127,9 +136,26 @@ async def serve(
         await stop.wait()
         log.info("shutting down")
     finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await runner.cleanup()
         await exporter.stop()
     return 0
+
+
+def _on_sighup(callback: Callable[[], None]) -> None:
+    # Only the main thread may install signal handlers; elsewhere reload is HTTP-only.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, callback)
+
+
+async def _reload_quietly(exporter: Exporter) -> None:
+    try:
+        await exporter.reload_file()
+        log.info("configuration reloaded on SIGHUP")
+    except ConfigError as exc:
+        log.error("config reload on SIGHUP failed, keeping the running config: %s", exc)
 
 
 def _site_url(runner: web.AppRunner) -> str:

@@ -72,7 +72,7 @@ def run_exporter() -> Callable[..., contextlib.AbstractAsyncContextManager[Runni
 
     @contextlib.asynccontextmanager
     async def start(config_file: Path, **options: Any) -> AsyncIterator[Running]:
-        exporter = Exporter(config.load(config_file), **options)
+        exporter = Exporter(config.load(config_file), config_file=str(config_file), **options)
         stop = asyncio.Event()
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(

@@ -31,8 +31,10 @@ RANKS = {
     "apns_exporter.scheduler": 5,
     "apns_exporter.metrics": 5,
     "apns_exporter.exporter": 6,
-    "apns_exporter.web": 7,
-    "apns_exporter.demo": 8,
+    "apns_exporter.pages": 7,
+    "apns_exporter.web": 8,
+    "apns_exporter.check": 8,
+    "apns_exporter.demo": 9,
     "apns_exporter.cli": 10,
 }
 # The mock is a second, independent implementation: it may use the shared vocabulary only.
