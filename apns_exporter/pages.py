@@ -79,7 +79,7 @@ def _result_cell(result: ProbeResult | None) -> str:
 def config_yaml(config: Config) -> str:
     """The effective configuration as YAML, defaults filled in, secrets masked."""
     data = config.model_dump(mode="json", by_alias=True)
-    return yaml.safe_dump(_mask(data), sort_keys=False)
+    return yaml.safe_dump(_mask(data), sort_keys=False, allow_unicode=True)
 
 
 def _mask(value: Any, key: str = "") -> Any:
