@@ -362,11 +362,14 @@ def load_client_credential(
     moment = time.time() if now is None else now
     if summary.not_after <= moment:
         expired = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(summary.not_after))
-        raise CredentialError(
-            "expired",
-            f"certificate {cert_file}: expired at {expired} (renew it in the Apple developer "
-            "portal, or at identity.apple.com for MDM)",
+        # An MDM certificate must be renewed, not re-created: a new one has a new topic and
+        # forces every device to re-enrol (reference/apns-anchors.md §4).
+        todo = (
+            "renew it at identity.apple.com with the same Apple ID; do not create a new one"
+            if summary.is_mdm
+            else "renew it in the Apple developer portal"
         )
+        raise CredentialError("expired", f"certificate {cert_file}: expired at {expired} ({todo})")
     return ClientCredential(
         certificate=leaf,
         chain=tuple(c for c in certs if c is not leaf),
@@ -390,11 +393,9 @@ def _stat(path: Path, *, follow: bool) -> StatTriple | None:
 def file_fingerprint(
     paths: Iterable[Path],
 ) -> tuple[tuple[StatTriple | None, StatTriple | None, StatTriple | None], ...]:
-    """Per path: stat of the target, lstat of the link, lstat of a sibling ``..data`` link.
-
-    Kubernetes swaps a Secret by re-pointing ``..data``; certbot re-points ``live/*.pem``.
-    A missing file is ``None`` rather than an error, so a vanished file is a change too.
-    """
+    """Per path: (mtime_ns, size, inode) of the target, of the link, and of a ``..data`` link."""
+    # Kubernetes swaps a Secret by re-pointing ``..data``, certbot by re-pointing live/*.pem;
+    # a missing file is None rather than an error, so a vanished file is a change too.
     return tuple(
         (
             _stat(path, follow=True),

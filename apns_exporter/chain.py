@@ -11,14 +11,21 @@ The cost is two or three short handshakes per check, at the ``tls_check`` interv
 
 What the chain is, per Python version (all in :func:`peer_chain`):
 
-- 3.13+: ``SSLObject.get_unverified_chain()``: every certificate the server sent.
-- 3.10-3.12: CPython has the same accessor, undocumented, on ``SSLObject._sslobj``; it is
-  used when present, so these versions normally see the whole chain too.
-- Otherwise only ``getpeercert(binary_form=True)``, the leaf: ``full_chain`` is False.
+- 3.13+: the documented ``SSLObject.get_unverified_chain()``: every certificate sent.
+- 3.11/3.12: the same accessor exists undocumented on ``SSLObject._sslobj`` (CPython
+  3.10-3.12); it is used when present, so these versions see the whole chain too.
+- Without either (another implementation): ``getpeercert(binary_form=True)``, the leaf only,
+  and ``full_chain`` is False.
 
-``earliest_not_after`` is the earliest notAfter over the certificates the server presented
-(not the trust anchor, which servers do not send) when ``full_chain`` is True, and the leaf's
-notAfter alone when it is False.
+``earliest_not_after`` is therefore the earliest notAfter over every certificate the server
+presented (never the trust anchor, which servers do not send) on 3.13+ and, through the
+private accessor, on CPython 3.11/3.12; when ``full_chain`` is False it is the leaf's alone,
+and an intermediate expiring first goes unnoticed.
+
+``root_subject`` is the anchor a verified chain ended in; when no check verified, the issuer
+of the topmost presented certificate (the root the server claims); None if only the leaf is
+visible. ``verify_error`` is one line naming each failed check, e.g. ``system store: unable
+to get local issuer certificate``.
 """
 
 from __future__ import annotations
@@ -90,17 +97,16 @@ def _fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def _context(verify: str | None, ca_file: str | None = None) -> ssl.SSLContext:
-    """``verify``: None (no verification), ``ca_file`` (that file only) or ``system``."""
-    if verify == "system":
-        ctx = ssl.create_default_context()
+def _context(*, verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
+    """No verification, or verification against ``ca_file`` alone / the system store (None)."""
+    # create_default_context for both verifying variants: the same flags (3.13 adds
+    # VERIFY_X509_STRICT) as the exporter's own connections get.
+    if verify:
+        ctx = ssl.create_default_context(cafile=ca_file)
     else:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if verify is None:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        else:
-            ctx.load_verify_locations(cafile=ca_file)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_alpn_protocols(["h2"])
     return ctx
@@ -114,6 +120,10 @@ async def _close(writer: asyncio.StreamWriter) -> None:
     except (OSError, ssl.SSLError, TimeoutError):
         # A peer that never answers close_notify must not hold the probe up.
         writer.transport.abort()
+    except BaseException:
+        # The caller's deadline struck mid-close: drop the socket rather than leak it.
+        writer.transport.abort()
+        raise
 
 
 async def _handshake(
@@ -166,11 +176,15 @@ async def _verify(
 
 
 async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | None) -> ChainReport:
-    writer = await _handshake(host, port, _context(None), server_hostname)
+    writer = await _handshake(host, port, _context(verify=False), server_hostname)
     try:
         ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
         certs, full_chain = peer_chain(ssl_object)
         tls_version, alpn = ssl_object.version(), ssl_object.selected_alpn_protocol()
+    except ValueError:
+        raise ConnectFailed(
+            f"{host}:{port} presented a certificate that cannot be parsed", "tls_handshake"
+        ) from None
     finally:
         await _close(writer)
     if not certs:
@@ -182,7 +196,7 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
     error: str | None
     if ca_file is not None:
         try:
-            ca_context = _context("ca_file", ca_file)
+            ca_context = _context(verify=True, ca_file=ca_file)
         except (OSError, ssl.SSLError) as exc:
             verified_ca_file, error = False, f"cannot load {ca_file}: {exc}"
         else:
@@ -190,7 +204,7 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
             roots.append(root)
         if error:
             errors.append(f"ca_file: {error}")
-    verified_system, root, error = await _verify(host, port, _context("system"), server_hostname)
+    verified_system, root, error = await _verify(host, port, _context(verify=True), server_hostname)
     roots.append(root)
     if error:
         errors.append(f"system store: {error}")
@@ -222,12 +236,7 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
 async def inspect(
     host: str, port: int, *, server_hostname: str | None, ca_file: str | None, timeout: float
 ) -> ChainReport:
-    """Fetch the server chain and verify it against ``ca_file`` and the system store.
-
-    ``verify_error`` is one line naming each failed check, e.g.
-    ``system store: unable to get local issuer certificate``. Raises ConnectFailed
-    (dns, connect, tls_handshake, timeout) when the server cannot be reached at all.
-    """
+    """Fetch the chain, verify it per trust store; ConnectFailed if the server is unreachable."""
     try:
         async with asyncio.timeout(timeout):
             return await _inspect(host, port, server_hostname or host, ca_file)
@@ -238,11 +247,9 @@ async def inspect(
 
 
 def chain_changed(previous: ChainReport | None, current: ChainReport) -> bool:
-    """Whether the issuing side (intermediates, leaf issuer, root) differs from last time.
-
-    The leaf itself is left out: Apple renews it routinely, and several leaves may be in
-    service at once behind one name; a CA switch (as in 2025) changes what is compared here.
-    """
+    """Whether the issuing side (intermediates, leaf issuer, root) differs from last time."""
+    # The leaf is left out: Apple renews it routinely and may serve several at once behind
+    # one name; a CA switch (as in 2025) changes everything compared here.
     if previous is None:
         return False
     return (

@@ -11,6 +11,7 @@ from pathlib import Path
 from apns_exporter import config, web
 from apns_exporter.errors import ConfigError
 from apns_exporter.exporter import Exporter
+from apns_exporter.mock.admin import AdminServer
 from apns_exporter.mock.pki import generate_ca, generate_signing_key
 from apns_exporter.mock.server import MockAPNs
 
@@ -66,6 +67,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         device = secrets.token_hex(32)
         mock.devices.register(device, TOPIC)
         await mock.start("127.0.0.1", 0)
+        admin = AdminServer(mock)
+        await admin.start("127.0.0.1", 0)
         try:
             config_file = directory / "apns-exporter.yml"
             config_file.write_text(
@@ -87,7 +90,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                     f"  exporter:  {url}/\n"
                     f"  metrics:   {url}{args.telemetry_path}\n"
                     f"  mock APNs: https://127.0.0.1:{mock.port} (HTTP/2, sandbox)\n"
+                    f"  mock admin API: http://127.0.0.1:{admin.port}/stats\n"
                     f"  config:    {config_file}\n"
+                    f"Inject a fault and watch apns_up and the reason counters change:\n"
+                    f"  curl -X PUT http://127.0.0.1:{admin.port}/scenarios/expired-token\n"
+                    f"  curl -X PUT http://127.0.0.1:{admin.port}/scenarios/healthy\n"
                     f"Press Ctrl-C to stop.",
                     flush=True,
                 )
@@ -97,4 +104,5 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
             print(f"error: demo config is invalid: {exc}")
             return 1
         finally:
+            await admin.stop()
             await mock.stop()

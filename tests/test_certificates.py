@@ -351,6 +351,11 @@ def test_expired_certificate_is_expired(tmp_path: Path, ca: CertificateAuthority
     later = fresh.certificate.not_valid_after_utc.timestamp() + 1
     assert _fails(cert, key, now=later) == "expired"
     assert load_client_credential(cert, key, now=later - 2).certificate == fresh.certificate
+    mdm = ca.issue_mdm(valid_from=past, valid_until=past + dt.timedelta(days=365))
+    cert, key = mdm.write(tmp_path, "mdm")
+    with pytest.raises(CredentialError, match="same Apple ID") as info:
+        load_client_credential(cert, key)
+    assert _reason(info) == "expired"
 
 
 # --- summary ---------------------------------------------------------------------------------

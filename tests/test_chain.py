@@ -9,7 +9,7 @@ import datetime as dt
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,35 @@ def ca_file(tmp_path: Path, ca: CertificateAuthority) -> str:
     return str(path)
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def serve(handler: Handler, ctx: ssl.SSLContext | None = None) -> AsyncIterator[int]:
+    """Run ``handler`` per connection on 127.0.0.1; on exit wait until every one has closed."""
+    handlers: set[asyncio.Task[None]] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            await handler(reader, writer)
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await writer.wait_closed()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    async with server:
+        yield server.sockets[0].getsockname()[1]
+        # Python 3.11's Server.wait_closed() does not wait for connections; do it here so
+        # no socket outlives the test's event loop.
+        await asyncio.wait_for(asyncio.gather(*handlers), TIMEOUT)
+
+
+async def _hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Close right after the handshake: all a chain check needs."""
+
+
 @contextlib.asynccontextmanager
 async def tls_server(
     keypair: Keypair, directory: Path, *, max_version: ssl.TLSVersion | None = None
@@ -46,20 +75,8 @@ async def tls_server(
     ctx.set_alpn_protocols(["h2"])
     if max_version is not None:
         ctx.maximum_version = max_version
-
-    handlers: set[asyncio.Task[None]] = set()
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
-        writer.close()
-        with contextlib.suppress(OSError, ssl.SSLError):
-            await writer.wait_closed()
-
-    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
-    async with server:
-        yield server.sockets[0].getsockname()[1]
-        # Every connection finishes its TLS close before the test's loop goes away.
-        await asyncio.wait_for(asyncio.gather(*handlers), TIMEOUT)
+    async with serve(_hang_up, ctx) as port:
+        yield port
 
 
 async def _inspect(port: int, ca_file: str | None) -> ChainReport:
@@ -299,7 +316,7 @@ async def test_peer_chain_on_a_real_connection(
 ) -> None:
     """On this interpreter's real SSLObject the leaf and intermediate are both visible."""
     keypair = intermediate.issue_server()
-    ctx = chain._context(None)
+    ctx = chain._context(verify=False)
     async with tls_server(keypair, tmp_path) as port:
         _, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
@@ -342,29 +359,25 @@ async def test_unresolvable_host_is_dns(monkeypatch: pytest.MonkeyPatch) -> None
     assert "nowhere.invalid" in str(info.value)
 
 
-async def _plain_server(reply: bytes | None) -> asyncio.Server:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if reply is None:
-            await reader.read()  # say nothing until the client gives up
-        else:
-            writer.write(reply)
-        writer.close()
-
-    return await asyncio.start_server(handle, "127.0.0.1", 0)
-
-
 async def test_non_tls_server_is_tls_handshake() -> None:
     """A server that answers in plain text gives ConnectFailed(tls_handshake)."""
-    async with await _plain_server(b"HTTP/1.1 400 Bad Request\r\n\r\n") as server:
+
+    async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    async with serve(http) as port:
         with pytest.raises(ConnectFailed) as info:
-            await _inspect(server.sockets[0].getsockname()[1], None)
+            await _inspect(port, None)
     assert info.value.reason == "tls_handshake"
 
 
 async def test_silent_server_is_timeout() -> None:
     """A server that never completes the handshake gives ConnectFailed(timeout)."""
-    async with await _plain_server(None) as server:
-        port = server.sockets[0].getsockname()[1]
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # say nothing until the client gives up
+
+    async with serve(silent) as port:
         with pytest.raises(ConnectFailed) as info:
             await inspect("127.0.0.1", port, server_hostname=None, ca_file=None, timeout=0.2)
     assert info.value.reason == "timeout"

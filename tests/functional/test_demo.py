@@ -30,10 +30,12 @@ def test_demo_shows_a_healthy_target_within_15_seconds() -> None:
     )
     try:
         assert proc.stdout is not None
-        metrics_url = None
+        metrics_url = admin_url = None
         for line in proc.stdout:  # the banner is a handful of lines
             if match := re.search(r"metrics:\s+(http://\S+)", line):
                 metrics_url = match.group(1)
+            if match := re.search(r"mock admin API:\s+(http://\S+)/stats", line):
+                admin_url = match.group(1)
             if "Ctrl-C" in line:
                 break
         assert metrics_url, "demo did not print its metrics URL"
@@ -51,6 +53,23 @@ def test_demo_shows_a_healthy_target_within_15_seconds() -> None:
             time.sleep(0.5)  # polling a real process; the deadline bounds the loop
         assert healthy, "demo target not healthy within 15 s"
         assert sample(samples, "apns_provider_token_issued_timestamp_seconds", **demo) > 0
+
+        # The banner's fault recipe: an expired-token scenario must show up in the metrics.
+        assert admin_url, "demo did not print its admin API URL"
+        request = urllib.request.Request(admin_url + "/scenarios/expired-token", method="PUT")
+        urllib.request.urlopen(request, timeout=5).close()
+        expired = {"status": "403", "reason": "ExpiredProviderToken"}
+        deadline = time.monotonic() + DEMO_DEADLINE_SECONDS
+        while True:
+            samples = parse_samples(_scrape(metrics_url))
+            seen = sample(samples, "apns_canary_responses_total", **demo, **expired) or 0
+            if (seen > 0 and sample(samples, "apns_up", **demo) == 0) or (
+                time.monotonic() > deadline
+            ):
+                break
+            time.sleep(0.5)  # polling a real process; the deadline bounds the loop
+        assert seen > 0
+        assert sample(samples, "apns_up", **demo) == 0
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=5) == 0
     finally:

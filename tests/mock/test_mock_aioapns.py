@@ -1,6 +1,6 @@
 """Compatibility: a third-party APNs client (aioapns, h2-based) works against the mock.
 
-aioapns is not a project dependency; the test is skipped when it is not installed.
+aioapns is a test dependency only (the `test` extra); it must be installed, never skipped.
 """
 
 from __future__ import annotations
@@ -9,11 +9,10 @@ import ssl
 import time
 import uuid
 
+import aioapns
+import aioapns.connection as aioapns_connection
 import pytest
 from mock_support import DEVICE, KEY_ID, TEAM_ID, TOPIC, UNKNOWN_DEVICE
-
-aioapns = pytest.importorskip("aioapns")
-aioapns_connection = pytest.importorskip("aioapns.connection")
 
 
 @pytest.fixture
