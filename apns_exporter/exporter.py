@@ -25,6 +25,7 @@ from apns_exporter.probes import (
     canary,
     ping,
     reachability,
+    tls,
 )
 from apns_exporter.scheduler import Job, Scheduler
 from apns_exporter.tokens import ProviderToken, TokenCache
@@ -243,6 +244,11 @@ class Exporter:
             pushes = len(target.canary.device_tokens) + int(target.canary.auth_check)
             deadline = (target.canary.timeout or timeout) * max(1, pushes) + timeout
             jobs.append(Job(ctx, ProbeKind.CANARY, canary.run, target.canary.interval, deadline))
+        if target.tls_check is not None:
+            check = target.tls_check
+            # Up to three handshakes: fetch the chain, verify with ca_file, with the system.
+            deadline = (check.timeout or timeout) * 3
+            jobs.append(Job(ctx, ProbeKind.TLS, tls.run, check.interval, deadline))
         if target.reachability is not None:
             checks = len(target.reachability.endpoints(target)) * 3  # resolve + two families
             reach = target.reachability

@@ -206,6 +206,38 @@ class Metrics:
             [*TARGET, "layer"],
             registry=r,
         )
+        self.server_not_after = Gauge(
+            "apns_server_certificate_not_after_timestamp_seconds",
+            "Earliest notAfter in the server chain APNs presents (the leaf only where the "
+            "Python runtime cannot see the chain; see apns_server_certificate_info).",
+            TARGET,
+            registry=r,
+        )
+        self.server_info = Gauge(
+            "apns_server_certificate_info",
+            "The server chain APNs presents; always 1. presented is chain or leaf_only.",
+            [*TARGET, "subject", "issuer", "root", "fingerprint_sha256", "presented"],
+            registry=r,
+        )
+        self.server_verified = Gauge(
+            "apns_server_certificate_verified",
+            "1 if the server chain verifies against this trust store: ca_file, system, or "
+            "effective (what the exporter's connections use: system plus ca_file).",
+            [*TARGET, "trust_store"],
+            registry=r,
+        )
+        self.chain_changes = Counter(
+            "apns_server_certificate_chain_changes",
+            "Times the issuing side of the server chain differed from the previous check.",
+            TARGET,
+            registry=r,
+        )
+        self.tls_version = Gauge(
+            "apns_tls_version_info",
+            "TLS version negotiated with APNs; always 1.",
+            [*TARGET, "version"],
+            registry=r,
+        )
         self.reachable = Gauge(
             "apns_reachable",
             "1 if a TCP connection to host:port over this address family succeeded." + SCHEDULED,
@@ -280,6 +312,7 @@ class Metrics:
                 self.canary_responses.labels(*t, status, reason)
             for error in REQUEST_ERRORS:
                 self.canary_errors.labels(*t, error)
+        self.chain_changes.labels(*t)
         if key is not None:
             self.signing_key_info.labels(*t, *key).set(1)
             self.token_refreshes.labels(*t)
@@ -300,6 +333,8 @@ class Metrics:
             self._record_ping(t, result)
         elif result.probe is ProbeKind.REACHABILITY:
             self._record_reachability(t, result)
+        elif result.probe is ProbeKind.TLS:
+            self._record_chain(t, result)
         self._latest[(result.target, result.probe)] = result
         self._set_layer(t)
 
@@ -341,6 +376,32 @@ class Metrics:
             self.ping_last_success.labels(*t).set(result.started_at + result.duration)
         elif not result.ok:
             self.ping_failures.labels(*t, result.error or "unknown").inc()
+
+    def _record_chain(self, t: tuple[str, str], result: ProbeResult) -> None:
+        report = result.chain
+        if report is None:
+            return  # no handshake happened; the previous chain's series stay as they were
+        self.server_not_after.labels(*t).set(report.earliest_not_after)
+        # One info series per target: drop the previous chain's labels first.
+        self.server_info.remove_by_labels({"target": t[0]})
+        self.server_info.labels(
+            *t,
+            report.leaf_subject,
+            report.leaf_issuer,
+            report.root_subject or "",
+            report.leaf_fingerprint_sha256,
+            "chain" if report.full_chain else "leaf_only",
+        ).set(1)
+        effective = report.verified_system or bool(report.verified_ca_file)
+        self.server_verified.labels(*t, "effective").set(int(effective))
+        self.server_verified.labels(*t, "system").set(int(report.verified_system))
+        if report.verified_ca_file is not None:
+            self.server_verified.labels(*t, "ca_file").set(int(report.verified_ca_file))
+        self.tls_version.remove_by_labels({"target": t[0]})
+        if report.tls_version:
+            self.tls_version.labels(*t, report.tls_version).set(1)
+        if result.chain_changed:
+            self.chain_changes.labels(*t).inc()
 
     def _record_reachability(self, t: tuple[str, str], result: ProbeResult) -> None:
         for reach in result.reaches:

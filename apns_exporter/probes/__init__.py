@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from apns_exporter.apns import AUTH_REASONS, Reason
+from apns_exporter.chain import ChainReport
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.config import Target
 from apns_exporter.connection import Connection, Resolver
@@ -68,6 +69,8 @@ class ProbeResult:
     logs: tuple[str, ...] = ()
     connected: bool = True  # False when no connection could be had for this run
     reaches: tuple[Reach, ...] = ()
+    chain: ChainReport | None = None
+    chain_changed: bool = False
 
     @property
     def layer(self) -> str | None:
@@ -121,6 +124,7 @@ class ProbeContext:
     clock: Callable[[], float] = time.time
     resolver: Resolver | None = None
     auth_channel: Channel | None = None  # the auth check's own connection
+    last_chain: ChainReport | None = None  # the previous tls_check, to notice CA switches
     logs: list[str] = field(default_factory=list)
 
     def begin(self) -> float:

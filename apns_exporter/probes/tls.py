@@ -1,0 +1,71 @@
+"""The tls_check probe: the APNs server chain, its expiry, root and trust, on its own handshake."""
+
+from __future__ import annotations
+
+from apns_exporter import chain
+from apns_exporter.errors import ConnectFailed
+from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+
+
+async def run(ctx: ProbeContext) -> ProbeResult:
+    """Inspect the server chain and compare it with the previous inspection."""
+    started = ctx.begin()
+    settings = ctx.target.tls_check
+    assert settings is not None, "the scheduler runs tls_check only when configured"
+    target = ctx.target
+    ca_file = str(target.ca_file) if target.ca_file is not None else None
+    try:
+        report = await chain.inspect(
+            target.host,
+            target.port,
+            server_hostname=None,
+            ca_file=ca_file,
+            timeout=settings.timeout or ctx.default_timeout,
+        )
+    except ConnectFailed as exc:
+        ctx.log(f"TLS check failed: {exc}")
+        return ProbeResult(
+            target.name,
+            ProbeKind.TLS,
+            False,
+            started,
+            ctx.clock() - started,
+            str(exc),
+            error=exc.reason,
+            logs=tuple(ctx.logs),
+            connected=False,
+        )
+    changed = chain.chain_changed(ctx.last_chain, report)
+    ctx.last_chain = report
+    ctx.log(
+        f"{report.tls_version}: leaf {report.leaf_subject!r} issued by {report.leaf_issuer!r}, "
+        f"root {report.root_subject!r}, chain {'complete' if report.full_chain else 'leaf only'}"
+    )
+    if changed:
+        ctx.log("the issuing chain differs from the previous check")
+    expires_in = report.earliest_not_after - ctx.clock()
+    trusted = trusted_by_exporter(report)
+    if not trusted:
+        message = f"server chain not trusted: {report.verify_error}"
+    elif expires_in <= 0:
+        message = "a certificate in the server chain has expired"
+    else:
+        message = f"chain trusted; earliest expiry in {expires_in / 86400:.0f} days"
+    ok = trusted and expires_in > 0
+    return ProbeResult(
+        target.name,
+        ProbeKind.TLS,
+        ok,
+        started,
+        ctx.clock() - started,
+        message,
+        error=None if ok else "tls_verify",
+        logs=tuple(ctx.logs),
+        chain=report,
+        chain_changed=changed,
+    )
+
+
+def trusted_by_exporter(report: chain.ChainReport) -> bool:
+    """Whether the exporter's own connections (system store plus ca_file) accept the chain."""
+    return report.verified_system or bool(report.verified_ca_file)

@@ -1,0 +1,87 @@
+"""tls_check: the server chain's expiry, identity and trust, and CA switches, per target."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from apns_exporter.mock.pki import CertificateAuthority, generate_ca
+from apns_exporter.mock.server import MockAPNs
+from apns_exporter.probes import ProbeKind
+from tests.helpers import Workspace, sample
+
+T = {"target": "t1", "apns_environment": "production"}
+
+
+def _with_tls_check(workspace: Workspace, port: int, device: str) -> str:
+    return workspace.target(port, devices=(device,)) + "  tls_check: {interval: 1s}\n"
+
+
+def _info(samples: dict) -> dict[str, str]:
+    rows = [
+        dict(labels)
+        for (name, labels), v in samples.items()
+        if name == "apns_server_certificate_info" and v == 1
+    ]
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+async def test_trusted_chain_is_described(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter
+) -> None:
+    """A chain from the configured CA verifies via ca_file, not the system store, and is shown."""
+    cfg = workspace.config(_with_tls_check(workspace, mock.port, device))
+    async with run_exporter(cfg) as running:
+        result = await running.wait_for(lambda r: r.probe is ProbeKind.TLS)
+        s = await running.scrape()
+    assert result.ok, result.message
+    assert sample(s, "apns_server_certificate_verified", **T, trust_store="effective") == 1
+    assert sample(s, "apns_server_certificate_verified", **T, trust_store="ca_file") == 1
+    assert sample(s, "apns_server_certificate_verified", **T, trust_store="system") == 0
+    assert sample(s, "apns_server_certificate_not_after_timestamp_seconds", **T) > time.time()
+    assert sample(s, "apns_tls_version_info", **T, version="TLSv1.3") == 1
+    assert sample(s, "apns_server_certificate_chain_changes_total", **T) == 0
+    info = _info(s)
+    assert "apns-exporter test root CA" in info["root"]
+    assert len(info["fingerprint_sha256"]) == 64
+
+
+async def test_switch_to_an_untrusted_root_is_counted_and_unverified(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter
+) -> None:
+    """When the server switches to a chain from a root not in ca_file, the change is counted."""
+    cfg = workspace.config(_with_tls_check(workspace, mock.port, device))
+    async with run_exporter(cfg) as running:
+        await running.wait_for(lambda r: r.probe is ProbeKind.TLS and r.ok)
+        mock.set_keypair(generate_ca("USERTrust-like new root").issue_server())
+        failed = await running.wait_for(lambda r: r.probe is ProbeKind.TLS and not r.ok)
+        s = await running.scrape()
+    assert failed.chain_changed
+    assert failed.error == "tls_verify"
+    assert sample(s, "apns_server_certificate_chain_changes_total", **T) == 1
+    assert sample(s, "apns_server_certificate_verified", **T, trust_store="effective") == 0
+    assert "USERTrust-like new root" in _info(s)["issuer"]
+
+
+async def test_expired_server_certificate_shows_past_expiry(
+    ca: CertificateAuthority, workspace: Workspace, device: str, run_exporter
+) -> None:
+    """An expired leaf gives a notAfter in the past and a failed check."""
+    now = dt.datetime.now(dt.UTC)
+    server = MockAPNs(
+        ca.issue_server(
+            valid_from=now - dt.timedelta(days=30), valid_until=now - dt.timedelta(days=2)
+        )
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        cfg = workspace.config(_with_tls_check(workspace, server.port, device))
+        async with run_exporter(cfg) as running:
+            result = await running.wait_for(lambda r: r.probe is ProbeKind.TLS)
+            s = await running.scrape()
+    finally:
+        await server.stop()
+    assert not result.ok
+    assert sample(s, "apns_server_certificate_not_after_timestamp_seconds", **T) < time.time()
+    assert sample(s, "apns_server_certificate_verified", **T, trust_store="effective") == 0
