@@ -122,6 +122,13 @@ class Channel:
             self._connection = conn
             return Lease(conn, DialReport(True, phases=dict(conn.timings)))
 
+    async def replace_ssl_context(self, ssl_context: ssl.SSLContext) -> None:
+        """Use a new TLS context (a rotated client certificate) from the next connection on."""
+        async with self._lock:
+            self._ssl_context = ssl_context
+            if self._connection is not None:
+                self._retire(self._connection, failed=False)
+
     async def discard(self) -> None:
         """Retire the current connection so the next :meth:`acquire` opens a fresh one."""
         async with self._lock:
@@ -135,9 +142,12 @@ class Channel:
                 self._retire(self._connection)
         await asyncio.gather(*self._draining)
 
-    def _retire(self, conn: Connection) -> None:
+    def _retire(self, conn: Connection, *, failed: bool | None = None) -> None:
+        """Stop using ``conn``; ``failed`` None means judge by whether it ever worked."""
         self._connection = None
-        if conn.proven:
+        if failed is None:
+            failed = not conn.proven
+        if not failed:
             self._backoff.reset()
         else:
             # A server that accepts TLS and then hangs up (GOAWAY for a wrong-environment

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="apns-exporter",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # --config.file and mock-apns --config must never be mistaken for each other.
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"apns-exporter {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import json
 import os
-import re
-import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     IPvAnyNetwork,
     StrictBool,
@@ -27,169 +22,85 @@ from pydantic import (
 )
 
 from apns_exporter import apns, diagnostics
-from apns_exporter.durations import format_duration, parse_duration
 from apns_exporter.errors import ConfigError, ConfigIssue
+from apns_exporter.fields import (
+    DeviceToken,
+    Endpoint,
+    Interval,
+    KeyId,
+    Model,
+    ReadableFile,
+    RefreshInterval,
+    TargetName,
+    TeamId,
+    Timed,
+    Topic,
+    split_endpoint,
+)
 from apns_exporter.yamlsource import KeyPath, Position, YamlSource
 
-_HEX = re.compile(r"[0-9a-fA-F]+")
-# Ordinary device tokens are 64 hex digits; Live Activity tokens have been seen at 160, and
-# Apple says the length may change, so allow headroom without accepting arbitrary junk.
-_DEVICE_TOKEN_LENGTHS = range(64, 201)
 _PRIORITIES = (10, 5, 1)
 # Every auth method a target may use; exactly one must be configured.
-_AUTH_METHODS = ("token",)
+_AUTH_METHODS = ("token", "certificate")
 
 
-def _positive(seconds: float) -> float:
-    if seconds <= 0:
-        raise ValueError("must be greater than zero")
-    return seconds
-
-
-def _refresh_interval(seconds: float) -> float:
-    low, high = apns.TOKEN_MIN_REFRESH_SECONDS, apns.TOKEN_MAX_AGE_SECONDS
-    if not low <= seconds <= high:
-        raise ValueError(
-            f"must be between {format_duration(low)} and {format_duration(high)} (APNs rejects "
-            f"tokens older than 1h, and new tokens sooner than 20m after the last)"
-        )
-    return seconds
-
-
-def _readable_file(value: object, info: ValidationInfo) -> Path:
-    """An existing, readable regular file; relative paths start at the config file's directory."""
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a file path")
-    path = Path((info.context or {}).get("base_dir", ".")) / value
-    hint = "check the path, relative paths are resolved from the config file's directory"
-    try:
-        mode = path.stat().st_mode
-        if stat.S_ISREG(mode):
-            with path.open("rb"):
-                pass
-    except FileNotFoundError:
-        raise ValueError(f"file not found: {path} ({hint})") from None
-    except PermissionError:
-        raise ValueError(
-            f"file not readable: {path} (permission denied; let the exporter's user read it)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        # ValueError: an embedded NUL byte; other OSErrors: ENAMETOOLONG, ENOTDIR, ELOOP...
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"cannot open {value!r}: {reason} ({hint})") from None
-    if stat.S_ISDIR(mode):
-        raise ValueError(f"{path} is a directory; point at the file inside it")
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file")
-    return path
-
-
-def _must_match(pattern: str, message: str) -> AfterValidator:
-    """A validator for strings that fully match ``pattern``; ``message`` may use {value}."""
-    regex = re.compile(pattern)
-
-    def check(value: str) -> str:
-        if not regex.fullmatch(value):
-            raise ValueError(message.format(value=value))
-        return value
-
-    return AfterValidator(check)
-
-
-_APPLE_ID = r"[A-Z0-9]{10}"
-_APPLE_ID_RULE = "must be the 10-character {what} from Apple: upper-case letters and digits"
-TargetName = Annotated[
-    str,
-    _must_match(
-        r"[A-Za-z0-9_.-]+", "{value!r} is not a valid target name (use letters, digits, _ . -)"
-    ),
-]
-KeyId = Annotated[str, _must_match(_APPLE_ID, _APPLE_ID_RULE.replace("{what}", "key ID"))]
-TeamId = Annotated[str, _must_match(_APPLE_ID, _APPLE_ID_RULE.replace("{what}", "team ID"))]
-Topic = Annotated[
-    str, _must_match(r"\S+", "must be the app's bundle ID, e.g. com.example.app (no spaces)")
-]
-
-
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6]:port`` to its parts; ValueError with an example otherwise."""
-    usage = f"endpoint must be host:port, e.g. {apns.PRODUCTION_HOST}:2197 or [::1]:8443"
-    if "/" in endpoint:
-        raise ValueError(f"{usage} (no scheme or path)")
-    if endpoint.startswith("["):
-        host, sep, port = endpoint[1:].partition("]:")
-    else:
-        host, sep, port = endpoint.rpartition(":")
-        if ":" in host:
-            raise ValueError(f"{usage} (put IPv6 addresses in brackets)")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(usage)
-    return host, int(port)
-
-
-def _endpoint(value: str) -> str:
-    return _split_endpoint(value) and value
-
-
-def _device_token(value: str) -> str:
-    problem = ""
-    if not _HEX.fullmatch(value):
-        problem = "has characters other than 0-9 and a-f"
-    elif len(value) % 2 or len(value) not in _DEVICE_TOKEN_LENGTHS:
-        problem = f"has {len(value)}"
-    if problem:
-        raise ValueError(
-            f"device token must be an even number of hex digits from 64 to 200; this one {problem}"
-        )
-    return value.lower()
-
-
-Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
-ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
-DeviceToken = Annotated[str, AfterValidator(_device_token)]
-Endpoint = Annotated[str, AfterValidator(_endpoint)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _Timed(_Model):
-    """A probe with an interval and an optional deadline."""
-
-    @field_validator("timeout", check_fields=False)
-    @classmethod
-    def _timeout_within_interval(cls, timeout: float | None, info: ValidationInfo) -> float | None:
-        interval = info.data.get("interval")
-        if timeout is not None and interval is not None and timeout > interval:
-            raise ValueError(
-                f"timeout ({format_duration(timeout)}) must not be longer than interval "
-                f"({format_duration(interval)})"
-            )
-        return timeout
-
-
-class GlobalConfig(_Model):
+class GlobalConfig(Model):
     """Defaults that apply to every target."""
 
     scrape_timeout: Interval = 10.0
+    # How often credential files are checked for changes (Secret updates, renewals).
+    credential_check_interval: Interval = 30.0
 
 
-class TokenAuth(_Model):
+class TokenAuth(Model):
     """Token-based (JWT) authentication with a .p8 signing key."""
 
     key_file: ReadableFile
     key_id: KeyId
     team_id: TeamId
-    refresh_interval: Annotated[
-        float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval)
-    ] = 3000.0
+    refresh_interval: RefreshInterval = 3000.0
+    # .p8 keys never expire; this is your own rotation policy, exported for alerting.
+    rotate_by: datetime.date | None = None
 
 
-class Auth(_Model):
+class CertificateAuth(Model):
+    """Certificate (mTLS) authentication: PEM cert and key, one PEM, or a PKCS#12 bundle."""
+
+    cert_file: ReadableFile
+    key_file: ReadableFile | None = None
+    password_file: ReadableFile | None = None
+    password_env: str | None = None
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_is_set(cls, name: str | None) -> str | None:
+        if name is not None and name not in os.environ:
+            raise ValueError(
+                f"environment variable {name} is not set (export it, or use password_file)"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> CertificateAuth:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("use password_file or password_env, not both")
+        return self
+
+    def password(self) -> bytes | None:
+        """The password from its file or environment variable, if one is configured."""
+        if self.password_file is not None:
+            # A trailing newline is an editor's, not part of the password.
+            return self.password_file.read_bytes().rstrip(b"\r\n")
+        if self.password_env is not None:
+            return os.environ.get(self.password_env, "").encode()
+        return None
+
+
+class Auth(Model):
     """How a target authenticates to APNs: exactly one method."""
 
     token: TokenAuth | None = None
+    certificate: CertificateAuth | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Auth:
@@ -199,18 +110,18 @@ class Auth(_Model):
 
     @property
     def method(self) -> str:
-        """The configured method's key ("token"), used as the ``auth_method`` label."""
+        """The configured method's key (token or certificate): the ``auth_method`` label."""
         return next(m for m in _AUTH_METHODS if getattr(self, m) is not None)
 
 
-class PingConfig(_Timed):
+class PingConfig(Timed):
     """HTTP/2 PINGs on the target's long-lived connection."""
 
     interval: Interval = 60.0
     timeout: Interval | None = None
 
 
-class CanaryConfig(_Timed):
+class CanaryConfig(Timed):
     """Periodic canary pushes to real devices and/or a device-less auth check."""
 
     interval: Interval = 300.0
@@ -221,6 +132,14 @@ class CanaryConfig(_Timed):
     priority: StrictInt = 5
     payload: dict[str, Any] = Field(default_factory=lambda: {"aps": {"content-available": 1}})
     expiration: StrictInt = 0
+    # MDM pushes carry {"mdm": PushMagic} from the device's TokenUpdate instead of a payload.
+    push_magic: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body each canary push sends."""
+        if self.push_type is apns.PushType.MDM and self.push_magic is not None:
+            return {"mdm": self.push_magic}
+        return self.payload
 
     @field_validator("priority")
     @classmethod
@@ -259,6 +178,15 @@ class CanaryConfig(_Timed):
         return expiration
 
     @model_validator(mode="after")
+    def _mdm_has_push_magic(self) -> CanaryConfig:
+        if self.push_type is apns.PushType.MDM and not self.push_magic:
+            raise ValueError(
+                "push_type mdm needs push_magic: the PushMagic the device sent in its "
+                "TokenUpdate check-in"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _something_to_send(self) -> CanaryConfig:
         if not self.device_tokens and not self.auth_check:
             raise ValueError(
@@ -268,14 +196,14 @@ class CanaryConfig(_Timed):
         return self
 
 
-class TlsCheckConfig(_Timed):
+class TlsCheckConfig(Timed):
     """Inspect the APNs server's certificate chain (expiry, root, trust) on its own handshake."""
 
     interval: Interval = 3600.0
     timeout: Interval | None = None
 
 
-class ReachabilityConfig(_Timed):
+class ReachabilityConfig(Timed):
     """Resolve and TCP-connect the hosts push depends on, and check Apple's address ranges."""
 
     interval: Interval = 300.0
@@ -290,7 +218,7 @@ class ReachabilityConfig(_Timed):
 
     def endpoints(self, target: Target) -> list[tuple[str, int]]:
         """The (host, port) pairs to check for ``target``."""
-        pairs = [_split_endpoint(h) for h in self.hosts]
+        pairs = [split_endpoint(h) for h in self.hosts]
         if not pairs:
             pairs = [(target.host, target.port)]
             if target.endpoint is None:
@@ -300,14 +228,15 @@ class ReachabilityConfig(_Timed):
         return list(dict.fromkeys(pairs))
 
 
-class Target(_Model):
+class Target(Model):
     """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label."""
 
     name: TargetName
     environment: apns.Environment
     endpoint: Endpoint | None = None
-    topic: Topic
     auth: Auth
+    # For certificate auth the topic may be left out: the certificate's UID is used (MDM).
+    topic: Topic | None = Field(default=None, validate_default=True)
     ca_file: ReadableFile | None = None
     ping: PingConfig = PingConfig()
     canary: CanaryConfig | None = None
@@ -320,7 +249,7 @@ class Target(_Model):
     def _topic_suffix(
         cls, canary: CanaryConfig | None, info: ValidationInfo
     ) -> CanaryConfig | None:
-        if canary is None or "topic" not in info.data:
+        if canary is None or info.data.get("topic") is None:
             return canary
         topic, suffix = info.data["topic"], canary.push_type.topic_suffix
         if not topic.endswith(suffix):
@@ -330,18 +259,31 @@ class Target(_Model):
             )
         return canary
 
+    # List credentials for their expiry metrics only: no connection, no probes.
+    inventory_only: StrictBool = False
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_for_tokens(cls, topic: str | None, info: ValidationInfo) -> str | None:
+        auth = info.data.get("auth")
+        if topic is None and auth is not None and auth.token is not None:
+            raise ValueError(
+                "required with token auth: the app's bundle ID (e.g. topic: com.example.app)"
+            )
+        return topic
+
     @property
     def host(self) -> str:
         """The host to connect to: the endpoint override, else the environment's APNs host."""
-        return _split_endpoint(self.endpoint)[0] if self.endpoint else self.environment.host
+        return split_endpoint(self.endpoint)[0] if self.endpoint else self.environment.host
 
     @property
     def port(self) -> int:
         """The port to connect to: the endpoint override's, else 443."""
-        return _split_endpoint(self.endpoint)[1] if self.endpoint else apns.DEFAULT_PORT
+        return split_endpoint(self.endpoint)[1] if self.endpoint else apns.DEFAULT_PORT
 
 
-class Config(_Model):
+class Config(Model):
     """The whole validated config file."""
 
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")

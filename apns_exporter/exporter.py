@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import hashlib
 import logging
@@ -16,6 +17,7 @@ from pathlib import Path
 from apns_exporter.channel import Channel
 from apns_exporter.config import Config, Target, load
 from apns_exporter.connection import Endpoint, Resolver, client_ssl_context
+from apns_exporter.credentials import Credential, ExpiredCredential, Loaded
 from apns_exporter.errors import ConfigError, ConfigIssue, CredentialError
 from apns_exporter.metrics import Metrics
 from apns_exporter.probes import (
@@ -28,7 +30,7 @@ from apns_exporter.probes import (
     tls,
 )
 from apns_exporter.scheduler import Job, Scheduler
-from apns_exporter.tokens import ProviderToken, TokenCache
+from apns_exporter.tokens import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,10 @@ def _digest(path: str) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def _epoch(day: datetime.date) -> float:
+    return datetime.datetime.combine(day, datetime.time(), datetime.UTC).timestamp()
 
 
 def shard_of(name: str, count: int) -> int:
@@ -53,7 +59,14 @@ class TargetState:
 
     config: Target
     context: ProbeContext
-    credential_error: str | None = None
+    credential: Credential
+    loaded: Loaded | None = None
+    error: CredentialError | None = None
+
+    @property
+    def credential_error(self) -> str | None:
+        """Why the credential cannot be used, if it cannot."""
+        return str(self.error) if self.error is not None else None
 
 
 class Exporter:
@@ -181,8 +194,23 @@ class Exporter:
 
     def _build(self, target: Target) -> TargetState:
         timeout = self.config.global_.scrape_timeout
+        credential = Credential(target, self._tokens, clock=self._clock)
+        loaded: Loaded | None = None
+        error: CredentialError | None = None
+        try:
+            loaded = credential.load()
+        except ExpiredCredential as exc:
+            # Still presented: APNs's TLS alert is the clearest evidence of what is wrong.
+            loaded, error = exc.loaded, exc
+            log.error("target %s: %s", target.name, exc)
+        except CredentialError as exc:
+            error = exc
+            log.error("target %s: %s; its canary waits until the file is fixed", target.name, exc)
+        for warning in loaded.warnings if loaded else ():
+            log.warning("target %s: %s", target.name, warning)
         ca_file = str(target.ca_file) if target.ca_file is not None else None
-        endpoint, ssl_context = Endpoint(target.host, target.port), client_ssl_context(ca_file)
+        ssl_context = loaded.ssl_context if loaded else client_ssl_context(ca_file)
+        endpoint = Endpoint(target.host, target.port)
         channel = Channel(
             endpoint,
             ssl_context,
@@ -200,46 +228,93 @@ class Exporter:
                 observer=functools.partial(self.metrics.observe, target.name, streams=False),
                 resolver=self._resolver,
             )
-        token: ProviderToken | None = None
-        error: str | None = None
-        auth = target.auth.token
-        if auth is not None:
-            try:
-                token = self._tokens.get(
-                    auth.key_file, auth.key_id, auth.team_id, auth.refresh_interval
-                )
-            except CredentialError as exc:
-                error = str(exc)
-                log.error("target %s: %s; its canary is disabled until fixed", target.name, exc)
+        token = target.auth.token
+        topic = credential.topic(loaded) if loaded else target.topic
         self.metrics.add_target(
             target.name,
             str(target.environment),
             host=target.host,
             port=target.port,
-            topic=target.topic,
-            auth_method="token" if auth is not None else "certificate",
+            topic=topic or "",
+            auth_method=target.auth.method,
             canary_interval=target.canary.interval if target.canary else None,
             ping_interval=target.ping.interval,
-            key=(auth.key_id, auth.team_id) if auth is not None else None,
+            key=(token.key_id, token.team_id) if token is not None else None,
+            rotate_by=_epoch(token.rotate_by) if token and token.rotate_by else None,
         )
         context = ProbeContext(
             target,
             channel,
-            token,
+            loaded.token if loaded else None,
             timeout,
             clock=self._clock,
             resolver=self._resolver,
             auth_channel=auth_channel,
+            topic=topic,
+            credential_ok=loaded is not None,
         )
-        return TargetState(target, context, error)
+        return TargetState(target, context, credential, loaded, error)
+
+    async def _check_credential(self, state: TargetState, ctx: ProbeContext) -> ProbeResult:
+        """Re-read changed credential files: use a good one, keep the old one on a bad one."""
+        started = ctx.begin()
+        if state.credential.changed():
+            try:
+                loaded = state.credential.load()
+            except ExpiredCredential as exc:
+                state.error = exc
+                if state.loaded is None:
+                    await self._swap(state, exc.loaded)
+                    state.error = exc
+            except CredentialError as exc:
+                state.error = exc
+                ctx.log(f"credential changed on disk but cannot be used: {exc}")
+                log.error(
+                    "target %s: new credential rejected, keeping the old: %s", ctx.target.name, exc
+                )
+            else:
+                await self._swap(state, loaded)
+                ctx.log("credential changed on disk: reloaded, new connections use it")
+        error, current = state.error, state.loaded
+        return ProbeResult(
+            ctx.target.name,
+            ProbeKind.CREDENTIALS,
+            error is None,
+            started,
+            self._clock() - started,
+            str(error) if error else "credential loaded",
+            error=error.reason if error else None,
+            certificate=current.certificate if current else None,
+            logs=tuple(ctx.logs),
+        )
+
+    async def _swap(self, state: TargetState, loaded: Loaded) -> None:
+        old, state.loaded, state.error = state.loaded, loaded, None
+        ctx = state.context
+        ctx.token = loaded.token
+        ctx.credential_ok = True
+        for warning in loaded.warnings:
+            log.warning("target %s: %s", ctx.target.name, warning)
+        if old is not None and old.token is loaded.token and loaded.certificate is None:
+            return  # the same signing key: the token and the connection stay as they are
+        # A new certificate, or a new key (whose token must not follow the old one on the
+        # same connection): drain the old connections; the next probe dials with the new one.
+        for channel in (ctx.channel, ctx.auth_channel):
+            if channel is not None:
+                await channel.replace_ssl_context(loaded.ssl_context)
 
     def _jobs(self, state: TargetState) -> list[Job]:
         target, ctx = state.config, state.context
         timeout = ctx.default_timeout
-        jobs = [
+        check_credential = functools.partial(self._check_credential, state)
+        interval = self.config.global_.credential_check_interval
+        jobs = [Job(ctx, ProbeKind.CREDENTIALS, check_credential, interval, timeout)]
+        if target.inventory_only:
+            return jobs
+        jobs.append(
             Job(ctx, ProbeKind.PING, ping.run, target.ping.interval, target.ping.timeout or timeout)
-        ]
-        if target.canary is not None and state.credential_error is None:
+        )
+        if target.canary is not None:
             # Each canary run may make one push per device token plus the auth check.
             pushes = len(target.canary.device_tokens) + int(target.canary.auth_check)
             deadline = (target.canary.timeout or timeout) * max(1, pushes) + timeout

@@ -7,7 +7,7 @@ Apple rate limits), so values describe the most recent run; HELP texts say so.
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -22,7 +22,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from apns_exporter import __version__
 from apns_exporter.apns import Reason
-from apns_exporter.probes import LAYERS, ProbeKind, ProbeResult
+from apns_exporter.probes import AUTH_REASON_NAMES, LAYERS, ProbeKind, ProbeResult
 from apns_exporter.protocol import Event, GoAway, SettingsChanged
 
 TARGET = ("target", "apns_environment")
@@ -31,6 +31,16 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SETUP_PHASES = ("resolve", "connect", "tls")
 CONNECTION_FAILURES = ("dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout")
+CREDENTIAL_ERRORS = (
+    "not_found",
+    "permission_denied",
+    "bad_pem",
+    "bad_pkcs12",
+    "bad_passphrase",
+    "bad_p8",
+    "key_mismatch",
+    "expired",
+)
 REQUEST_ERRORS = ("timeout", "connection_reset", "stream_reset", "protocol")
 PUSH_KINDS = ("device", "auth_check")
 SCHEDULED = " Probed on the exporter's own schedule, not per scrape."
@@ -189,6 +199,62 @@ class Metrics:
             [*TARGET, "key_id", "team_id"],
             registry=r,
         )
+        self.credential_up = Gauge(
+            "apns_credential_up",
+            "1 if the target's key or certificate file loaded; 0 while a broken file is "
+            "rejected (the previous credential, if any, stays in use).",
+            TARGET,
+            registry=r,
+        )
+        self.credential_errors = Counter(
+            "apns_credential_load_errors",
+            "Failed attempts to load the target's credential files, by reason.",
+            [*TARGET, "reason"],
+            registry=r,
+        )
+        self.cert_not_after = Gauge(
+            "apns_client_certificate_not_after_timestamp_seconds",
+            "notAfter of the provider certificate the target presents.",
+            TARGET,
+            registry=r,
+        )
+        self.cert_not_before = Gauge(
+            "apns_client_certificate_not_before_timestamp_seconds",
+            "notBefore of the provider certificate the target presents.",
+            TARGET,
+            registry=r,
+        )
+        self.cert_info = Gauge(
+            "apns_client_certificate_info",
+            "The provider certificate the target presents; always 1.",
+            [*TARGET, "subject_cn", "topics", "environments", "fingerprint_sha256", "mdm"],
+            registry=r,
+        )
+        self.key_rotation_due = Gauge(
+            "apns_signing_key_rotation_due_timestamp_seconds",
+            "The rotate_by date configured for the signing key (keys never expire by themselves).",
+            TARGET,
+            registry=r,
+        )
+        self.key_verified = Gauge(
+            "apns_signing_key_last_verified_timestamp_seconds",
+            "When APNs last accepted a request signed with the target's key.",
+            TARGET,
+            registry=r,
+        )
+        self.key_invalid_streak = Gauge(
+            "apns_signing_key_invalid_streak",
+            "Consecutive InvalidProviderToken answers since the key last worked; a streak "
+            "after earlier successes means the key was probably revoked.",
+            TARGET,
+            registry=r,
+        )
+        self.token_refresh_failures = Counter(
+            "apns_provider_token_refresh_failures",
+            "Provider JWTs that could not be signed.",
+            TARGET,
+            registry=r,
+        )
         self.reload_ok = Gauge(
             "apns_exporter_config_last_reload_successful",
             "1 if the last configuration reload succeeded.",
@@ -260,6 +326,7 @@ class Metrics:
         self._environments: dict[str, str] = {}
         self._has_canary: dict[str, bool] = {}
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
+        self._key_worked: set[str] = set()
 
     def reloaded(self, ok: bool, now: float) -> None:
         """Record the outcome of loading the configuration."""
@@ -273,6 +340,7 @@ class Metrics:
             if isinstance(collector, MetricWrapperBase) and "target" in collector._labelnames:
                 collector.remove_by_labels({"target": name})
         self._environments.pop(name, None)
+        self._key_worked.discard(name)
         self._has_canary.pop(name, None)
         for kind in ProbeKind:
             self._latest.pop((name, kind), None)
@@ -289,6 +357,7 @@ class Metrics:
         canary_interval: float | None,
         ping_interval: float,
         key: tuple[str, str] | None = None,
+        rotate_by: float | None = None,
     ) -> None:
         """Create a target's series, so every known label value reads 0 before any event."""
         self._environments[name] = environment
@@ -313,8 +382,14 @@ class Metrics:
             for error in REQUEST_ERRORS:
                 self.canary_errors.labels(*t, error)
         self.chain_changes.labels(*t)
+        for reason in CREDENTIAL_ERRORS:
+            self.credential_errors.labels(*t, reason)
         if key is not None:
             self.signing_key_info.labels(*t, *key).set(1)
+            self.key_invalid_streak.labels(*t).set(0)
+            self.token_refresh_failures.labels(*t)
+            if rotate_by is not None:
+                self.key_rotation_due.labels(*t).set(rotate_by)
             self.token_refreshes.labels(*t)
 
     def record(self, result: ProbeResult) -> None:
@@ -335,6 +410,8 @@ class Metrics:
             self._record_reachability(t, result)
         elif result.probe is ProbeKind.TLS:
             self._record_chain(t, result)
+        elif result.probe is ProbeKind.CREDENTIALS:
+            self._record_credential(t, result)
         self._latest[(result.target, result.probe)] = result
         self._set_layer(t)
 
@@ -353,7 +430,8 @@ class Metrics:
         for push in result.pushes:
             self.canary_pushes.labels(*t, push.kind).inc()
             if push.error is not None:
-                self.canary_errors.labels(*t, _bounded(push.error, REQUEST_ERRORS)).inc()
+                error = _bounded(push.error, REQUEST_ERRORS, "protocol")
+                self.canary_errors.labels(*t, error).inc()
             else:
                 self.canary_responses.labels(*t, _status(push.status), push.reason or "none").inc()
                 self.canary_duration.labels(*t).observe(push.duration)
@@ -366,6 +444,23 @@ class Metrics:
             self.token_issued.labels(*t).set(result.token_issued_at)
         if result.token_minted:
             self.token_refreshes.labels(*t).inc()
+        if result.token_failed:
+            self.token_refresh_failures.labels(*t).inc()
+        if result.token_issued_at is not None:
+            self._record_key_use(t, result)
+
+    def _record_key_use(self, t: tuple[str, str], result: ProbeResult) -> None:
+        end = result.started_at + result.duration
+        for push in result.pushes:
+            if push.reason == Reason.INVALID_PROVIDER_TOKEN:
+                # Only a key that used to work and now fails looks revoked; one that never
+                # worked is a setup error, which the auth-failure alert covers.
+                if t[0] in self._key_worked:
+                    self.key_invalid_streak.labels(*t).inc()
+            elif push.status is not None and push.reason not in AUTH_REASON_NAMES:
+                self._key_worked.add(t[0])
+                self.key_verified.labels(*t).set(end)
+                self.key_invalid_streak.labels(*t).set(0)
 
     def _record_ping(self, t: tuple[str, str], result: ProbeResult) -> None:
         self.connection_up.labels(*t).set(1 if result.ok else 0)
@@ -376,6 +471,26 @@ class Metrics:
             self.ping_last_success.labels(*t).set(result.started_at + result.duration)
         elif not result.ok:
             self.ping_failures.labels(*t, result.error or "unknown").inc()
+
+    def _record_credential(self, t: tuple[str, str], result: ProbeResult) -> None:
+        self.credential_up.labels(*t).set(1 if result.ok else 0)
+        if not result.ok:
+            reason = _bounded(result.error, CREDENTIAL_ERRORS, "bad_pem")
+            self.credential_errors.labels(*t, reason).inc()
+        cert = result.certificate
+        if cert is None:
+            return
+        self.cert_not_after.labels(*t).set(cert.not_after)
+        self.cert_not_before.labels(*t).set(cert.not_before)
+        self.cert_info.remove_by_labels({"target": t[0]})
+        self.cert_info.labels(
+            *t,
+            cert.subject_cn,
+            ",".join(cert.topics),
+            cert.environments_label,
+            cert.fingerprint_sha256,
+            "true" if cert.is_mdm else "false",
+        ).set(1)
 
     def _record_chain(self, t: tuple[str, str], result: ProbeResult) -> None:
         report = result.chain
@@ -437,8 +552,9 @@ def _goaway_reason(event: GoAway) -> str:
     return reason if reason in ("none", "text") else Reason.parse(reason).value
 
 
-def _bounded(value: str, allowed: Iterable[str]) -> str:
-    return value if value in allowed else "protocol"
+def _bounded(value: str | None, allowed: Sequence[str], fallback: str) -> str:
+    # Label values come from closed sets, so a surprise cannot add series without bound.
+    return value if value is not None and value in allowed else fallback
 
 
 _KNOWN_STATUSES = frozenset({200, *(r.status for r in Reason if r is not Reason.UNKNOWN)})

@@ -84,6 +84,11 @@ class ProviderToken:
         self._refresh_requested = False
 
     @property
+    def key(self) -> ec.EllipticCurvePrivateKey:
+        """The signing key this token schedule uses."""
+        return self._key
+
+    @property
     def issued_at(self) -> float | None:
         """The ``iat`` of the token in use, or None before the first ``bearer()``."""
         return self._issued_at
@@ -143,8 +148,22 @@ class TokenCache:
         """
         token = self._tokens.get((team_id, key_id))
         if token is None:
+            return self.reload(key_file, key_id, team_id, refresh_interval)
+        return token
+
+    def reload(
+        self, key_file: Path, key_id: str, team_id: str, refresh_interval: float = 3000.0
+    ) -> ProviderToken:
+        """Read the key file again; a different key gets a new token (may raise CredentialError).
+
+        The same key keeps the token in use: targets sharing a key each notice the file change,
+        and re-minting once per target would churn tokens on their connections.
+        """
+        key = load_signing_key(key_file)
+        token = self._tokens.get((team_id, key_id))
+        if token is None or _public_bytes(token.key) != _public_bytes(key):
             token = ProviderToken(
-                load_signing_key(key_file),
+                key,
                 key_id=key_id,
                 team_id=team_id,
                 refresh_interval=refresh_interval,
@@ -152,3 +171,9 @@ class TokenCache:
             )
             self._tokens[team_id, key_id] = token
         return token
+
+
+def _public_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )

@@ -66,6 +66,11 @@ CONTRACT_METRICS = frozenset(
         "apns_signing_key_invalid_streak",
         "apns_signing_key_last_verified_timestamp_seconds",
         "apns_server_certificate_chain_changes_total",
+        # Promised by the delivery-receipts issue.
+        "apns_canary_delivery_duration_seconds",
+        "apns_canary_deliveries_total",
+        "apns_canary_delivery_lost_total",
+        "apns_canary_last_delivery_timestamp_seconds",
     }
 )
 HISTOGRAMS = frozenset(
@@ -73,6 +78,7 @@ HISTOGRAMS = frozenset(
         "apns_connection_setup_duration_seconds",
         "apns_ping_rtt_seconds",
         "apns_canary_duration_seconds",
+        "apns_canary_delivery_duration_seconds",
     }
 )
 LABEL_NAMES = frozenset({"apns_environment"})

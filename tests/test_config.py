@@ -208,7 +208,8 @@ HINT = "check the path, relative paths are resolved from the config file's direc
 TOKEN_RULE = "device token must be an even number of hex digits from 64 to 200; this one"
 ENDPOINT_RULE = "endpoint must be host:port, e.g. api.push.apple.com:2197 or [::1]:8443"
 TARGET_KEYS = (
-    "name, environment, endpoint, topic, auth, ca_file, ping, canary, tls_check, reachability"
+    "name, environment, endpoint, auth, topic, ca_file, ping, canary, tls_check, reachability, "
+    "inventory_only"
 )
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
@@ -286,7 +287,7 @@ BAD_CONFIGS = [
         "global:\n  scrape_timeot: 5s\n" + VALID,
         [
             "apns.yml:2:3: global: unknown key 'scrape_timeot' (did you mean 'scrape_timeout'? "
-            "allowed: scrape_timeout)",
+            "allowed: scrape_timeout, credential_check_interval)",
         ],
         id="unknown-global-key",
     ),
@@ -301,15 +302,16 @@ BAD_CONFIGS = [
     pytest.param(
         VALID.replace("      token:", "      certificate: {}\n      token:"),
         [
-            "apns.yml:6:7: targets[0].auth: unknown key 'certificate' (allowed: token)",
+            "apns.yml:6:7: targets[0].auth.certificate: missing required key 'cert_file'",
         ],
-        id="certificate-not-yet",
+        id="certificate-without-file",
     ),
     pytest.param(
         f"targets:\n  - name: prod\n    auth:\n      token: {{{TOKEN}}}\n",
         [
             "apns.yml:2:5: targets[0]: missing required key 'environment'",
-            "apns.yml:2:5: targets[0]: missing required key 'topic'",
+            "apns.yml:2:5: targets[0].topic: required with token auth: the app's bundle ID "
+            "(e.g. topic: com.example.app)",
         ],
         id="missing-keys",
     ),
@@ -432,7 +434,7 @@ BAD_CONFIGS = [
     pytest.param(
         VALID.split("    auth:")[0] + "    auth: {}\n",
         [
-            "apns.yml:5:5: targets[0].auth: auth needs exactly one of: token",
+            "apns.yml:5:5: targets[0].auth: auth needs exactly one of: token, certificate",
         ],
         id="auth-empty",
     ),
@@ -603,7 +605,6 @@ BAD_CONFIGS = [
             "(e.g. <<: *defaults)",
             "apns.yml:2:5: targets[0]: missing required key 'name'",
             "apns.yml:2:5: targets[0]: missing required key 'environment'",
-            "apns.yml:2:5: targets[0]: missing required key 'topic'",
             "apns.yml:2:5: targets[0]: missing required key 'auth'",
         ],
         id="bad-merge",

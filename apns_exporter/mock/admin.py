@@ -11,6 +11,10 @@ Endpoints::
     DELETE /devices/{token}                forget a device (pushes get BadDeviceToken)
     POST   /devices/{token}/unregister     {"at"?, "reason"?} 410 Unregistered/ExpiredToken from now
     POST   /devices/{token}/script         {"reason", "count"?} fail the next pushes
+    PUT    /devices/{token}/receipts       {"url", "secret", "delay"?, "loss"?, "seed"?} post
+                                           signed delivery receipts for exporter canaries
+                                           (delay: seconds or [low, high]; loss: 0..1)
+    DELETE /devices/{token}/receipts       stop posting receipts
     GET    /scenario                       the active scenario
     PUT    /scenario                       a full scenario as JSON
     GET    /scenarios                      built-in scenario names and descriptions
@@ -129,6 +133,25 @@ def create_app(mock: MockAPNs) -> web.Application:
             request.match_info["token"], str(body["reason"]), int(body.get("count", 1))
         )
         return _json({"token": request.match_info["token"], "queued": int(body.get("count", 1))})
+
+    @routes.put("/devices/{token}/receipts")
+    async def receipts(request: web.Request) -> web.Response:
+        body = await _body(request)
+        delay = body.get("delay", 0.0)
+        settings = mock.devices.enable_receipts(
+            request.match_info["token"],
+            str(body["url"]),
+            str(body["secret"]).encode(),
+            delay=(float(delay[0]), float(delay[1])) if isinstance(delay, list) else float(delay),
+            loss=float(body.get("loss", 0.0)),
+            seed=None if body.get("seed") is None else int(body["seed"]),
+        )
+        return _json({"token": request.match_info["token"], **settings.as_dict()})
+
+    @routes.delete("/devices/{token}/receipts")
+    async def no_receipts(request: web.Request) -> web.Response:
+        mock.devices.disable_receipts(request.match_info["token"])
+        return _json({"token": request.match_info["token"], "receipts": None})
 
     @routes.get("/scenario")
     async def get_scenario(request: web.Request) -> web.Response:

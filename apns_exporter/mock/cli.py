@@ -74,16 +74,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     names = ", ".join(sorted(BUILTIN_SCENARIOS))
     parser.add_argument("--scenario", help=f"built-in scenario ({names}) or a YAML/JSON file")
     parser.add_argument("--config", type=Path, help="mock.yml with listen, keys, devices, policy")
-    parser.add_argument("--listen",
-                        help=f"host:port for the APNs endpoint (default {DEFAULT_LISTEN})")
+    parser.add_argument(
+        "--listen", help=f"host:port for the APNs endpoint (default {DEFAULT_LISTEN})"
+    )
     parser.add_argument("--admin-listen", help="host:port for the admin JSON API (default: off)")
-    parser.add_argument("--environment", choices=["production", "sandbox"],
-                        help="which APNs environment to imitate (default production)")
-    parser.add_argument("--generate-pki", type=Path, metavar="DIR",
-                        help="keep CA, server chains, .p8 key and device tokens in DIR "
-                             "(generated when missing; default: a temporary directory)")
-    parser.add_argument("--pki-only", action="store_true",
-                        help="only write the credentials to --generate-pki DIR, then exit")
+    parser.add_argument(
+        "--environment",
+        choices=["production", "sandbox"],
+        help="which APNs environment to imitate (default production)",
+    )
+    parser.add_argument(
+        "--generate-pki",
+        type=Path,
+        metavar="DIR",
+        help="keep CA, server chains, .p8 key and device tokens in DIR "
+        "(generated when missing; default: a temporary directory)",
+    )
+    parser.add_argument(
+        "--pki-only",
+        action="store_true",
+        help="only write the credentials to --generate-pki DIR, then exit",
+    )
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -173,8 +184,9 @@ def _build(
     )
     mock.add_signing_key(material.key_id, material.team_id, material.signing_key.public_key)
     for key, public in extra_keys:
-        mock.add_signing_key(key.key_id, key.team_id, public, key.topics,
-                             environment=key.environment)
+        mock.add_signing_key(
+            key.key_id, key.team_id, public, key.topics, environment=key.environment
+        )
     active, *gone = material.device_tokens
     mock.devices.register(active, material.topic)
     for token in gone:  # a second token that answers 410 Unregistered, for drills
@@ -202,8 +214,13 @@ async def _serve(
         if admin is not None and admin_address is not None:
             await admin.start(*admin_address)
             log.info("mock-apns admin API on http://%s:%d/", admin_address[0], admin.port)
-        log.info("mock-apns %s on https://%s:%d (scenario %s)", mock.environment, mock.host,
-                 mock.port, mock.scenario.name)
+        log.info(
+            "mock-apns %s on https://%s:%d (scenario %s)",
+            mock.environment,
+            mock.host,
+            mock.port,
+            mock.scenario.name,
+        )
         for name, value in material.summary().items():
             log.info("mock-apns %s: %s", name, value)
         stop = asyncio.Event()

@@ -1,14 +1,16 @@
 """Simulated devices and the notifications they received.
 
-Which tokens exist, for which topic, whether they are still registered, and every
-notification each one received.
+Which tokens exist, for which topic, whether they are still registered, every
+notification each one received, and whether it answers exporter canaries with delivery
+receipts (the posting itself is done by the server, which owns the tasks).
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +61,74 @@ class Notification:
         }
 
 
+class Inbox(list[Notification]):
+    """A device's notifications, oldest first; tells a listener about each one appended."""
+
+    def __init__(self, listener: Callable[[Notification], None] | None = None) -> None:
+        super().__init__()
+        self.listener = listener
+
+    def append(self, notification: Notification) -> None:
+        """Keep the notification, then tell the listener (a receipt may be due)."""
+        super().append(notification)
+        if self.listener is not None:
+            self.listener(notification)
+
+
+# A fixed delay in seconds, a (low, high) range drawn uniformly, or any draw from the RNG.
+ReceiptDelay = float | tuple[float, float] | Callable[[random.Random], float]
+
+
+@dataclass
+class ReceiptSettings:
+    """How a simulated device answers exporter canaries with signed delivery receipts."""
+
+    url: str
+    secret: bytes
+    delay: ReceiptDelay = 0.0
+    loss: float = 0.0  # probability that a receipt is never sent
+    seed: int | None = None
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.loss <= 1.0:
+            raise ValueError(f"receipt loss must be a probability in [0, 1], not {self.loss}")
+        if isinstance(self.delay, tuple):
+            low, high = self.delay
+            if not 0 <= low <= high:
+                raise ValueError(f"receipt delay range must be 0 <= low <= high, not {self.delay}")
+        elif not callable(self.delay) and self.delay < 0:
+            raise ValueError(f"receipt delay cannot be negative, not {self.delay}")
+        # Seeded so that a test or drill with loss and jitter is reproducible.
+        self.rng = random.Random(self.seed)
+
+    def draw(self) -> float | None:
+        """The delay of the next receipt in seconds, or None when this one is lost."""
+        if self.loss > 0 and self.rng.random() < self.loss:
+            return None
+        if isinstance(self.delay, tuple):
+            return self.rng.uniform(*self.delay)
+        if callable(self.delay):
+            return max(0.0, self.delay(self.rng))
+        return float(self.delay)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly view for the admin API; the secret is never shown."""
+        delay = self.delay
+        shown = list(delay) if isinstance(delay, tuple) else None if callable(delay) else delay
+        return {"url": self.url, "delay": shown, "loss": self.loss, "seed": self.seed}
+
+
+@dataclass
+class ReceiptCounts:
+    """What a device did with the canaries it received."""
+
+    scheduled: int = 0  # receipts that will be (or were) posted
+    lost: int = 0  # dropped on purpose by the configured loss
+    posted: int = 0  # the exporter answered 2xx
+    failed: int = 0  # the POST failed or was answered with an error
+
+
 @dataclass
 class Device:
     """A simulated device token registered for one topic (the app's bundle ID)."""
@@ -68,8 +138,10 @@ class Device:
     environment: str | None = None
     gone_at: float | None = None
     gone_reason: Reason = Reason.UNREGISTERED
-    notifications: list[Notification] = field(default_factory=list)
+    notifications: Inbox = field(default_factory=Inbox)
     script: deque[Reason] = field(default_factory=deque)
+    receipts: ReceiptSettings | None = None
+    receipt_counts: ReceiptCounts = field(default_factory=ReceiptCounts)
 
     @property
     def registered(self) -> bool:
@@ -87,6 +159,9 @@ class Device:
             "gone_reason": None if self.registered else str(self.gone_reason),
             "received": len(self.notifications),
             "script": [str(r) for r in self.script],
+            "receipts": None
+            if self.receipts is None
+            else {**self.receipts.as_dict(), **vars(self.receipt_counts)},
         }
 
 
@@ -95,13 +170,35 @@ class DeviceRegistry:
 
     def __init__(self) -> None:
         self._devices: dict[str, Device] = {}
+        # Called for every notification a device receives (the server posts receipts).
+        self.listener: Callable[[Device, Notification], None] | None = None
 
     def register(self, token_hex: str, topic: str, *, environment: str | None = None) -> Device:
         """Add (or re-register) a device for ``topic``; ``environment`` None means any."""
         token = normalise_token(token_hex)
         device = Device(token=token, topic=topic, environment=environment)
+        device.notifications.listener = lambda n: self._received(device, n)
         self._devices[token] = device
         return device
+
+    def enable_receipts(
+        self,
+        token_hex: str,
+        url: str,
+        secret: bytes,
+        *,
+        delay: ReceiptDelay = 0.0,
+        loss: float = 0.0,
+        seed: int | None = None,
+    ) -> ReceiptSettings:
+        """Make a device post a signed receipt to ``url`` for each exporter canary it gets."""
+        settings = ReceiptSettings(url, secret, delay, loss, seed)
+        self._require(token_hex).receipts = settings
+        return settings
+
+    def disable_receipts(self, token_hex: str) -> None:
+        """Stop a device from posting receipts (pending ones are still sent)."""
+        self._require(token_hex).receipts = None
 
     def unregister(self, token_hex: str, at: float, reason: Reason = Reason.UNREGISTERED) -> None:
         """Mark a device gone: later pushes get 410 ``reason`` with ``timestamp`` = at (in ms)."""
@@ -138,6 +235,10 @@ class DeviceRegistry:
 
     def __len__(self) -> int:
         return len(self._devices)
+
+    def _received(self, device: Device, notification: Notification) -> None:
+        if self.listener is not None:
+            self.listener(device, notification)
 
     def _require(self, token_hex: str) -> Device:
         device = self.get(token_hex)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
 import ssl
 import tempfile
@@ -12,12 +15,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apns_exporter.apns import Environment
 from apns_exporter.mock.channel import Channel
-from apns_exporter.mock.devices import DeviceRegistry
+from apns_exporter.mock.devices import Device, DeviceRegistry, Notification, ReceiptSettings
 from apns_exporter.mock.faults import FaultInjector, GoAwayFault, Scenario
 from apns_exporter.mock.keys import KeyRegistry, ProviderKey
 from apns_exporter.mock.pki import Keypair, read_provider_identity
@@ -28,6 +32,11 @@ from apns_exporter.mock.validation import Session, Validator
 log = logging.getLogger("apns_exporter.mock")
 
 DEFAULT_KEYPAIR = "default"
+# The exporter's receipt contract, written out again here rather than imported: the mock
+# is an independent implementation, so a mistake on either side shows up in tests.
+RECEIPT_KEY = "apns_exporter"
+SIGNATURE_HEADER = "X-APNs-Exporter-Signature"
+RECEIPT_TIMEOUT = 5.0
 
 
 class MockAPNs:
@@ -73,6 +82,9 @@ class MockAPNs:
         self._channels: set[Channel] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._started_at = 0.0
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
+        self._http: aiohttp.ClientSession | None = None
+        self.devices.listener = self._on_notification
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -170,8 +182,18 @@ class MockAPNs:
         )
         log.info("mock APNs (%s) listening on %s:%d", self.environment, self.host, self.port)
 
+    @property
+    def pending_receipts(self) -> int:
+        """Delivery receipts scheduled but not yet posted."""
+        return len(self._receipt_tasks)
+
+    async def settle_receipts(self) -> None:
+        """Wait until every receipt scheduled so far was posted or failed."""
+        await asyncio.gather(*self._receipt_tasks, return_exceptions=True)
+
     async def stop(self) -> None:
         """Close the listener and every connection, and wait for their handlers to finish."""
+        await self._stop_receipts()
         server, self._server = self._server, None
         if server is None:
             return
@@ -201,6 +223,72 @@ class MockAPNs:
         for channel in channels:
             channel.send_goaway(fault)
         return len(channels)
+
+    # -- delivery receipts -------------------------------------------------------------------
+
+    def _on_notification(self, device: Device, notification: Notification) -> None:
+        settings = device.receipts
+        if settings is None:
+            return
+        canary = _canary_of(notification)
+        if canary is None:
+            return
+        delay = settings.draw()
+        if delay is None:
+            device.receipt_counts.lost += 1
+            log.info("device %s…: receipt for canary %s lost", device.token[:8], canary[1])
+            return
+        target, canary_id = canary
+        # What a phone would report: the moment it got the push, which is `delay` after
+        # APNs accepted it (the mock's clock, skew included, like a phone's own clock).
+        received_at = round(notification.received_at + delay, 6)
+        body = json.dumps(
+            {"target": target, "canary_id": canary_id, "received_at": received_at},
+            separators=(",", ":"),
+        ).encode()
+        device.receipt_counts.scheduled += 1
+        task = asyncio.get_running_loop().create_task(
+            self._post_receipt(device, settings, delay, body)
+        )
+        self._receipt_tasks.add(task)
+        task.add_done_callback(self._receipt_tasks.discard)
+
+    async def _post_receipt(
+        self, device: Device, settings: ReceiptSettings, delay: float, body: bytes
+    ) -> None:
+        await asyncio.sleep(delay)
+        signature = "sha256=" + hmac.new(settings.secret, body, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json", SIGNATURE_HEADER: signature}
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=RECEIPT_TIMEOUT))
+        try:
+            async with self._http.post(settings.url, data=body, headers=headers) as response:
+                ok = response.status < 300
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            # The exporter may be down or restarting: a lost receipt, never a mock crash.
+            device.receipt_counts.failed += 1
+            log.warning(
+                "device %s…: receipt POST to %s failed: %r", device.token[:8], settings.url, exc
+            )
+            return
+        if ok:
+            device.receipt_counts.posted += 1
+            log.info("device %s…: receipt posted (%d)", device.token[:8], status)
+        else:
+            device.receipt_counts.failed += 1
+            log.warning(
+                "device %s…: receipt POST to %s answered %d", device.token[:8], settings.url, status
+            )
+
+    async def _stop_receipts(self) -> None:
+        tasks = list(self._receipt_tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        http, self._http = self._http, None
+        if http is not None:
+            await http.close()
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -282,3 +370,15 @@ class MockAPNs:
                     await writer.wait_closed()
             log.info("%s disconnected", peer)
             self._handlers.discard(task)
+
+
+def _canary_of(notification: Notification) -> tuple[str, str] | None:
+    """(target, canary_id) of an exporter canary, or None for any other push."""
+    payload = notification.json
+    canary = payload.get(RECEIPT_KEY) if isinstance(payload, dict) else None
+    if not isinstance(canary, dict):
+        return None
+    target, canary_id = canary.get("target"), canary.get("canary_id")
+    if not isinstance(target, str) or not isinstance(canary_id, str):
+        return None
+    return target, canary_id

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from apns_exporter.apns import AUTH_REASONS, Reason
+from apns_exporter.certificates import CertificateSummary
 from apns_exporter.chain import ChainReport
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.config import Target
@@ -22,6 +23,7 @@ class ProbeKind(StrEnum):
     PING = "ping"
     TLS = "tls"
     REACHABILITY = "reachability"
+    CREDENTIALS = "credentials"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class ProbeResult:
     reaches: tuple[Reach, ...] = ()
     chain: ChainReport | None = None
     chain_changed: bool = False
+    certificate: CertificateSummary | None = None
+    token_failed: bool = False
 
     @property
     def layer(self) -> str | None:
@@ -106,6 +110,7 @@ _ERROR_LAYERS = {
     "stream_reset": "http2",
     "protocol": "http2",
     "internal": "exporter",
+    "credential": "auth",
 }
 LAYERS = ("dns", "tcp", "tls", "http2", "auth", "apns", "exporter")
 AUTH_REASON_NAMES = frozenset(
@@ -125,6 +130,8 @@ class ProbeContext:
     resolver: Resolver | None = None
     auth_channel: Channel | None = None  # the auth check's own connection
     last_chain: ChainReport | None = None  # the previous tls_check, to notice CA switches
+    topic: str | None = None  # apns-topic: configured, or the certificate's UID
+    credential_ok: bool = True
     logs: list[str] = field(default_factory=list)
 
     def begin(self) -> float:

@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 
-from apns_exporter.apns import Reason
+from apns_exporter.apns import PushType, Reason
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.connection import Connection
 from apns_exporter.errors import ProbeError
@@ -30,7 +30,20 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     assert canary is not None, "the scheduler runs the canary only for targets that have one"
     timeout = canary.timeout or ctx.default_timeout
     issued_before = ctx.token.issued_at if ctx.token is not None else None
-    body = json.dumps(canary.payload, separators=(",", ":")).encode()
+    body = json.dumps(canary.body(), separators=(",", ":")).encode()
+    if not ctx.credential_ok:
+        message = "the credential could not be loaded; see apns_credential_load_errors_total"
+        ctx.log(message)
+        return ProbeResult(
+            ctx.target.name,
+            ProbeKind.CANARY,
+            False,
+            started,
+            ctx.clock() - started,
+            message,
+            error="credential",
+            logs=tuple(ctx.logs),
+        )
 
     # The auth check is always rejected, and APNs drops a connection's stream limit to 1
     # after every rejection, so it gets a connection of its own.
@@ -104,11 +117,13 @@ async def _push(
     canary = ctx.target.canary
     assert canary is not None
     headers = [
-        ("apns-topic", ctx.target.topic),
         ("apns-push-type", str(canary.push_type)),
         ("apns-priority", str(canary.priority)),
         ("apns-expiration", str(canary.expiration)),
     ]
+    # MDM pushes carry no topic: APNs takes it from the MDM push certificate.
+    if ctx.topic is not None and canary.push_type is not PushType.MDM:
+        headers.insert(0, ("apns-topic", ctx.topic))
     if ctx.token is not None:
         headers.append(("authorization", f"bearer {ctx.token.bearer()}"))
     started = time.perf_counter()

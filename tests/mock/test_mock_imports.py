@@ -8,7 +8,7 @@ from pathlib import Path
 import apns_exporter.mock
 
 CLIENT_SIDE = {"protocol", "connection", "probes", "tokens", "scheduler", "exporter", "config",
-               "certificates", "metrics", "web", "cli"}
+               "certificates", "metrics", "web", "cli", "receipts", "receiptserver"}
 
 
 def imported_modules(path: Path) -> set[str]:

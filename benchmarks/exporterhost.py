@@ -1,0 +1,80 @@
+"""Run the real exporter CLI with two measuring hooks for the scale benchmark.
+
+Run as ``python -m benchmarks.exporterhost LAG_FILE [apns-exporter flags...]``. It runs
+``apns_exporter.cli.main`` unchanged in this process, and on exit (SIGTERM) writes LAG_FILE
+as JSON with:
+
+- ``schedule``: for every scheduled probe run after the first, ``[when, lag]``: how late
+  (seconds) the scheduler's ``asyncio.sleep`` returned compared with the time the scheduler
+  computed for that run. The scheduler starts the probe in the same step it wakes in, so
+  this is exactly "how long after its schedule a probe fired".
+- ``loop``: ``[when, lag]`` of a 100 ms heartbeat task: the classic event-loop lag.
+
+``when`` is ``time.monotonic()``. The hooks replace the scheduler module's reference to
+``asyncio`` with a proxy whose ``sleep`` measures itself, and wrap ``Exporter.start`` to start
+the heartbeat; the package itself is not modified.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from typing import Any
+
+from apns_exporter import cli, exporter, scheduler
+
+HEARTBEAT_SECONDS = 0.1
+SAMPLE_LIMIT = 2_000_000
+schedule_lags: list[tuple[float, float]] = []
+loop_lags: list[tuple[float, float]] = []
+
+
+class _MeasuredAsyncio:
+    """``asyncio`` as the scheduler module sees it, with a self-timing ``sleep``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    @staticmethod
+    async def sleep(delay: float, result: Any = None) -> Any:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(0.0, delay)
+        value = await asyncio.sleep(delay, result)
+        now = loop.time()
+        if len(schedule_lags) < SAMPLE_LIMIT:
+            schedule_lags.append((time.monotonic(), now - due))
+        return value
+
+
+async def _heartbeat() -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + HEARTBEAT_SECONDS
+        await asyncio.sleep(HEARTBEAT_SECONDS)
+        if len(loop_lags) < SAMPLE_LIMIT:
+            loop_lags.append((time.monotonic(), loop.time() - due))
+
+
+def main() -> int:
+    """Install the hooks, run the exporter, write the lag file."""
+    lag_file, argv = sys.argv[1], sys.argv[2:]
+    scheduler.asyncio = _MeasuredAsyncio()  # type: ignore[assignment]
+    start = exporter.Exporter.start
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def start_with_heartbeat(self: exporter.Exporter) -> None:
+        tasks.add(asyncio.create_task(_heartbeat()))
+        await start(self)
+
+    exporter.Exporter.start = start_with_heartbeat  # type: ignore[method-assign]
+    try:
+        return cli.main(argv)
+    finally:
+        with open(lag_file, "w") as fh:
+            json.dump({"schedule": schedule_lags, "loop": loop_lags}, fh)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

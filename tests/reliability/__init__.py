@@ -1,0 +1,1 @@
+"""Reliability and security suites: fault matrix, hostile servers, bad input and a soak run."""

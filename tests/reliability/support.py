@@ -1,0 +1,344 @@
+"""Shared helpers for the reliability suites: leak checks, a probe gate, ground truth, servers.
+
+Nothing here sleeps to synchronise: waits are on probe results (with a bound), on the gate
+that parks every probe loop, or on the servers' own futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from apns_exporter import config, web
+from apns_exporter.exporter import Exporter
+from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
+from apns_exporter.mock.server import MockAPNs
+from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Samples, parse_samples
+
+WAIT = 20.0  # upper bound for any single wait in these suites; never a synchronisation sleep
+ENV = "production"
+
+
+# -- leaks ---------------------------------------------------------------------------------
+
+
+def open_fds() -> set[str]:
+    """The file descriptors this process has open now."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+def live_tasks() -> set[asyncio.Task[Any]]:
+    """Tasks of the running loop that have not finished."""
+    return {t for t in asyncio.all_tasks() if not t.done()}
+
+
+@dataclass
+class Leaks:
+    """A snapshot of open descriptors and live tasks, to compare with after everything stops."""
+
+    fds: set[str]
+    tasks: set[asyncio.Task[Any]]
+
+    @classmethod
+    def snapshot(cls) -> Leaks:
+        """Record the descriptors and tasks that exist before the test starts anything."""
+        gc.collect()
+        return cls(open_fds(), live_tasks())
+
+    def check(self) -> None:
+        """Fail if a descriptor or a task outlived the exporter and servers that made it."""
+        gc.collect()
+        extra_tasks = live_tasks() - self.tasks
+        assert not extra_tasks, f"tasks left running: {sorted(t.get_name() for t in extra_tasks)}"
+        extra_fds = open_fds() - self.fds
+        targets = {}
+        for fd in extra_fds:
+            with contextlib.suppress(OSError):
+                targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        assert not extra_fds, f"file descriptors left open: {targets}"
+
+
+# -- configuration -------------------------------------------------------------------------
+
+
+def target_yaml(
+    name: str,
+    port: int,
+    ca_file: Path,
+    key_file: Path,
+    *,
+    device: str | None = None,
+    auth_check: bool = True,
+    interval: str = "200ms",
+    canary_timeout: str = "200ms",
+    ping_timeout: str = "200ms",
+    host: str = "127.0.0.1",
+) -> str:
+    """One target block with fast intervals and short timeouts."""
+    devices = f'["{device}"]' if device else "[]"
+    return f"""\
+- name: {name}
+  environment: {ENV}
+  endpoint: {host}:{port}
+  topic: {TOPIC}
+  ca_file: {ca_file}
+  tls_check: null
+  auth:
+    token:
+      key_file: {key_file}
+      key_id: {KEY_ID}
+      team_id: {TEAM_ID}
+      refresh_interval: 20m
+  ping:
+    interval: {interval}
+    timeout: {ping_timeout}
+  canary:
+    interval: {interval}
+    timeout: {canary_timeout}
+    device_tokens: {devices}
+    auth_check: {"true" if auth_check else "false"}
+"""
+
+
+def write_config(path: Path, *targets: str, scrape_timeout: str = "2s") -> Path:
+    """Write a config with the given target blocks and return its path."""
+    body = "".join(textwrap.indent(t, "  ") for t in targets)
+    path.write_text(f"global:\n  scrape_timeout: {scrape_timeout}\ntargets:\n{body}")
+    return path
+
+
+async def start_mock(
+    ca: CertificateAuthority, signing_key: SigningKeyPair, *devices: str, port: int = 0
+) -> MockAPNs:
+    """A mock APNs on loopback that trusts our signing key and knows ``devices``."""
+    server = MockAPNs(keypair=ca.issue_server())
+    server.add_signing_key(KEY_ID, TEAM_ID, signing_key.public_key, topics=[TOPIC])
+    for device in devices:
+        server.devices.register(device, TOPIC)
+    await server.start("127.0.0.1", port)
+    return server
+
+
+# -- a gate that parks every probe loop ----------------------------------------------------
+
+Probe = Callable[[ProbeContext], Awaitable[ProbeResult]]
+
+
+class Gate:
+    """Wraps the probe functions so a test can park every probe loop between two runs.
+
+    A parked loop has no request, PING or dial in flight, so the exporter's counters and the
+    mock's ground truth can be compared exactly.
+    """
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self._open.set()
+        self._parked: set[tuple[str, ProbeKind]] = set()
+        self._changed = asyncio.Condition()
+
+    def wrap(self, kind: ProbeKind, probe: Probe) -> Probe:
+        """The probe, preceded by a wait while the gate is closed."""
+
+        async def gated(ctx: ProbeContext) -> ProbeResult:
+            if not self._open.is_set():
+                key = (ctx.target.name, kind)
+                async with self._changed:
+                    self._parked.add(key)
+                    self._changed.notify_all()
+                try:
+                    await self._open.wait()
+                finally:
+                    self._parked.discard(key)
+            return await probe(ctx)
+
+        return gated
+
+    async def close(self, expected: set[tuple[str, ProbeKind]]) -> None:
+        """Close the gate and wait until every expected probe loop is parked in front of it."""
+        self._open.clear()
+        async with asyncio.timeout(WAIT), self._changed:
+            await self._changed.wait_for(lambda: expected <= self._parked)
+
+    def open(self) -> None:
+        """Let the parked loops run again."""
+        self._open.set()
+
+
+# -- a running exporter ----------------------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    """An exporter serving HTTP on loopback, with a gate in front of its probes."""
+
+    exporter: Exporter
+    url: str
+    gate: Gate
+    results: list[ProbeResult] = field(default_factory=list)
+
+    async def wait_for(
+        self, predicate: Callable[[ProbeResult], bool], *, count: int = 1, timeout: float = WAIT
+    ) -> ProbeResult:
+        """Wait for the ``count``-th new probe result matching ``predicate``."""
+        found: asyncio.Future[ProbeResult] = asyncio.get_running_loop().create_future()
+        seen = 0
+
+        def listener(result: ProbeResult) -> None:
+            nonlocal seen
+            if not found.done() and predicate(result):
+                seen += 1
+                if seen >= count:
+                    found.set_result(result)
+
+        self.exporter.scheduler.subscribe(listener)
+        async with asyncio.timeout(timeout):
+            return await found
+
+    async def wait_canary(
+        self, target: str = "t1", *, ok: bool | None = None, count: int = 1
+    ) -> ProbeResult:
+        """Wait for a canary result of ``target`` (optionally with a given outcome)."""
+        return await self.wait_for(
+            lambda r: r.target == target and r.probe is ProbeKind.CANARY and ok in (None, r.ok),
+            count=count,
+        )
+
+    async def wait_ping(self, target: str = "t1", *, ok: bool | None = None) -> ProbeResult:
+        """Wait for a ping result of ``target`` (optionally with a given outcome)."""
+        return await self.wait_for(
+            lambda r: r.target == target and r.probe is ProbeKind.PING and ok in (None, r.ok)
+        )
+
+    async def recovered(self, target: str = "t1") -> None:
+        """Wait until both the canary and the ping of ``target`` succeed again."""
+        await self.wait_canary(target, ok=True)
+        await self.wait_ping(target, ok=True)
+
+    async def quiesce(self) -> None:
+        """Park every probe loop, so nothing is in flight until :meth:`resume`."""
+        expected = set()
+        for name, state in self.exporter.targets.items():
+            expected.add((name, ProbeKind.PING))
+            if state.config.canary is not None and state.credential_error is None:
+                expected.add((name, ProbeKind.CANARY))
+        await self.gate.close(expected)
+
+    def resume(self) -> None:
+        """Let the probe loops run again after :meth:`quiesce`."""
+        self.gate.open()
+
+    async def get(self, path: str, *, method: str = "GET") -> tuple[int, str]:
+        """Request a page and return its status and body."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(method, self.url + path) as resp,
+        ):
+            return resp.status, await resp.text()
+
+    async def scrape(self) -> Samples:
+        """Scrape /metrics and index every sample by (name, labels)."""
+        status, text = await self.get("/metrics")
+        assert status == 200
+        return parse_samples(text)
+
+
+@contextlib.asynccontextmanager
+async def running_exporter(config_file: Path, gate: Gate, **options: Any) -> AsyncIterator[Rig]:
+    """Run the exporter and its web server on 127.0.0.1:0; stop both (and wait) on exit."""
+    exporter = Exporter(config.load(config_file), config_file=str(config_file), **options)
+    stop = asyncio.Event()
+    ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(
+        web.serve(exporter, ("127.0.0.1", 0), "/metrics", stop, ready.set_result)
+    )
+    try:
+        async with asyncio.timeout(WAIT):
+            await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
+        assert ready.done(), f"exporter exited before listening: {task.result()}"
+        rig = Rig(exporter, ready.result(), gate)
+        exporter.scheduler.subscribe(rig.results.append)
+        yield rig
+    finally:
+        gate.open()  # parked loops must see their cancellation, not wait for the gate
+        stop.set()
+        assert await task == 0
+
+
+# -- ground truth ------------------------------------------------------------------------------
+
+
+def total(samples: Samples, name: str, **labels: str) -> float:
+    """The sum of every sample of ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, lbls), v in samples.items() if n == name and want <= lbls)
+
+
+def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1") -> list[str]:
+    """Every count where the exporter's metrics disagree with what the mock actually did."""
+    t = {"target": target, "apns_environment": ENV}
+    stats = mock.stats
+    problems: list[str] = []
+
+    def compare(what: str, exporter_value: float, mock_value: float) -> None:
+        if exporter_value != mock_value:
+            problems.append(f"{what}: exporter {exporter_value:g} != mock {mock_value:g}")
+
+    # Every push the exporter counted reached the mock: processed, or refused as a stream.
+    compare(
+        "pushes",
+        total(samples, "apns_canary_pushes_total", **t),
+        stats.requests + stats.refused_streams,
+    )
+    for (status, reason), count in sorted(stats.responses.items()):
+        compare(
+            f"responses {status} {reason or 'none'}",
+            total(
+                samples,
+                "apns_canary_responses_total",
+                **t,
+                status=str(status),
+                reason=reason or "none",
+            ),
+            count,
+        )
+    compare(
+        "responses in all",
+        total(samples, "apns_canary_responses_total", **t),
+        sum(stats.responses.values()),
+    )
+    compare(
+        "stalled pushes timed out",
+        total(samples, "apns_canary_request_errors_total", **t, error="timeout"),
+        stats.stalled_streams,
+    )
+    compare(
+        "refused streams",
+        total(samples, "apns_canary_request_errors_total", **t, error="stream_reset"),
+        stats.refused_streams,
+    )
+    compare("GOAWAYs", total(samples, "apns_goaway_received_total", **t), stats.goaways)
+    compare(
+        "PINGs acknowledged",
+        total(samples, "apns_ping_rtt_seconds_count", **t),
+        stats.pings - stats.ping_acks_withheld,
+    )
+    compare(
+        "PINGs never acknowledged",
+        total(samples, "apns_ping_failures_total", **t, reason="timeout"),
+        stats.ping_acks_withheld,
+    )
+    attempts = total(samples, "apns_connection_attempts_total", **t)
+    failures = total(samples, "apns_connection_failures_total", **t)
+    compare("connections opened", attempts - failures, stats.connections)
+    return problems
