@@ -72,8 +72,10 @@ class Channel:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
+        client_certificate: bool = False,
     ) -> None:
         self._resolver = resolver
+        self._client_certificate = client_certificate
         self.endpoint = endpoint
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
@@ -113,6 +115,7 @@ class Channel:
                     timeout=self._connect_timeout,
                     observer=self._observer,
                     resolver=self._resolver,
+                    client_certificate=self._client_certificate,
                 )
             except ConnectFailed as exc:
                 self._last_failure = exc
@@ -122,10 +125,13 @@ class Channel:
             self._connection = conn
             return Lease(conn, DialReport(True, phases=dict(conn.timings)))
 
-    async def replace_ssl_context(self, ssl_context: ssl.SSLContext) -> None:
+    async def replace_ssl_context(
+        self, ssl_context: ssl.SSLContext, *, client_certificate: bool
+    ) -> None:
         """Use a new TLS context (a rotated client certificate) from the next connection on."""
         async with self._lock:
             self._ssl_context = ssl_context
+            self._client_certificate = client_certificate
             if self._connection is not None:
                 self._retire(self._connection, failed=False)
 

@@ -28,6 +28,13 @@ log = logging.getLogger(__name__)
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 READ_CHUNK_BYTES = 65536
+# asyncio reports a TLS 1.3 alert about our client certificate as a plain close, so a close
+# before the server's SETTINGS, when we presented a certificate, is most likely that.
+_CERTIFICATE_REJECTED = ConnectionLost(
+    "the server closed the connection right after the TLS handshake; it probably rejected "
+    "the client certificate (expired, revoked or from an unknown CA)",
+    "tls_handshake",
+)
 CLOSE_TIMEOUT_SECONDS = 1.0
 
 
@@ -79,8 +86,10 @@ class Connection:
         writer: asyncio.StreamWriter,
         timings: dict[str, float],
         observer: Callable[[Event], None] | None = None,
+        client_certificate: bool = False,
     ) -> None:
         self.endpoint = endpoint
+        self.client_certificate = client_certificate
         self.timings = timings
         self.opened_at = time.time()
         self._reader = reader
@@ -91,6 +100,9 @@ class Connection:
         self._pings: dict[bytes, asyncio.Future[float]] = {}
         self._slots = asyncio.Condition()
         self._closed: ProbeError | None = None
+        # Bug fix: never set before the first answer, so retiring a connection the server
+        # closed without answering anything (GOAWAY on connect) raised AttributeError.
+        self._proven = False
         self._reader_task: asyncio.Task[None] | None = None
         self._settings_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -103,6 +115,7 @@ class Connection:
         timeout: float,
         observer: Callable[[Event], None] | None = None,
         resolver: Resolver | None = None,
+        client_certificate: bool = False,
     ) -> Connection:
         """Resolve, connect, handshake and start HTTP/2, timing each phase."""
         resolver = resolver or system_resolver
@@ -111,7 +124,7 @@ class Connection:
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await _dial(endpoint, ssl_context, timings, resolver)
-                conn = cls(endpoint, reader, writer, timings, observer)
+                conn = cls(endpoint, reader, writer, timings, observer, client_certificate)
                 conn._start()
                 # The server's first SETTINGS carries its stream limit (1 for APNs until a
                 # valid token); no request may go out before we know it.
@@ -128,7 +141,8 @@ class Connection:
         except ProbeError as exc:  # the server closed or broke HTTP/2 before its SETTINGS
             if conn is not None:
                 await conn.aclose()
-            raise ConnectFailed(str(exc), "http2") from None
+            reason = "tls_handshake" if exc.reason == "tls_handshake" else "http2"
+            raise ConnectFailed(str(exc), reason) from None
         return conn
 
     def _start(self) -> None:
@@ -271,6 +285,8 @@ class Connection:
             while True:
                 data = await self._reader.read(READ_CHUNK_BYTES)
                 if not data:
+                    if self.client_certificate and not self._settings_received.done():
+                        error = _CERTIFICATE_REJECTED
                     break
                 events = self._proto.receive_data(data)
                 self._flush()
@@ -278,7 +294,12 @@ class Connection:
                     await self._dispatch(event)
         except ProbeError as exc:
             error = exc
-        except (OSError, ssl.SSLError) as exc:
+        except ssl.SSLError as exc:
+            # With TLS 1.3 the server judges our certificate after the handshake, so its
+            # alert (expired, unknown CA) arrives here, before its SETTINGS.
+            reason = "connection_reset" if self._settings_received.done() else "tls_handshake"
+            error = ConnectionLost(f"TLS error from server: {exc.reason or exc}", reason)
+        except OSError as exc:
             error = ConnectionLost(f"connection error: {exc}", "connection_reset")
         self._fail_all(error)
         async with self._slots:

@@ -211,12 +211,14 @@ class Exporter:
         ca_file = str(target.ca_file) if target.ca_file is not None else None
         ssl_context = loaded.ssl_context if loaded else client_ssl_context(ca_file)
         endpoint = Endpoint(target.host, target.port)
+        presents_certificate = loaded is not None and loaded.certificate is not None
         channel = Channel(
             endpoint,
             ssl_context,
             connect_timeout=timeout,
             observer=functools.partial(self.metrics.observe, target.name),
             resolver=self._resolver,
+            client_certificate=presents_certificate,
         )
         auth_channel = None
         if target.canary is not None and target.canary.auth_check:
@@ -227,6 +229,7 @@ class Exporter:
                 connect_timeout=timeout,
                 observer=functools.partial(self.metrics.observe, target.name, streams=False),
                 resolver=self._resolver,
+                client_certificate=presents_certificate,
             )
         token = target.auth.token
         topic = credential.topic(loaded) if loaded else target.topic
@@ -301,7 +304,9 @@ class Exporter:
         # same connection): drain the old connections; the next probe dials with the new one.
         for channel in (ctx.channel, ctx.auth_channel):
             if channel is not None:
-                await channel.replace_ssl_context(loaded.ssl_context)
+                await channel.replace_ssl_context(
+                    loaded.ssl_context, client_certificate=loaded.certificate is not None
+                )
 
     def _jobs(self, state: TargetState) -> list[Job]:
         target, ctx = state.config, state.context

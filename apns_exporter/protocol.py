@@ -22,6 +22,8 @@ from apns_exporter.errors import ConnectionLost
 MAX_RESPONSE_BODY_BYTES = 64 * 1024
 _FRAME_HEADER_BYTES = 9
 _SETTINGS_FRAME = 0x4
+_GOAWAY_FRAME = 0x7
+_GOAWAY_FIXED_BYTES = 8  # last-stream-id and error code, before the debug data
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,10 @@ class ClientProtocol:
         self._streams: dict[int, _Stream] = {}
         self.goaway: GoAway | None = None
         self._preface: bytes | None = b""  # the first bytes from the server, until checked
+        # Frame boundaries, tracked so that GOAWAY frames can be taken out (see _demux).
+        self._header = b""  # the current frame's header, until complete
+        self._left = 0  # payload bytes of the current frame still to come
+        self._goaway_payload: bytearray | None = None  # set while inside a GOAWAY frame
 
     def initiate(self) -> None:
         """Queue the connection preface and our SETTINGS."""
@@ -180,14 +186,66 @@ class ClientProtocol:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed bytes read from the socket and return what they mean."""
         self._check_preface(data)
-        try:
-            h2_events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            raise ConnectionLost(f"HTTP/2 protocol error from server: {exc}", "http2") from exc
         events: list[Event] = []
-        for ev in h2_events:
-            events.extend(self._translate(ev))
+        for part in self._demux(data):
+            if isinstance(part, GoAway):
+                self.goaway = part
+                events.append(part)
+                continue
+            try:
+                h2_events = self._h2.receive_data(part)
+            except h2.exceptions.ProtocolError as exc:
+                raise ConnectionLost(f"HTTP/2 protocol error from server: {exc}", "http2") from exc
+            for ev in h2_events:
+                events.extend(self._translate(ev))
         return events
+
+    def _demux(self, data: bytes) -> list[bytes | GoAway]:
+        # Bug fix: h2 (4.x) moves to CLOSED on a received GOAWAY and then rejects every later
+        # frame and every send. RFC 9113 §6.8 says streams up to last_stream_id may still be
+        # answered (a graceful GOAWAY), and cancelling a timed-out stream or sending a PING
+        # then raised h2's ProtocolError instead of a ProbeError. So GOAWAY frames are taken
+        # out of the byte stream here and never reach h2; all other bytes pass through as is.
+        parts: list[bytes | GoAway] = []
+        passthrough = bytearray()
+        pos = 0
+        while pos < len(data):
+            if self._left == 0 and self._goaway_payload is None:
+                take = min(_FRAME_HEADER_BYTES - len(self._header), len(data) - pos)
+                self._header += data[pos : pos + take]
+                pos += take
+                if len(self._header) < _FRAME_HEADER_BYTES:
+                    break
+                header, self._header = self._header, b""
+                self._left = int.from_bytes(header[:3], "big")
+                if header[3] != _GOAWAY_FRAME:
+                    passthrough += header
+                    continue
+                if int.from_bytes(header[5:9], "big") & 0x7FFFFFFF != 0:
+                    raise ConnectionLost("HTTP/2 protocol error: GOAWAY on a stream", "http2")
+                if not _GOAWAY_FIXED_BYTES <= self._left <= self._h2.max_inbound_frame_size:
+                    raise ConnectionLost(f"HTTP/2 GOAWAY of bad size {self._left}", "http2")
+                self._goaway_payload = bytearray()
+            take = min(self._left, len(data) - pos)
+            target = passthrough if self._goaway_payload is None else self._goaway_payload
+            target += data[pos : pos + take]
+            pos += take
+            self._left -= take
+            if self._left == 0 and self._goaway_payload is not None:
+                payload, self._goaway_payload = bytes(self._goaway_payload), None
+                if passthrough:
+                    parts.append(bytes(passthrough))
+                    passthrough.clear()
+                parts.append(
+                    GoAway(
+                        int.from_bytes(payload[4:8], "big"),
+                        int.from_bytes(payload[:4], "big") & 0x7FFFFFFF,
+                        payload[8:],
+                    )
+                )
+        if passthrough:
+            parts.append(bytes(passthrough))
+        return parts
 
     def _check_preface(self, data: bytes) -> None:
         # h2 waits for a whole frame before judging it, so an HTTP/1.1 answer or other
@@ -225,13 +283,6 @@ class ClientProtocol:
                 return [StreamReset(ev.stream_id or 0, int(ev.error_code or 0))]
         elif isinstance(ev, h2.events.PingAckReceived):
             return [PingAcked(bytes(ev.ping_data or b""))]
-        elif isinstance(ev, h2.events.ConnectionTerminated):
-            self.goaway = GoAway(
-                int(ev.error_code or 0),
-                int(ev.last_stream_id or 0),
-                bytes(ev.additional_data or b""),
-            )
-            return [self.goaway]
         elif isinstance(ev, h2.events.RemoteSettingsChanged):
             changed = {int(k): int(v.new_value or 0) for k, v in ev.changed_settings.items()}
             return [SettingsChanged(self.max_concurrent_streams, changed)]

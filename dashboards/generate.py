@@ -9,10 +9,12 @@ Two dashboards:
 
 - ``apns-exporter-overview.json``: one row per target (the row repeats over the
   ``target`` variable) with canary state, days until the client certificate expires,
-  provider token (JWT) age against Apple's 20/60-minute bands, connection state and
-  canary p99 latency; plus a row on the exporter itself.
+  provider token (JWT) age against Apple's 20/60-minute bands, connection state,
+  canary p99 latency, and the share of canaries delivered to the device with the median
+  delivery latency; plus a row on the exporter itself.
 - ``apns-exporter-target.json``: one target in detail: canary state timeline, latency
-  heatmap, responses by reason, PING round trip, reconnects and GOAWAYs, stream limit,
+  heatmap, responses by reason, delivery to the device (latency heatmap and quantiles,
+  deliveries and losses), PING round trip, reconnects and GOAWAYs, stream limit,
   credentials, the server certificate chain and reachability.
 
 Conventions (grafana/dashboard-linter): a ``datasource`` variable used by every panel;
@@ -429,6 +431,19 @@ CANARY_P99 = (
     "(load alerts/apns-exporter.rules.yml). Alert above 2 s."
 )
 
+DELIVERED = (
+    "Share of the last hour's device canaries whose delivery receipt came back from the "
+    "canary device within the deadline, from the recording rule "
+    "target:apns_canary_delivery_lost:ratio1h. Empty when delivery receipts are not set up "
+    "(docs/delivery-receipts.md). Alert below 50%."
+)
+DELIVERY_P50 = (
+    "Median time from sending a canary to the device's delivery receipt over the last hour, "
+    "from the recording rule "
+    "target_quantile:apns_canary_delivery_duration_seconds:histogram_quantile. Alert above "
+    "10 s."
+)
+
 JWT_STEPS = thresholds((None, "blue"), (1200, "green"), (3300, "orange"), (3600, "red"))
 DAYS_STEPS = thresholds((None, "red"), (7, "orange"), (28, "green"))
 
@@ -442,7 +457,7 @@ def overview() -> dict[str, Any]:
             CANARY_UP,
             f"apns_up{{{TARGET}}}",
             "bool",
-            5,
+            4,
             mappings=OK_FAILING,
             steps=RED_GREEN,
             no_value="no canary",
@@ -452,7 +467,7 @@ def overview() -> dict[str, Any]:
             CERT_DAYS,
             f"(apns_client_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
             "d",
-            5,
+            4,
             steps=DAYS_STEPS,
             no_value="token auth",
             decimals=1,
@@ -462,7 +477,7 @@ def overview() -> dict[str, Any]:
             JWT_AGE,
             f"time() - apns_provider_token_issued_timestamp_seconds{{{TARGET}}}",
             "s",
-            5,
+            4,
             steps=JWT_STEPS,
             no_value="certificate auth",
         ),
@@ -471,7 +486,7 @@ def overview() -> dict[str, Any]:
             CONNECTION_UP,
             f"apns_connection_up{{{TARGET}}}",
             "bool",
-            4,
+            3,
             mappings=UP_DOWN,
             steps=RED_GREEN,
         ),
@@ -481,9 +496,28 @@ def overview() -> dict[str, Any]:
             f"target_quantile:apns_canary_duration_seconds:histogram_quantile"
             f'{{{TARGET}, quantile="0.99"}}',
             "s",
-            5,
+            3,
             steps=thresholds((None, "green"), (1, "orange"), (2, "red")),
             no_value="no data",
+        ),
+        stat(
+            "Delivered",
+            DELIVERED,
+            f"1 - target:apns_canary_delivery_lost:ratio1h{{{TARGET}}}",
+            "percentunit",
+            3,
+            steps=thresholds((None, "red"), (0.5, "orange"), (0.9, "green")),
+            no_value="no receipts",
+        ),
+        stat(
+            "Delivery p50",
+            DELIVERY_P50,
+            f"target_quantile:apns_canary_delivery_duration_seconds:histogram_quantile"
+            f'{{{TARGET}, quantile="0.5"}}',
+            "s",
+            3,
+            steps=thresholds((None, "green"), (5, "orange"), (10, "red")),
+            no_value="no receipts",
         ),
         row("Exporter"),
         stat(
@@ -579,6 +613,68 @@ def target_detail() -> dict[str, Any]:
             ),
             "short",
             12,
+            draw="bars",
+        ),
+        row("Delivery"),
+        panel(
+            "heatmap",
+            "Delivery latency",
+            "Canary sent to the device's signed delivery receipt "
+            "(apns_canary_delivery_duration_seconds), receipts per latency bucket and interval. "
+            "Empty when delivery receipts are not set up (docs/delivery-receipts.md).",
+            [
+                query(
+                    f"sum by (le) ({increase('apns_canary_delivery_duration_seconds_bucket')})",
+                    "{{le}}",
+                    format="heatmap",
+                )
+            ],
+            "s",
+            8,
+            8,
+            options={
+                "calculate": False,
+                "yAxis": {"unit": "s"},
+                "cellGap": 1,
+                "color": {"mode": "scheme", "scheme": "Blues", "fill": "dark", "steps": 64},
+                "tooltip": {"show": True, "yHistogram": False},
+                "legend": {"show": True},
+            },
+        ),
+        timeseries(
+            "Delivery latency quantiles",
+            "Median and p90 time from sending a canary to the device's receipt over the last "
+            "hour (recording rules in alerts/apns-exporter.rules.yml). Alert when the median "
+            "stays above 10 s.",
+            _queries(
+                (
+                    "target_quantile:apns_canary_delivery_duration_seconds:histogram_quantile"
+                    f'{{{TARGET}, quantile="0.5"}}',
+                    "p50",
+                ),
+                (
+                    "target_quantile:apns_canary_delivery_duration_seconds:histogram_quantile"
+                    f'{{{TARGET}, quantile="0.9"}}',
+                    "p90",
+                ),
+            ),
+            "s",
+            8,
+            steps=thresholds((None, "green"), (10, "red")),
+            threshold_style="line",
+        ),
+        timeseries(
+            "Deliveries and losses",
+            "Canaries the device confirmed with a receipt (apns_canary_deliveries_total) and "
+            "canaries with no receipt within the deadline (apns_canary_delivery_lost_total), "
+            "per interval. Some loss is normal: iOS defers or drops pushes to a sleeping, "
+            "offline or Low Power Mode device.",
+            _queries(
+                (f"sum({increase('apns_canary_deliveries_total')})", "delivered"),
+                (f"sum({increase('apns_canary_delivery_lost_total')})", "lost"),
+            ),
+            "short",
+            8,
             draw="bars",
         ),
         row("Connection"),

@@ -184,6 +184,8 @@ def test_overview_repeats_a_row_per_target() -> None:
         "Provider token age",
         "Connection",
         "Canary p99 latency",
+        "Delivered",
+        "Delivery p50",
     ]
     jwt = next(p for p in first_row if p["title"] == "Provider token age")
     steps = [s["value"] for s in jwt["fieldConfig"]["defaults"]["thresholds"]["steps"]]
@@ -197,6 +199,8 @@ def test_target_dashboard_has_the_detail_panels() -> None:
     assert kinds["Canary state"] == "state-timeline"
     assert kinds["Canary latency"] == "heatmap"
     assert kinds["Canary responses by reason"] == "timeseries"
+    assert kinds["Delivery latency"] == "heatmap"
+    assert kinds["Deliveries and losses"] == "timeseries"
     assert kinds["PING round trip"] == "timeseries"
     assert kinds["Reconnects and GOAWAYs"] == "timeseries"
     assert kinds["Stream limit"] == "timeseries"

@@ -294,10 +294,16 @@ def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1"
         if exporter_value != mock_value:
             problems.append(f"{what}: exporter {exporter_value:g} != mock {mock_value:g}")
 
-    # Every push the exporter counted reached the mock: processed, or refused as a stream.
+    # Every push the exporter counted was processed by the mock, refused as a stream, or
+    # lost with its connection: written while the server was already closing it (a GOAWAY
+    # or reset in flight), so the server never read it.
+    lost = sum(
+        total(samples, "apns_canary_request_errors_total", **t, error=error)
+        for error in ("connection_reset", "protocol")
+    )
     compare(
         "pushes",
-        total(samples, "apns_canary_pushes_total", **t),
+        total(samples, "apns_canary_pushes_total", **t) - lost,
         stats.requests + stats.refused_streams,
     )
     for (status, reason), count in sorted(stats.responses.items()):

@@ -176,11 +176,6 @@ CASES = [
         id="goaway-json-then-empty-internal-error",
     ),
     pytest.param(
-        goaway(after_requests=0, reason="BadCertificateEnvironment", graceful=False),
-        canary_push(lambda r: not r.ok),
-        id="goaway-on-connect",
-    ),
-    pytest.param(
         Scenario(idle_close=IdleClose(after=0.05, goaway=True)), redialled, id="idle-close-goaway"
     ),
     pytest.param(
@@ -210,6 +205,24 @@ async def test_fault_counts_match_the_mock_and_the_exporter_recovers(
         await b.rig.wait_for(shows)
         b.mock.scenario = Scenario()
         await settle_and_compare(b)
+
+
+async def test_goaway_on_connect_is_a_failed_connection_then_recovers(
+    tmp_path: Path, ca: CertificateAuthority, signing_key: SigningKeyPair, device: str, gate: Gate
+) -> None:
+    """A server that says GOAWAY right after SETTINGS fails the canary at http2, then heals."""
+    async with bench(tmp_path, ca, signing_key, device, gate) as b:
+        b.mock.scenario = goaway(
+            after_requests=0, reason="BadCertificateEnvironment", graceful=False
+        )
+        await b.mock.goaway(GoAwayFault(graceful=False))  # existing connections must redial
+        failed = await b.rig.wait_canary(ok=False)
+        b.mock.scenario = Scenario()
+        samples = await settle_and_compare(b)
+    assert failed.layer == "http2", failed.message
+    assert (
+        total(samples, "apns_goaway_received_total", **T, reason="BadCertificateEnvironment") >= 1
+    )
 
 
 async def test_graceful_goaway_lets_the_in_flight_push_finish(
