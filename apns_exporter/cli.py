@@ -9,12 +9,15 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from apns_exporter import __version__, check, config, logs, tokens
+from apns_exporter import __version__, check, config, logs
+from apns_exporter.credentials import Credential, ExpiredCredential
 from apns_exporter.durations import parse_duration
 from apns_exporter.errors import ConfigError, CredentialError
 from apns_exporter.exporter import Exporter
 from apns_exporter.mock import cli as mock_cli
+from apns_exporter.tokens import TokenCache
 from apns_exporter.web import parse_listen_address, serve
+from apns_exporter.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("apns_exporter")
 
@@ -76,6 +79,13 @@ def _add_web(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_LISTEN,
         metavar="[HOST]:PORT",
         help="address to serve metrics and pages on (default: %(default)s, all interfaces)",
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        default=None,
+        metavar="FILE",
+        help="exporter-toolkit web config (TLS, mTLS, basic auth, headers); re-read on change",
     )
     parser.add_argument(
         "--web.telemetry-path",
@@ -221,23 +231,41 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    web_config = None
+    if args.web_config_file:
+        try:
+            web_config = WebConfigWatcher(args.web_config_file)
+        except WebConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     exporter = Exporter(cfg, shard=args.shard, config_file=args.config_file)
     return _serve_until_signalled(
         lambda stop: serve(
-            exporter, listen, args.telemetry_path, stop, auto_reload_interval=args.auto_reload
+            exporter,
+            listen,
+            args.telemetry_path,
+            stop,
+            auto_reload_interval=args.auto_reload,
+            web_config=web_config,
         )
     )
 
 
 def _credential_problems(cfg: config.Config) -> list[str]:
-    """Load every credential once, so --config.check also catches unreadable keys."""
+    """Load every credential once, so --config.check catches unreadable keys; print warnings."""
     problems = []
+    tokens = TokenCache()
     for target in cfg.targets:
-        if target.auth.token is not None:
-            try:
-                tokens.load_signing_key(target.auth.token.key_file)
-            except CredentialError as exc:
-                problems.append(f"target {target.name}: {exc}")
+        try:
+            loaded = Credential(target, tokens).load()
+        except ExpiredCredential as exc:
+            print(f"warning: target {target.name}: {exc}", file=sys.stderr)
+            loaded = exc.loaded
+        except CredentialError as exc:
+            problems.append(f"target {target.name}: {exc}")
+            continue
+        for warning in loaded.warnings:
+            print(f"warning: target {target.name}: {warning}", file=sys.stderr)
     return problems
 
 

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from apns_exporter import pages
+from apns_exporter import pages, webconfig
 from apns_exporter.errors import ConfigError
 from apns_exporter.exporter import Exporter
 from apns_exporter.scheduler import HISTORY_LIMIT
+from apns_exporter.webconfig import WebConfigWatcher
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,15 @@ def parse_listen_address(value: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
-def make_app(exporter: Exporter, *, telemetry_path: str = "/metrics") -> web.Application:
-    """Build the aiohttp application serving one exporter."""
-    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+def make_app(
+    exporter: Exporter,
+    *,
+    telemetry_path: str = "/metrics",
+    web_config: WebConfigWatcher | None = None,
+) -> web.Application:
+    """Build the aiohttp application serving one exporter (TLS and auth per web config)."""
+    middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app.router.add_get(telemetry_path, make_aiohttp_handler(exporter.metrics.registry))
@@ -109,27 +116,38 @@ async def serve(
     on_listening: Callable[[str], None] | None = None,
     *,
     auto_reload_interval: float | None = None,
+    web_config: WebConfigWatcher | None = None,
 ) -> int:
     """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads."""
     await exporter.start()
     background: set[asyncio.Task[None]] = set()
     if auto_reload_interval:
         background.add(asyncio.create_task(exporter.watch_file(auto_reload_interval)))
-    _on_sighup(lambda: background.add(asyncio.create_task(_reload_quietly(exporter))))
+    if web_config is not None:
+        # Certificates and users rotate without a restart, even when nobody is scraping.
+        background.add(asyncio.create_task(web_config.run()))
+
+    def on_sighup() -> None:
+        background.add(asyncio.create_task(_reload_quietly(exporter)))
+        if web_config is not None:
+            web_config.reload()
+
+    _on_sighup(on_sighup)
     runner = web.AppRunner(
-        make_app(exporter, telemetry_path=telemetry_path),
+        make_app(exporter, telemetry_path=telemetry_path, web_config=web_config),
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, listen[0], listen[1])
+        ssl_context = web_config.ssl_context() if web_config is not None else None
+        site = web.TCPSite(runner, listen[0], listen[1], ssl_context=ssl_context)
         try:
             await site.start()
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", listen[0] or "*", listen[1], exc.strerror)
             return 1
-        url = _site_url(runner)
+        url = _site_url(runner, tls=ssl_context is not None)
         log.info("listening on %s", url)
         if on_listening is not None:
             on_listening(url)
@@ -158,7 +176,8 @@ async def _reload_quietly(exporter: Exporter) -> None:
         log.error("config reload on SIGHUP failed, keeping the running config: %s", exc)
 
 
-def _site_url(runner: web.AppRunner) -> str:
+def _site_url(runner: web.AppRunner, *, tls: bool) -> str:
     host, port = runner.addresses[0][:2]
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -377,3 +379,24 @@ async def test_targets_sharing_a_key_never_churn_tokens_over_three_hours(
         await server.stop()
     assert set(outcomes) == {(200, "none")}
     assert server.stats.count(429, "TooManyProviderTokenUpdates") == 0
+
+
+def test_config_check_warns_about_certificate_mismatches(
+    client_ca: CertificateAuthority, workspace: Workspace
+) -> None:
+    """--config.check names a topic missing from the certificate and a wrong environment."""
+    cert = client_ca.issue_provider("com.example.other", environments=("sandbox",))
+    path = _write_pem(workspace, cert, "other")
+    cfg = workspace.config(_cert_target(workspace, 443, path))
+    done = subprocess.run(
+        [sys.executable, "-m", "apns_exporter", "--config.check", f"--config.file={cfg}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
+    assert any(TOPIC in w and "com.example.other" in w for w in warnings), warnings
+    assert any("sandbox" in w and "production" in w for w in warnings), warnings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import sys
 
 import aiohttp
@@ -102,10 +103,7 @@ def test_shards_partition_the_targets(workspace: Workspace) -> None:
     """Every target lands in exactly one of N shards, and the split is stable."""
     blocks = "".join(workspace.target(443, name=f"t{i}", devices=("ab" * 32,)) for i in range(30))
     cfg = config.load(workspace.config(blocks))
-    shards = [
-        {t.name for t in Exporter(cfg, shard=(i, 3))._mine(cfg)}
-        for i in range(3)
-    ]
+    shards = [{t.name for t in Exporter(cfg, shard=(i, 3))._mine(cfg)} for i in range(3)]
     assert set.union(*shards) == {f"t{i}" for i in range(30)}
     assert sum(len(s) for s in shards) == 30
     assert all(shards)
@@ -193,6 +191,70 @@ async def test_sighup_reloads_a_running_process(
             )
             == 1
         )
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_web_config_file_secures_every_endpoint(
+    mock: MockAPNs, workspace: Workspace, device: str, ca, unused_tcp_port: int
+) -> None:
+    """--web.config.file serves /metrics over TLS with basic auth; a bad file refuses to start."""
+    import ssl
+
+    import bcrypt
+
+    cert, key = ca.issue_server().write(workspace.path, "web")
+    hashed = bcrypt.hashpw(b"scrape-pass", bcrypt.gensalt(rounds=4)).decode()
+    web_yml = workspace.path / "web.yml"
+    web_yml.write_text(
+        f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n"
+        f"basic_auth_users:\n  prometheus: {hashed}\n"
+    )
+    cfg = workspace.config(workspace.target(mock.port, devices=(device,)))
+    bad = workspace.path / "bad-web.yml"
+    bad.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
+    refused = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apns_exporter",
+        f"--config.file={cfg}",
+        f"--web.config.file={bad}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(refused.communicate(), 60)
+    assert refused.returncode == 1
+    assert f"{bad}" in err.decode()
+    assert "Traceback" not in err.decode()
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apns_exporter",
+        f"--config.file={cfg}",
+        f"--web.config.file={web_yml}",
+        f"--web.listen-address=127.0.0.1:{unused_tcp_port}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while b"listening on https://" not in await proc.stderr.readline():
+                pass
+        client_ctx = ssl.create_default_context(cafile=str(workspace.ca_file))
+        url = f"https://127.0.0.1:{unused_tcp_port}/metrics"
+        async with aiohttp.ClientSession() as session:
+            async with session.get(url, ssl=client_ctx) as response:
+                assert response.status == 401
+            token = base64.b64encode(b"prometheus:scrape-pass").decode()
+            headers = {"Authorization": f"Basic {token}"}
+            async with session.get(url, ssl=client_ctx, headers=headers) as response:
+                assert response.status == 200
+                assert "apns_up" in await response.text()
     finally:
         proc.terminate()
         await proc.wait()
