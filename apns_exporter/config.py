@@ -8,9 +8,10 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     Field,
     IPvAnyNetwork,
     StrictBool,
@@ -21,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from apns_exporter import apns, diagnostics
+from apns_exporter import apns, diagnostics, receipts
 from apns_exporter.errors import ConfigError, ConfigIssue
 from apns_exporter.fields import (
     DeviceToken,
@@ -121,6 +122,32 @@ class PingConfig(Timed):
     timeout: Interval | None = None
 
 
+def _receipt_secret(path: Path) -> Path:
+    try:
+        receipts.parse_secret(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} (e.g. openssl rand -hex 32 > {path.name})") from None
+    return path
+
+
+class DeliveryConfig(Model):
+    """Delivery receipts: the canary device posts a signed receipt back to the exporter."""
+
+    secret_file: Annotated[ReadableFile, AfterValidator(_receipt_secret)]
+    # No receipt within this long after the push: counted as lost.
+    deadline: Interval = 60.0
+
+    def secret(self) -> bytes:
+        """The HMAC key for this target's receipts."""
+        return receipts.parse_secret(self.secret_file.read_bytes())
+
+
+class ReceiptsConfig(Model):
+    """The listener devices post receipts to, separate so /metrics can stay private."""
+
+    listen_address: str = ":10055"
+
+
 class CanaryConfig(Timed):
     """Periodic canary pushes to real devices and/or a device-less auth check."""
 
@@ -134,6 +161,7 @@ class CanaryConfig(Timed):
     expiration: StrictInt = 0
     # MDM pushes carry {"mdm": PushMagic} from the device's TokenUpdate instead of a payload.
     push_magic: str | None = None
+    delivery: DeliveryConfig | None = None
 
     def body(self) -> dict[str, Any]:
         """The JSON body each canary push sends."""
@@ -183,6 +211,15 @@ class CanaryConfig(Timed):
             raise ValueError(
                 "push_type mdm needs push_magic: the PushMagic the device sent in its "
                 "TokenUpdate check-in"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _delivery_needs_devices(self) -> CanaryConfig:
+        if self.delivery is not None and not self.device_tokens:
+            raise ValueError(
+                "delivery needs device_tokens: only a real device running your app can send "
+                "receipts (the auth check never gets one)"
             )
         return self
 
@@ -287,7 +324,16 @@ class Config(Model):
     """The whole validated config file."""
 
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
     targets: tuple[Target, ...]
+
+    def receipt_secrets(self) -> dict[str, bytes]:
+        """The receipt key of every target that measures delivery."""
+        return {
+            t.name: t.canary.delivery.secret()
+            for t in self.targets
+            if t.canary is not None and t.canary.delivery is not None
+        }
 
     @field_validator("targets")
     @classmethod

@@ -24,6 +24,8 @@ PING_INTERVAL = "5s"
 
 CONFIG_TEMPLATE = """\
 # Written by `apns-exporter demo`; throwaway credentials, loopback mock APNs.
+receipts:
+  listen_address: 127.0.0.1:0
 targets:
   - name: demo
     environment: sandbox
@@ -43,7 +45,14 @@ targets:
       auth_check: true
       push_type: background
       priority: 5
+      delivery:
+        secret_file: receipt.key
+        deadline: 10s
 """
+# The simulated phone answers like a real one: usually within a second or two, sometimes
+# not at all, so delivery latency and loss both have something to show.
+DEVICE_DELAY = (0.2, 1.5)
+DEVICE_LOSS = 0.05
 
 
 async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
@@ -61,6 +70,8 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
         key_file = directory / f"AuthKey_{KEY_ID}.p8"
         key_file.write_bytes(signing_key.private_pem)
         key_file.chmod(0o600)
+        receipt_secret = secrets.token_hex(32).encode()
+        (directory / "receipt.key").write_bytes(receipt_secret + b"\n")
 
         mock = MockAPNs(keypair=ca.issue_server(), environment="sandbox")
         mock.add_signing_key(KEY_ID, TEAM_ID, signing_key.public_key, topics=[TOPIC])
@@ -99,7 +110,19 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                     flush=True,
                 )
 
-            return await web.serve(Exporter(cfg), listen, args.telemetry_path, stop, announce)
+            def devices_answer(url: str) -> None:
+                mock.devices.enable_receipts(
+                    device, url, receipt_secret, delay=DEVICE_DELAY, loss=DEVICE_LOSS
+                )
+
+            return await web.serve(
+                Exporter(cfg),
+                listen,
+                args.telemetry_path,
+                stop,
+                announce,
+                on_receipts=devices_answer,
+            )
         except ConfigError as exc:  # the template is ours, so this is a bug, but say it plainly
             print(f"error: demo config is invalid: {exc}")
             return 1

@@ -29,6 +29,7 @@ from apns_exporter.probes import (
     reachability,
     tls,
 )
+from apns_exporter.receipts import Delivery, ReceiptBook
 from apns_exporter.scheduler import Job, Scheduler
 from apns_exporter.tokens import TokenCache
 
@@ -85,13 +86,16 @@ class Exporter:
         self.config = config
         self.config_file = config_file
         self._config_digest = _digest(config_file) if config_file else None
+        self.receipts = ReceiptBook(config.receipt_secrets())
+        self.receipt_url: str | None = None  # set once the receipt listener runs
+        self._expiry: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._shard = shard
         self._resolver = resolver
         self.metrics = metrics or Metrics()
         self.scheduler = Scheduler(self.metrics.record)
         self.targets: dict[str, TargetState] = {}
-        self._clock = clock
+        self._clock = self.clock = clock
         self._tokens = TokenCache(clock=clock)
         self._task: asyncio.Task[None] | None = None
 
@@ -105,6 +109,7 @@ class Exporter:
         started = asyncio.Event()
         self._task = asyncio.create_task(self.scheduler.run([], started), name="scheduler")
         await started.wait()
+        self._expiry = asyncio.create_task(self._expire_receipts(), name="receipt-expiry")
         for target in self._mine(self.config):
             self._add(target)
         self.metrics.reloaded(True, self._clock())
@@ -121,6 +126,7 @@ class Exporter:
             if name not in self.targets:
                 self._add(target)
         self.config = config
+        self.receipts.set_secrets(config.receipt_secrets())
         self.metrics.reloaded(True, self._clock())
         log.info("configuration reloaded: probing %d target(s)", len(self.targets))
 
@@ -178,12 +184,39 @@ class Exporter:
         await self._close(state)
         self.metrics.forget(name)
 
+    @property
+    def measures_delivery(self) -> bool:
+        """Whether any target waits for device receipts (so the receipt listener must run)."""
+        return bool(self.config.receipt_secrets())
+
+    def on_receipt(self, delivery: Delivery) -> None:
+        """A device confirmed a canary."""
+        self.metrics.delivered(delivery, self._clock())
+
+    def on_rejected_receipt(self, reason: str, target: str | None) -> None:
+        """The receipt listener refused a request."""
+        self.metrics.receipt_rejected(reason)
+        log.debug("receipt rejected (%s) for target %s", reason, target or "?")
+
+    async def _expire_receipts(self) -> None:
+        while True:
+            now = self._clock()
+            for target, canary_id in self.receipts.expire(now):
+                self.metrics.lost(target)
+                log.info(
+                    "target %s: no receipt for canary %s before its deadline", target, canary_id
+                )
+            due = self.receipts.next_due()
+            # Wake at the next deadline, but at least once a second for newly sent canaries.
+            await asyncio.sleep(max(0.05, min(1.0, (due - now) if due is not None else 1.0)))
+
     async def stop(self) -> None:
         """Stop probing and close every connection."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._expiry):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(*(self._close(s) for s in self.targets.values()))
 
     @staticmethod
@@ -233,6 +266,7 @@ class Exporter:
             )
         token = target.auth.token
         topic = credential.topic(loaded) if loaded else target.topic
+        measures_delivery = target.canary is not None and target.canary.delivery is not None
         self.metrics.add_target(
             target.name,
             str(target.environment),
@@ -244,6 +278,7 @@ class Exporter:
             ping_interval=target.ping.interval,
             key=(token.key_id, token.team_id) if token is not None else None,
             rotate_by=_epoch(token.rotate_by) if token and token.rotate_by else None,
+            delivery=measures_delivery,
         )
         context = ProbeContext(
             target,
@@ -255,6 +290,7 @@ class Exporter:
             auth_channel=auth_channel,
             topic=topic,
             credential_ok=loaded is not None,
+            receipts=self.receipts if measures_delivery else None,
         )
         return TargetState(target, context, credential, loaded, error)
 

@@ -24,11 +24,15 @@ from apns_exporter import __version__
 from apns_exporter.apns import Reason
 from apns_exporter.probes import AUTH_REASON_NAMES, LAYERS, ProbeKind, ProbeResult
 from apns_exporter.protocol import Event, GoAway, SettingsChanged
+from apns_exporter.receipts import REASONS, Delivery
 
 TARGET = ("target", "apns_environment")
 # Tuned to APNs: a healthy push answers in tens of milliseconds, a sick one in seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+# Device delivery spans seconds to minutes (a phone waking up), not APNs' milliseconds.
+DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+RECEIPT_REJECTIONS = REASONS
 SETUP_PHASES = ("resolve", "connect", "tls")
 CONNECTION_FAILURES = ("dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout")
 CREDENTIAL_ERRORS = (
@@ -255,6 +259,39 @@ class Metrics:
             TARGET,
             registry=r,
         )
+        self.delivery_duration = Histogram(
+            "apns_canary_delivery_duration_seconds",
+            "Canary sent to the device's signed receipt: true end-to-end delivery latency.",
+            TARGET,
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "apns_canary_deliveries",
+            "Canaries confirmed by a valid device receipt.",
+            TARGET,
+            registry=r,
+        )
+        self.delivery_lost = Counter(
+            "apns_canary_delivery_lost",
+            "Canaries APNs accepted but no valid receipt arrived for within the deadline.",
+            TARGET,
+            registry=r,
+        )
+        self.last_delivery = Gauge(
+            "apns_canary_last_delivery_timestamp_seconds",
+            "When the last valid receipt arrived.",
+            TARGET,
+            registry=r,
+        )
+        self.receipts_rejected = Counter(
+            "apns_canary_receipts_rejected",
+            "Receipts refused by the receipt listener, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in RECEIPT_REJECTIONS:
+            self.receipts_rejected.labels(reason)
         self.reload_ok = Gauge(
             "apns_exporter_config_last_reload_successful",
             "1 if the last configuration reload succeeded.",
@@ -328,6 +365,22 @@ class Metrics:
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
         self._key_worked: set[str] = set()
 
+    def delivered(self, delivery: Delivery, now: float) -> None:
+        """Count a canary confirmed by its device."""
+        t = (delivery.target, self._environments.get(delivery.target, ""))
+        self.delivery_duration.labels(*t).observe(delivery.latency)
+        self.deliveries.labels(*t).inc()
+        self.last_delivery.labels(*t).set(now)
+
+    def lost(self, target: str) -> None:
+        """Count a canary whose receipt never came."""
+        if target in self._environments:
+            self.delivery_lost.labels(target, self._environments[target]).inc()
+
+    def receipt_rejected(self, reason: str) -> None:
+        """Count a refused receipt (the reason set is closed)."""
+        self.receipts_rejected.labels(_bounded(reason, RECEIPT_REJECTIONS, "malformed")).inc()
+
     def reloaded(self, ok: bool, now: float) -> None:
         """Record the outcome of loading the configuration."""
         self.reload_ok.set(1 if ok else 0)
@@ -358,6 +411,7 @@ class Metrics:
         ping_interval: float,
         key: tuple[str, str] | None = None,
         rotate_by: float | None = None,
+        delivery: bool = False,
     ) -> None:
         """Create a target's series, so every known label value reads 0 before any event."""
         self._environments[name] = environment
@@ -382,6 +436,9 @@ class Metrics:
             for error in REQUEST_ERRORS:
                 self.canary_errors.labels(*t, error)
         self.chain_changes.labels(*t)
+        if delivery:
+            self.deliveries.labels(*t)
+            self.delivery_lost.labels(*t)
         for reason in CREDENTIAL_ERRORS:
             self.credential_errors.labels(*t, reason)
         if key is not None:

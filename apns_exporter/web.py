@@ -14,6 +14,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from apns_exporter import pages, webconfig
 from apns_exporter.errors import ConfigError
 from apns_exporter.exporter import Exporter
+from apns_exporter.receiptserver import make_receipt_app
 from apns_exporter.scheduler import HISTORY_LIMIT
 from apns_exporter.webconfig import WebConfigWatcher
 
@@ -117,28 +118,21 @@ async def serve(
     *,
     auto_reload_interval: float | None = None,
     web_config: WebConfigWatcher | None = None,
+    on_receipts: Callable[[str], None] | None = None,
 ) -> int:
-    """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads."""
-    await exporter.start()
+    """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads.
+
+    Listeners start before the probes, so a device receipt for the very first canary has
+    somewhere to go; ``on_receipts`` gets the receipt URL at that moment.
+    """
     background: set[asyncio.Task[None]] = set()
-    if auto_reload_interval:
-        background.add(asyncio.create_task(exporter.watch_file(auto_reload_interval)))
-    if web_config is not None:
-        # Certificates and users rotate without a restart, even when nobody is scraping.
-        background.add(asyncio.create_task(web_config.run()))
-
-    def on_sighup() -> None:
-        background.add(asyncio.create_task(_reload_quietly(exporter)))
-        if web_config is not None:
-            web_config.reload()
-
-    _on_sighup(on_sighup)
     runner = web.AppRunner(
         make_app(exporter, telemetry_path=telemetry_path, web_config=web_config),
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
     )
     await runner.setup()
+    runners: list[web.AppRunner] = []
     try:
         ssl_context = web_config.ssl_context() if web_config is not None else None
         site = web.TCPSite(runner, listen[0], listen[1], ssl_context=ssl_context)
@@ -147,6 +141,26 @@ async def serve(
         except OSError as exc:
             log.error("cannot listen on %s:%s: %s", listen[0] or "*", listen[1], exc.strerror)
             return 1
+        if exporter.measures_delivery:
+            receipt_runner = await _serve_receipts(exporter)
+            if receipt_runner is None:
+                return 1
+            runners.append(receipt_runner)
+            if on_receipts is not None and exporter.receipt_url is not None:
+                on_receipts(exporter.receipt_url)
+        await exporter.start()
+        if auto_reload_interval:
+            background.add(asyncio.create_task(exporter.watch_file(auto_reload_interval)))
+        if web_config is not None:
+            # Certificates and users rotate without a restart, even when nobody is scraping.
+            background.add(asyncio.create_task(web_config.run()))
+
+        def on_sighup() -> None:
+            background.add(asyncio.create_task(_reload_quietly(exporter)))
+            if web_config is not None:
+                web_config.reload()
+
+        _on_sighup(on_sighup)
         url = _site_url(runner, tls=ssl_context is not None)
         log.info("listening on %s", url)
         if on_listening is not None:
@@ -157,9 +171,31 @@ async def serve(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        for extra in runners:
+            await extra.cleanup()
         await runner.cleanup()
         await exporter.stop()
     return 0
+
+
+async def _serve_receipts(exporter: Exporter) -> web.AppRunner | None:
+    """Start the device-facing receipt listener; its own port keeps /metrics private."""
+    address = exporter.config.receipts.listen_address
+    host, port = parse_listen_address(address)
+    app = make_receipt_app(
+        exporter.receipts, exporter.on_receipt, exporter.on_rejected_receipt, clock=exporter.clock
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        log.error("cannot listen for receipts on %s: %s", address, exc.strerror)
+        await runner.cleanup()
+        return None
+    exporter.receipt_url = _site_url(runner, tls=False) + "/canary/receipt"
+    log.info("receiving canary receipts on %s", exporter.receipt_url)
+    return runner
 
 
 def _on_sighup(callback: Callable[[], None]) -> None:

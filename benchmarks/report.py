@@ -1,7 +1,282 @@
-"""Render docs/performance.md tables from benchmarks/results/*.json."""
+"""Render the tables of docs/performance.md from benchmarks/results/*.json.
+
+The document keeps its prose; only the blocks between ``<!-- BEGIN name -->`` and
+``<!-- END name -->`` are regenerated, so a new run refreshes every figure in the tables.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-def update_docs() -> None:
-    """Placeholder until the report is written."""
+from benchmarks.common import RESULTS, ROOT, log
+
+DOC = ROOT / "docs" / "performance.md"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    data = next((d for n in ("latency", "cost", "scale") if (d := _load(n))), None)
+    if data is None:
+        return "_no results yet_"
+    m = data["machine"]
+    versions = data.get("versions") or (_load("latency") or {}).get("versions", {})
+    return "\n".join(
+        [
+            f"- {m['nproc']} CPUs ({m['cpu'] or m['machine']}), Linux {m['kernel']}",
+            f"- Python {m['python']}; {versions.get('blackbox_exporter', 'blackbox_exporter: n/a')}; "
+            f"{versions.get('h2load', 'h2load: n/a')}",
+            f"- results written {data['written_at']}",
+        ]
+    )
+
+
+def latency() -> str:
+    data = _load("latency")
+    if data is None:
+        return "_not run_"
+    rows = []
+
+    def row(label: str, r: dict[str, Any] | None) -> None:
+        if r is None:
+            rows.append([label, "not measured", "", "", "", ""])
+            return
+        e, m = r["error_vs_observed_ms"], r["measured_ms"]
+        rows.append(
+            [
+                label,
+                _f(e["median"]),
+                _f(e["p90"]),
+                _f(e["p99"]),
+                _f(r["error_vs_injected_ms"]["median"]),
+                _f(m["median"], 1),
+            ]
+        )
+
+    row("**apns-exporter** `apns_canary_duration_seconds`", data["apns_exporter"])
+    bb = data.get("blackbox_exporter") or {}
+    row('blackbox_exporter `probe_http_duration_seconds{phase="processing"}`', bb.get("processing"))
+    row("blackbox_exporter `probe_duration_seconds`", bb.get("probe_duration"))
+    row("h2load, same pacing (floor)", data.get("h2load"))
+    row("h2load, back to back, no delay (warm floor)", data.get("h2load_back_to_back"))
+    method = data["method"]
+    d = method["injected_delay"]
+    head = (
+        f"{method['pushes_per_client']} pushes per client, one every "
+        f"{method['interval_seconds'] * 1000:.0f} ms; injected delay {d['distribution']} "
+        f"mean {d['mean'] * 1000:.0f} ms, sd {d['stddev'] * 1000:.0f} ms (seed {d['seed']}). "
+        "Error = client figure − server-observed time, per push, in ms."
+    )
+    table = _table(
+        ["client and figure", "median error", "p90", "p99", "median vs injected", "median measured"],
+        rows,
+    )
+    return head + "\n\n" + table
+
+
+def cost() -> str:
+    data = _load("cost")
+    if data is None:
+        return "_not run_"
+    ours = data["apns_exporter"]
+    bb, h2 = data.get("blackbox_exporter"), data.get("h2load")
+    rows = [
+        [
+            "**apns-exporter**, canary push, kept connection",
+            _f(ours["canary"]["cpu_seconds_per_1000"]),
+            _f(ours["canary"]["connections_per_1000"], 0),
+            _f(ours["canary"]["mock_cpu_ms_per_probe"]),
+            f"{ours['canary']['probes']} pushes in {ours['canary']['window_seconds']:.0f} s",
+        ],
+        [
+            "**apns-exporter**, PING, kept connection",
+            _f(ours["ping"]["cpu_seconds_per_1000"]),
+            _f(ours["ping"]["connections_per_1000"], 0),
+            _f(ours["ping"]["mock_cpu_ms_per_probe"]),
+            f"{ours['ping']['probes']} PINGs in {ours['ping']['window_seconds']:.0f} s",
+        ],
+    ]
+    if bb:
+        rows.append(
+            [
+                "blackbox_exporter, same push, new connection per probe",
+                _f(bb["cpu_seconds_per_1000"]),
+                _f(bb["connections_per_1000"], 0),
+                _f(bb["mock_cpu_ms_per_probe"]),
+                f"{bb['probes']} probes, {bb['successful']} successful",
+            ]
+        )
+    if h2:
+        rows.append(
+            [
+                "h2load, same push, one connection (floor)",
+                _f(h2["cpu_seconds_per_1000"], 3),
+                _f(1000 * h2["connections_opened"] / h2["requests"], 1),
+                _f(h2["mock_cpu_ms_per_probe"]),
+                f"{h2['requests']} requests, unpaced",
+            ]
+        )
+    table = _table(
+        ["client", "CPU s per 1000 probes", "connections per 1000", "mock CPU ms per probe", "sample"],
+        rows,
+    )
+    idle = ours["idle"]
+    extra = (
+        f"\n\nWith the same {idle['targets']} targets and nothing due, the exporter used "
+        f"{_f(idle['idle_cpu_percent_of_one_core'])} % of a core. One scrape of /metrics for "
+        f"{idle['targets']} targets cost {_f(idle['cpu_ms_per_scrape'], 1)} ms of CPU and "
+        f"{idle['scrape_bytes'] / 1024:.0f} KiB (median {_f(idle['scrape_ms_median'], 1)} ms wall)."
+    )
+    ratios = data.get("ratios", {})
+    if ratios:
+        extra += (
+            f" Ratios in this run: blackbox_exporter per probe / exporter per canary push = "
+            f"{_f(ratios.get('blackbox_per_probe_over_exporter_canary'), 1)}; exporter per push / "
+            f"h2load per request = {_f(ratios.get('exporter_canary_over_h2load'), 1)}."
+        )
+    return table + extra
+
+
+def connection_model() -> str:
+    data = _load("connection_model")
+    if data is None:
+        return "_not run_"
+    rows = []
+    for kind in ("canary", "ping"):
+        pair = data[kind]
+        for mode, label in (("kept", "kept connection"), ("per_probe", "connection per probe")):
+            r = pair[mode]
+            t = r["exporter_totals"]
+            failures = t["apns_canary_request_errors_total"] + t["apns_ping_failures_total"]
+            rows.append(
+                [
+                    f"{kind}, {label}",
+                    _f(r["cpu_seconds_per_1000"]),
+                    _f(r["connections_per_1000"], 0),
+                    _f(r["mock_cpu_ms_per_probe"]),
+                    _f(r["connection_setup_ms_mean"], 1) if mode == "per_probe" else "–",
+                    _f(failures, 0),
+                ]
+            )
+        rows.append(
+            [
+                f"*{kind}: per probe ÷ kept*",
+                f"*×{_f(pair['cpu_ratio_per_probe_over_kept'], 1)}*",
+                "",
+                f"*×{_f(pair['mock_cpu_ratio_per_probe_over_kept'], 1)}*",
+                "",
+                "",
+            ]
+        )
+    return _table(
+        [
+            "probe, model",
+            "exporter CPU s per 1000",
+            "connections per 1000",
+            "mock CPU ms per probe",
+            "ms per dial",
+            "failed probes",
+        ],
+        rows,
+    )
+
+
+def scale() -> str:
+    data = _load("scale")
+    if data is None:
+        return "_not run_"
+    rows = []
+    for r in data["rows"]:
+        lag, quiet = r["schedule_lag_ms"], r["schedule_lag_ms_without_scrapes"]
+        rows.append(
+            [
+                str(r["targets"]),
+                f"{r['ping_interval']} / {r['canary_interval']}",
+                _f(r["first_round_seconds"], 1),
+                _f(1000 * r["scrape_seconds_median"], 0),
+                f"{r['scrape_bytes'] / 2**20:.2f} ({r['scrape_bytes_gzip'] / 2**20:.2f})",
+                str(r["series"]),
+                _f(r["rss_mib"], 0),
+                _f(r["cpu_percent_of_one_core"], 1),
+                f"{_f(quiet.get('p99'), 1)} / {_f(quiet.get('max'), 1)}",
+                f"{_f(lag.get('p99'), 1)} / {_f(lag.get('max'), 1)}",
+                _f(r["connection_failures"], 0),
+            ]
+        )
+    table = _table(
+        [
+            "targets",
+            "PING / canary every",
+            "first round s",
+            "scrape ms",
+            "MiB per scrape (gzip)",
+            "series",
+            "RSS MiB",
+            "CPU % of a core",
+            "lag p99 / max ms, no scrape",
+            "lag p99 / max ms, with scrapes",
+            "dial failures",
+        ],
+        rows,
+    )
+    g = data.get("growth", {})
+    if g:
+        table += (
+            f"\n\nGrowth between the two largest sizes, per added target: "
+            f"{g['bytes_per_target'] / 1024:.1f} KiB and {g['series_per_target']:.0f} series per "
+            f"scrape, {_f(g['scrape_ms_per_target'], 2)} ms of scrape time, "
+            f"{_f(g['rss_kib_per_target'], 0)} KiB of RSS. Log-log slopes from 100 targets up "
+            f"(1 = linear): scrape time {_f(g.get('loglog_slope_scrape_seconds_median'))}, "
+            f"bytes {_f(g.get('loglog_slope_scrape_bytes'))}, "
+            f"RSS {_f(g.get('loglog_slope_rss_mib'))}."
+        )
+    return table
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "machine": machine,
+    "latency": latency,
+    "cost": cost,
+    "connection_model": connection_model,
+    "scale": scale,
+}
+
+
+def render(text: str) -> str:
+    """Replace every generated block in ``text``."""
+    for name, make in SECTIONS.items():
+        pattern = re.compile(
+            rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", flags=re.DOTALL
+        )
+        text = pattern.sub(lambda m, body=make(): m.group(1) + body + m.group(2), text)
+    return text
+
+
+def update_docs(path: Path = DOC) -> None:
+    """Rewrite the generated tables of docs/performance.md in place."""
+    if not path.exists():
+        log(f"{path} does not exist: nothing to update")
+        return
+    path.write_text(render(path.read_text()))
+    log(f"updated {path.relative_to(ROOT)}")

@@ -71,12 +71,21 @@ def run_exporter() -> Callable[..., contextlib.AbstractAsyncContextManager[Runni
     """Start the exporter and its web server on 127.0.0.1:0 from a config file."""
 
     @contextlib.asynccontextmanager
-    async def start(config_file: Path, **options: Any) -> AsyncIterator[Running]:
+    async def start(
+        config_file: Path, *, on_receipts: Callable[[str], None] | None = None, **options: Any
+    ) -> AsyncIterator[Running]:
         exporter = Exporter(config.load(config_file), config_file=str(config_file), **options)
         stop = asyncio.Event()
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(
-            web.serve(exporter, ("127.0.0.1", 0), "/metrics", stop, ready.set_result)
+            web.serve(
+                exporter,
+                ("127.0.0.1", 0),
+                "/metrics",
+                stop,
+                ready.set_result,
+                on_receipts=on_receipts,
+            )
         )
         try:
             async with asyncio.timeout(WAIT_SECONDS):

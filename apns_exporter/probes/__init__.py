@@ -13,6 +13,7 @@ from apns_exporter.chain import ChainReport
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.config import Target
 from apns_exporter.connection import Connection, Resolver
+from apns_exporter.receipts import ReceiptBook
 from apns_exporter.tokens import ProviderToken
 
 
@@ -132,6 +133,7 @@ class ProbeContext:
     last_chain: ChainReport | None = None  # the previous tls_check, to notice CA switches
     topic: str | None = None  # apns-topic: configured, or the certificate's UID
     credential_ok: bool = True
+    receipts: ReceiptBook | None = None  # set when device canaries expect receipts
     logs: list[str] = field(default_factory=list)
 
     def begin(self) -> float:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import time
 
+from apns_exporter import receipts
 from apns_exporter.apns import PushType, Reason
 from apns_exporter.channel import Channel, DialReport
 from apns_exporter.connection import Connection
@@ -126,6 +127,15 @@ async def _push(
         headers.insert(0, ("apns-topic", ctx.topic))
     if ctx.token is not None:
         headers.append(("authorization", f"bearer {ctx.token.bearer()}"))
+    canary_id = None
+    if ctx.receipts is not None and kind == "device" and canary.delivery is not None:
+        # Expect the receipt before sending: a fast device may answer before APNs does.
+        canary_id, sent_at = receipts.new_canary_id(), ctx.clock()
+        tagged = receipts.canary_payload(
+            canary.body(), target=ctx.target.name, canary_id=canary_id, sent_at=sent_at
+        )
+        body = json.dumps(tagged, separators=(",", ":")).encode()
+        ctx.receipts.expect(ctx.target.name, canary_id, sent_at, canary.delivery.deadline)
     started = time.perf_counter()
     try:
         response = await conn.request(
@@ -135,8 +145,15 @@ async def _push(
         duration = time.perf_counter() - started
         ctx.log(f"{kind} push failed after {duration * 1000:.1f}ms: {exc}")
         log_goaway(ctx, conn)
+        if canary_id is not None and ctx.receipts is not None:
+            ctx.receipts.discard(ctx.target.name, canary_id)
         return PushOutcome(kind, False, duration, error=exc.reason)
     duration = time.perf_counter() - started
+    if canary_id is not None and ctx.receipts is not None:
+        if response.status == 200:
+            ctx.log(f"awaiting the device's receipt for canary {canary_id}")
+        else:
+            ctx.receipts.discard(ctx.target.name, canary_id)
     reason = Reason.parse(response.reason) if response.status != 200 else None
     if kind == "auth_check":
         ok = response.status == 400 and reason in AUTH_CHECK_OK

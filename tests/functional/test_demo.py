@@ -47,12 +47,19 @@ def test_demo_shows_a_healthy_target_within_15_seconds() -> None:
                 sample(samples, "apns_up", **demo) == 1
                 and (sample(samples, "apns_canary_duration_seconds_count", **demo) or 0) >= 2
                 and (sample(samples, "apns_ping_rtt_seconds_count", **demo) or 0) >= 1
+                and (sample(samples, "apns_canary_delivery_duration_seconds_count", **demo) or 0)
+                + (sample(samples, "apns_canary_delivery_lost_total", **demo) or 0)
+                >= 1
             )
             if healthy or time.monotonic() > deadline:
                 break
             time.sleep(0.5)  # polling a real process; the deadline bounds the loop
         assert healthy, "demo target not healthy within 15 s"
         assert sample(samples, "apns_provider_token_issued_timestamp_seconds", **demo) > 0
+        # The simulated phone posts receipts, so true delivery latency shows up too.
+        delivered = sample(samples, "apns_canary_delivery_duration_seconds_count", **demo) or 0
+        lost = sample(samples, "apns_canary_delivery_lost_total", **demo) or 0
+        assert delivered + lost >= 1
 
         # The banner's fault recipe: an expired-token scenario must show up in the metrics.
         assert admin_url, "demo did not print its admin API URL"
