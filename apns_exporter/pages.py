@@ -11,7 +11,7 @@ import yaml
 
 from apns_exporter import __version__
 from apns_exporter.config import Config
-from apns_exporter.exporter import Exporter
+from apns_exporter.exporter import Exporter, TargetState
 from apns_exporter.probes import ProbeKind, ProbeResult
 
 # Keys whose values are secrets, wherever they appear; file and env references are not.
@@ -32,7 +32,7 @@ def landing(exporter: Exporter, telemetry_path: str) -> str:
 <style>{_STYLE}</style></head>
 <body><h1>APNs Exporter</h1>
 <p>Version {html.escape(__version__)}. Probes run on their own schedule, not per scrape.</p>
-<table><thead><tr><th>Target</th><th>Environment</th><th>Endpoint</th><th>Auth</th>
+<table><thead><tr><th>Target</th><th>Environment</th><th>Endpoint</th><th>Credential</th>
 <th>Last canary</th><th>Last PING</th><th>Failing layer</th><th>Details</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <p><a href="{metrics}">Metrics</a> · <a href="config">Configuration</a> ·
@@ -44,7 +44,7 @@ def landing(exporter: Exporter, telemetry_path: str) -> str:
 def _target_row(exporter: Exporter, name: str) -> str:
     state = exporter.targets[name]
     target = state.config
-    auth = target.auth.method
+    auth = html.escape(_credential(state))
     if state.credential_error is not None:
         auth += f' <span class="failed">({html.escape(state.credential_error)})</span>'
     cells = [
@@ -63,6 +63,24 @@ def _target_row(exporter: Exporter, name: str) -> str:
     cells.append(html.escape(failing) if failing else "none")
     cells.append(f'<a href="probes?target={quote(name)}">Probe logs</a>')
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _credential(state: TargetState) -> str:
+    target = state.config
+    if target.auth.token is not None:
+        token = state.context.token
+        age = (
+            ""
+            if token is None or token.issued_at is None
+            else (f", JWT {(time.time() - token.issued_at) / 60:.0f} min old")
+        )
+        return f"token (key {target.auth.token.key_id}{age})"
+    cert = state.loaded.certificate if state.loaded is not None else None
+    if cert is None:
+        return "certificate"
+    days = (cert.not_after - time.time()) / 86400
+    when = f"expires in {days:.0f} days" if days >= 0 else f"EXPIRED {-days:.0f} days ago"
+    return f"certificate {cert.subject_cn}, {when}"
 
 
 def _result_cell(result: ProbeResult | None) -> str:

@@ -12,7 +12,8 @@ as JSON with:
 
 ``when`` is ``time.monotonic()``. The hooks replace the scheduler module's reference to
 ``asyncio`` with a proxy whose ``sleep`` measures itself, and wrap ``Exporter.start`` to start
-the heartbeat; the package itself is not modified.
+the heartbeat; the package itself is not modified. It also lifts the config loader's cap on
+YAML values (see MAX_CONFIG_VALUES), without which 5000 targets cannot be loaded at all.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ import sys
 import time
 from typing import Any
 
-from apns_exporter import cli, exporter, scheduler
+from apns_exporter import cli, exporter, scheduler, yamlsource
 
 HEARTBEAT_SECONDS = 0.1
+# The config loader caps a document at 100 000 YAML values (a guard against alias bombs that
+# also counts plain values), which a file of ~3000 targets or more exceeds. Raised here only.
+MAX_CONFIG_VALUES = 10_000_000
 SAMPLE_LIMIT = 2_000_000
 schedule_lags: list[tuple[float, float]] = []
 loop_lags: list[tuple[float, float]] = []
@@ -61,6 +65,7 @@ def main() -> int:
     """Install the hooks, run the exporter, write the lag file."""
     lag_file, argv = sys.argv[1], sys.argv[2:]
     scheduler.asyncio = _MeasuredAsyncio()  # type: ignore[assignment]
+    yamlsource.MAX_VALUES = MAX_CONFIG_VALUES
     start = exporter.Exporter.start
     tasks: set[asyncio.Task[None]] = set()
 
