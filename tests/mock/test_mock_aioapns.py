@@ -26,8 +26,12 @@ async def apns_client(make_mock, credentials):
 
         context = ssl.create_default_context(cadata=credentials.ca.cert_pem.decode())
         client = aioapns.APNs(
-            key=credentials.signing_key.private_pem.decode(), key_id=KEY_ID, team_id=TEAM_ID,
-            topic=TOPIC, ssl_context=context, max_connection_attempts=1,
+            key=credentials.signing_key.private_pem.decode(),
+            key_id=KEY_ID,
+            team_id=TEAM_ID,
+            topic=TOPIC,
+            ssl_context=context,
+            max_connection_attempts=1,
         )
         client.pool.protocol_class = LocalProtocol
         yield mock, client
@@ -36,8 +40,10 @@ async def apns_client(make_mock, credentials):
 
 def request(token: str) -> object:
     return aioapns.NotificationRequest(
-        device_token=token, message={"aps": {"alert": "hi"}},
-        notification_id=str(uuid.uuid4()), push_type=aioapns.PushType.ALERT,
+        device_token=token,
+        message={"aps": {"alert": "hi"}},
+        notification_id=str(uuid.uuid4()),
+        push_type=aioapns.PushType.ALERT,
     )
 
 

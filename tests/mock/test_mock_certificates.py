@@ -35,7 +35,9 @@ async def test_certificate_connection_is_authenticated_from_the_start(
     assert client.settings_frames[0][SettingCodes.MAX_CONCURRENT_STREAMS] == 1000
     assert (await client.request(headers=cert_headers())).status == 200
     assert mtls_mock.connections[0]["client_certificate_topics"] == [
-        TOPIC, f"{TOPIC}.voip", f"{TOPIC}.complication"
+        TOPIC,
+        f"{TOPIC}.voip",
+        f"{TOPIC}.complication",
     ]
 
 
@@ -54,9 +56,7 @@ async def test_single_topic_certificate_implies_the_topic(mtls_mock, connect, pr
     assert mtls_mock.devices.received(DEVICE)[0].topic == TOPIC
 
 
-@pytest.mark.parametrize(
-    ("topic_kinds", "expected"), [(("app", "voip"), 200), (None, 400)]
-)
+@pytest.mark.parametrize(("topic_kinds", "expected"), [(("app", "voip"), 200), (None, 400)])
 async def test_voip_topic_must_be_in_the_certificate(
     mtls_mock, connect, provider_ca, topic_kinds, expected
 ):
@@ -101,7 +101,8 @@ async def test_mdm_push_uses_the_certificate_topic(mtls_mock, connect, provider_
     mtls_mock.devices.register("12" * 32, mdm_topic)
     client = await connect(mtls_mock, client_cert=cert)
     response = await client.request(
-        f"/3/device/{'12' * 32}", headers=cert_headers(apns_topic=None, apns_push_type="mdm"),
+        f"/3/device/{'12' * 32}",
+        headers=cert_headers(apns_topic=None, apns_push_type="mdm"),
         body=b'{"mdm":"push-magic"}',
     )
     assert response.status == 200
@@ -115,7 +116,8 @@ async def test_expired_or_not_yet_valid_client_certificate_fails_tls(
     """An expired or not-yet-valid client certificate fails at TLS: no HTTP/2 is ever spoken."""
     now = dt.datetime.now(dt.UTC)
     cert = provider_ca.issue_provider(
-        TOPIC, valid_from=now + dt.timedelta(days=window[0]),
+        TOPIC,
+        valid_from=now + dt.timedelta(days=window[0]),
         valid_until=now + dt.timedelta(days=window[1]),
     )
     try:

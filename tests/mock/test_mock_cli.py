@@ -23,8 +23,11 @@ def parse(*argv: str) -> argparse.Namespace:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("127.0.0.1:2197", ("127.0.0.1", 2197)), ("[::1]:443", ("::1", 443)),
-     (":9", ("127.0.0.1", 9))],
+    [
+        ("127.0.0.1:2197", ("127.0.0.1", 2197)),
+        ("[::1]:443", ("::1", 443)),
+        (":9", ("127.0.0.1", 9)),
+    ],
 )
 def test_parse_listen(value, expected):
     """host:port, [v6]:port and :port are understood (an empty host means loopback)."""
@@ -66,24 +69,38 @@ async def test_full_run_serves_generated_credentials(tmp_path, connect):
     """A run with --generate-pki serves pushes signed by the generated .p8 and an admin API."""
     config = tmp_path / "mock.yml"
     config.write_text("scenario: healthy\npolicy: {authenticated_streams: 10}\n")
-    args = parse("--config", str(config), "--listen", "127.0.0.1:0", "--admin-listen",
-                 "127.0.0.1:0", "--generate-pki", str(tmp_path / "pki"))
+    args = parse(
+        "--config",
+        str(config),
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--generate-pki",
+        str(tmp_path / "pki"),
+    )
     ready: asyncio.Future = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(cli.run(args, started=lambda m, a: ready.set_result((m, a))))
     try:
         mock, admin = await asyncio.wait_for(asyncio.shield(ready), WAIT)
         files = material.load(tmp_path / "pki")
         key = load_signing_key(files.key_file.read_bytes())
-        token = jwt.encode({"iss": files.team_id, "iat": int(mock.clock())}, key.private_key,
-                           algorithm="ES256", headers={"kid": files.key_id})
+        token = jwt.encode(
+            {"iss": files.team_id, "iat": int(mock.clock())},
+            key.private_key,
+            algorithm="ES256",
+            headers={"kid": files.key_id},
+        )
         client = await connect(mock, cadata=(tmp_path / "pki" / "ca.pem").read_bytes())
         headers = push_headers(token, apns_topic=files.topic)
         active, gone = files.device_tokens
         assert (await client.request(f"/3/device/{active}", headers=headers)).status == 200
         assert (await client.request(f"/3/device/{gone}", headers=headers)).status == 410
         await client.wait_for(lambda: client.max_streams == 1)
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"http://127.0.0.1:{admin.port}/stats") as response:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{admin.port}/stats") as response,
+        ):
             assert (await response.json())["requests"] == 2
     finally:
         task.cancel()

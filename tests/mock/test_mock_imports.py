@@ -7,8 +7,21 @@ from pathlib import Path
 
 import apns_exporter.mock
 
-CLIENT_SIDE = {"protocol", "connection", "probes", "tokens", "scheduler", "exporter", "config",
-               "certificates", "metrics", "web", "cli", "receipts", "receiptserver"}
+CLIENT_SIDE = {
+    "protocol",
+    "connection",
+    "probes",
+    "tokens",
+    "scheduler",
+    "exporter",
+    "config",
+    "certificates",
+    "metrics",
+    "web",
+    "cli",
+    "receipts",
+    "receiptserver",
+}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -29,8 +42,7 @@ def test_mock_never_imports_client_side_modules():
         f"{path.name}: {name}"
         for path in package.glob("*.py")
         for name in imported_modules(path)
-        if name.startswith("apns_exporter.")
-        and name.split(".")[1] in CLIENT_SIDE
+        if name.startswith("apns_exporter.") and name.split(".")[1] in CLIENT_SIDE
     }
     assert offenders == set()
     assert len(list(package.glob("*.py"))) >= 10  # the walk really saw the package

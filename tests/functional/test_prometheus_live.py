@@ -1,0 +1,519 @@
+"""End to end with a real Prometheus: alerts fire per injected fault, every panel has data.
+
+One Prometheus (Debian's ``prometheus`` binary, on 127.0.0.1) scrapes one exporter
+(in-process, on 127.0.0.1) every second and evaluates the shipped rules every second.
+The rules are loaded through the documented override ``alerts/fast_rules.py``, which sets
+every ``for:`` to ``FOR`` and drops ``keep_firing_for``; expressions, labels and
+annotations are the shipped ones.
+
+The exporter probes one target per scenario, each against its own mock APNs on
+127.0.0.1, with every probe interval at 1s:
+
+==================  ==============================================================
+target              scenario
+==================  ==============================================================
+healthy             token auth, device canary with delivery receipts, auth check,
+                    TLS check, reachability (127.0.0.0/8 declared an Apple range)
+healthy-cert        certificate (mTLS) auth, one-year provider certificate
+expired-jwt         the mock's clock runs 2h ahead: every JWT is expired
+invalid-key         a .p8 key the mock does not know
+revoked-key         the key works, then is revoked in the mock
+goaway-storm        GOAWAY Shutdown after every response
+chain-change        the server switches to a chain under a new (trusted) root
+cert-expiring       a provider certificate that expires in 5 days
+==================  ==============================================================
+
+``EXPECTED`` lists the alerts each must fire, and the test requires exactly those
+(none for the healthy targets and for the exporter itself).
+
+Expression windows (``[15m]``, ``[1h]``) stay as shipped: they bound how far back an alert
+looks, not how soon it fires, and every scenario here crosses its threshold (three GOAWAYs,
+six reconnects, three rejected canaries) within seconds at 1s intervals. Alerts that need
+real elapsed time (a provider token older than 55 minutes, a p99 above 2s, receipts lost
+for an hour) are left to the promtool unit tests in alerts/tests.
+
+The dashboard test evaluates every panel query of dashboards/generate.py against this
+Prometheus with the variables set to the healthy targets (token and certificate auth, so
+the panels of either method have data) and requires each to return a non-empty result.
+
+The test fails, not skips, when the ``prometheus`` binary is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.util
+import math
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+import yaml
+
+from apns_exporter import config, web
+from apns_exporter.exporter import Exporter
+from apns_exporter.mock.faults import GoAwayFault, Scenario
+from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
+from apns_exporter.mock.server import MockAPNs
+from tests.helpers import KEY_ID, TEAM_ID, TOPIC
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+ROOT = Path(__file__).resolve().parents[2]
+JOB = "apns-exporter"  # ApnsExporterDown selects on this job name
+FOR = "3s"  # every alert's for: in the fast rule file
+# Alerts must have settled by then; most fire within 15s of the start.
+ALERT_DEADLINE_SECONDS = 90.0
+# The firing set must stay as expected this many polls (one per second) in a row.
+STABLE_POLLS = 5
+PANEL_DEADLINE_SECONDS = 60.0
+RATE_INTERVAL = "30s"  # $__rate_interval: comfortably over 4 scrape intervals of 1s
+HEALTHY = ("healthy", "healthy-cert")
+
+# (alertname, severity, reason label or ""), per target label ("" = exporter-level alerts).
+Alert = tuple[str, str, str]
+EXPECTED: dict[str, set[Alert]] = {
+    "": set(),
+    "healthy": set(),
+    "healthy-cert": set(),
+    "expired-jwt": {
+        ("ApnsCanaryFailing", "critical", ""),
+        ("ApnsAuthenticationFailing", "critical", "ExpiredProviderToken"),
+        # An expired token wedges the connection at one stream, as APNs does.
+        ("ApnsStreamLimitStuckAtOne", "warning", ""),
+    },
+    "invalid-key": {
+        ("ApnsCanaryFailing", "critical", ""),
+        ("ApnsAuthenticationFailing", "critical", "InvalidProviderToken"),
+        ("ApnsStreamLimitStuckAtOne", "warning", ""),
+    },
+    "revoked-key": {
+        ("ApnsCanaryFailing", "critical", ""),
+        ("ApnsAuthenticationFailing", "critical", "InvalidProviderToken"),
+        ("ApnsSigningKeyRevoked", "critical", ""),
+        ("ApnsStreamLimitStuckAtOne", "warning", ""),
+    },
+    "goaway-storm": {
+        ("ApnsGoawayRateHigh", "warning", ""),
+        ("ApnsConnectionFlapping", "warning", ""),
+    },
+    "chain-change": {
+        ("ApnsServerCertificateChainChanged", "info", ""),
+    },
+    "cert-expiring": {
+        # Both bands: Alertmanager's standard inhibition mutes the warning.
+        ("ApnsClientCertificateExpiring", "critical", ""),
+        ("ApnsClientCertificateExpiring", "warning", ""),
+    },
+}
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+fast_rules = _load("apns_fast_rules_live", ROOT / "alerts" / "fast_rules.py")
+dashboards = _load("apns_dashboards_live", ROOT / "dashboards" / "generate.py")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Live:
+    """The running stack: Prometheus' base URL, the exporter's instance label, the mocks."""
+
+    prometheus: str
+    instance: str
+    mocks: dict[str, MockAPNs]
+    session: aiohttp.ClientSession
+    started: float
+    log: Path
+
+    async def api(self, path: str, **params: str) -> Any:
+        """GET a Prometheus HTTP API path and return its ``data``."""
+        async with self.session.get(self.prometheus + path, params=params) as resp:
+            body = await resp.json()
+        assert body["status"] == "success", (path, params, body)
+        return body["data"]
+
+    async def query(self, expr: str) -> list[dict[str, Any]]:
+        """Evaluate an instant query now and return its result vector."""
+        data = await self.api("/api/v1/query", query=expr)
+        result = data["result"]
+        return result if data["resultType"] == "vector" else [{"value": result}]
+
+    async def firing(self) -> dict[str, set[Alert]]:
+        """The firing alerts, grouped by target label."""
+        out: dict[str, set[Alert]] = defaultdict(set)
+        for alert in (await self.api("/api/v1/alerts"))["alerts"]:
+            if alert["state"] == "firing":
+                labels = alert["labels"]
+                out[labels.get("target", "")].add(
+                    (labels["alertname"], labels["severity"], labels.get("reason", ""))
+                )
+        return {target: set(out.get(target, set())) for target in {*EXPECTED, *out}}
+
+    def prometheus_log(self) -> str:
+        """The tail of Prometheus' log, for failure messages."""
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
+
+
+# ------------------------------------------------------------------------- config
+
+
+def _token_target(
+    name: str, mock: MockAPNs, ca_file: Path, key_file: Path, device: str, **extra: Any
+) -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "name": name,
+        "environment": "production",
+        "endpoint": f"127.0.0.1:{mock.port}",
+        "topic": TOPIC,
+        "ca_file": str(ca_file),
+        "auth": {"token": {"key_file": str(key_file), "key_id": KEY_ID, "team_id": TEAM_ID}},
+        "ping": {"interval": "1s"},
+        "canary": {"interval": "1s", "timeout": "1s", "device_tokens": [device]},
+        "tls_check": None,
+    }
+    target.update(extra)
+    return target
+
+
+def _cert_target(
+    name: str, mock: MockAPNs, ca_file: Path, cert_file: Path, device: str, **extra: Any
+) -> dict[str, Any]:
+    target = _token_target(name, mock, ca_file, cert_file, device, **extra)
+    target["auth"] = {"certificate": {"cert_file": str(cert_file)}}
+    return target
+
+
+# Watched on every healthy target, so the TLS and reachability panels have data.
+OBSERVED = {
+    "tls_check": {"interval": "1s"},
+    "reachability": {"interval": "1s", "apple_ranges": ["127.0.0.0/8", "17.0.0.0/8"]},
+}
+
+
+@contextlib.asynccontextmanager
+async def _mocks(
+    ca: CertificateAuthority, client_ca: CertificateAuthority, device: str, public_key: Any
+) -> AsyncIterator[dict[str, MockAPNs]]:
+    scenarios = {
+        "expired-jwt": Scenario(name="expired-jwt", clock_skew=7200),
+        "goaway-storm": Scenario(
+            name="goaway-storm", goaway=GoAwayFault(after_requests=1, reason="Shutdown")
+        ),
+    }
+    mocks: dict[str, MockAPNs] = {}
+    try:
+        for name in EXPECTED:
+            if not name:
+                continue
+            if name in ("healthy-cert", "cert-expiring"):
+                mock = MockAPNs(
+                    ca.issue_server(),
+                    client_ca_pem=client_ca.cert_pem,
+                    require_client_certificate=True,
+                )
+            else:
+                mock = MockAPNs(ca.issue_server(), scenario=scenarios.get(name))
+                mock.add_signing_key(KEY_ID, TEAM_ID, public_key, topics=[TOPIC])
+            mock.devices.register(device, TOPIC)
+            await mock.start("127.0.0.1", 0)
+            mocks[name] = mock
+        yield mocks
+    finally:
+        for mock in mocks.values():
+            await mock.stop()
+
+
+# ------------------------------------------------------------------------ fixture
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def live(
+    tmp_path_factory: pytest.TempPathFactory, ca: CertificateAuthority
+) -> AsyncIterator[Live]:
+    """Mocks, the exporter and a Prometheus scraping it, with the faults of every scenario."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.fail(
+            "the prometheus binary is not installed: the end-to-end alert test needs it "
+            "(Debian/Ubuntu: apt-get install prometheus; or a release binary on PATH)"
+        )
+    tmp = tmp_path_factory.mktemp("prometheus-live")
+    device = secrets.token_hex(32)
+    signing_key = generate_signing_key()
+    client_ca = generate_ca("live provider CA")
+    next_ca = generate_ca("live next root CA")
+
+    ca_file = tmp / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    both_roots = tmp / "ca-both.pem"  # trusts the old and the new root, as after a CA update
+    both_roots.write_bytes(ca.cert_pem + next_ca.cert_pem)
+    key_file = tmp / f"AuthKey_{KEY_ID}.p8"
+    key_file.write_bytes(signing_key.private_pem)
+    unknown_key = tmp / "AuthKey_unknown.p8"
+    unknown_key.write_bytes(generate_signing_key().private_pem)
+    secret = secrets.token_hex(32).encode()
+    secret_file = tmp / "receipt.secret"
+    secret_file.write_bytes(secret)
+    now = dt.datetime.now(dt.UTC)
+    certs = {
+        "healthy-cert": client_ca.issue_provider(TOPIC),
+        "cert-expiring": client_ca.issue_provider(
+            TOPIC, valid_from=now - dt.timedelta(days=360), valid_until=now + dt.timedelta(days=5)
+        ),
+    }
+    cert_files = {}
+    for name, cert in certs.items():
+        cert_files[name] = tmp / f"{name}.pem"
+        cert_files[name].write_bytes(cert.cert_pem + cert.key_pem)
+
+    async with _mocks(ca, client_ca, device, signing_key.public_key) as mocks:
+        healthy = _token_target(
+            "healthy", mocks["healthy"], ca_file, key_file, device, **OBSERVED
+        )
+        healthy["canary"].update(
+            auth_check=True, delivery={"secret_file": str(secret_file), "deadline": "10s"}
+        )
+        targets = [
+            healthy,
+            _cert_target(
+                "healthy-cert",
+                mocks["healthy-cert"],
+                ca_file,
+                cert_files["healthy-cert"],
+                device,
+                **OBSERVED,
+            ),
+            _token_target("expired-jwt", mocks["expired-jwt"], ca_file, key_file, device),
+            _token_target("invalid-key", mocks["invalid-key"], ca_file, unknown_key, device),
+            _token_target("revoked-key", mocks["revoked-key"], ca_file, key_file, device),
+            _token_target("goaway-storm", mocks["goaway-storm"], ca_file, key_file, device),
+            _token_target(
+                "chain-change",
+                mocks["chain-change"],
+                both_roots,
+                key_file,
+                device,
+                tls_check={"interval": "1s"},
+            ),
+            _cert_target(
+                "cert-expiring", mocks["cert-expiring"], ca_file, cert_files["cert-expiring"], device
+            ),
+        ]
+        config_file = tmp / "apns-exporter.yml"
+        config_file.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"credential_check_interval": "1s", "scrape_timeout": "2s"},
+                    "receipts": {"listen_address": "127.0.0.1:0"},
+                    "targets": targets,
+                },
+                sort_keys=False,
+            )
+        )
+
+        def on_receipts(url: str) -> None:
+            # Before the first canary: the device confirms every canary after 50 ms.
+            mocks["healthy"].devices.enable_receipts(device, url, secret, delay=0.05, seed=1)
+
+        exporter = Exporter(config.load(config_file), config_file=str(config_file))
+        stop = asyncio.Event()
+        ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        serving = asyncio.create_task(
+            web.serve(
+                exporter, ("127.0.0.1", 0), "/metrics", stop, ready.set_result,
+                on_receipts=on_receipts,
+            )
+        )
+        prometheus: subprocess.Popen[bytes] | None = None
+        session = aiohttp.ClientSession()
+        try:
+            async with asyncio.timeout(15):
+                await asyncio.wait({ready, serving}, return_when=asyncio.FIRST_COMPLETED)
+            assert ready.done(), f"exporter exited before listening: {serving.result()}"
+            instance = ready.result().removeprefix("http://").rstrip("/")
+
+            rules = tmp / "fast.rules.yml"
+            fast_rules.shorten_file(fast_rules.RULES_FILE, rules, for_=FOR)
+            prometheus_yml = tmp / "prometheus.yml"
+            prometheus_yml.write_text(
+                yaml.safe_dump(
+                    {
+                        "global": {
+                            "scrape_interval": "1s",
+                            "scrape_timeout": "1s",
+                            "evaluation_interval": "1s",
+                        },
+                        "rule_files": [str(rules)],
+                        "scrape_configs": [
+                            {"job_name": JOB, "static_configs": [{"targets": [instance]}]}
+                        ],
+                    }
+                )
+            )
+            log = tmp / "prometheus.log"
+            port = _free_port()
+            with log.open("wb") as out:
+                prometheus = subprocess.Popen(
+                    [
+                        binary,
+                        f"--config.file={prometheus_yml}",
+                        f"--storage.tsdb.path={tmp / 'data'}",
+                        f"--web.listen-address=127.0.0.1:{port}",
+                        "--log.level=warn",
+                    ],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=tmp,
+                )
+            live = Live(
+                f"http://127.0.0.1:{port}", instance, mocks, session, time.monotonic(), log
+            )
+            await _wait_ready(live, prometheus)
+            await _drive_faults(live)
+            yield live
+        finally:
+            if prometheus is not None:
+                prometheus.terminate()
+                try:
+                    prometheus.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    prometheus.kill()
+                    prometheus.wait()
+            await session.close()
+            stop.set()
+            await serving
+
+
+async def _wait_ready(live: Live, process: subprocess.Popen[bytes]) -> None:
+    """Wait until Prometheus serves its API and has scraped the exporter once."""
+    async with asyncio.timeout(30):
+        while True:
+            assert process.poll() is None, f"prometheus exited:\n{live.prometheus_log()}"
+            with contextlib.suppress(aiohttp.ClientError):
+                result = await live.query(f'up{{job="{JOB}"}} == 1')
+                if result:
+                    return
+            await asyncio.sleep(0.2)
+
+
+async def _drive_faults(live: Live) -> None:
+    """Faults that need a healthy start first: a key revoked, a server chain switched."""
+    # The key must have been accepted before it is revoked, or it looks merely invalid.
+    # The chain switch must come after Prometheus saw the change counter at 0.
+    async with asyncio.timeout(30):
+        while not (
+            await live.query('apns_signing_key_last_verified_timestamp_seconds{target="revoked-key"}')
+            and await live.query(
+                'apns_server_certificate_info{target="chain-change"}'
+                ' and on (target) apns_server_certificate_chain_changes_total == 0'
+            )
+        ):
+            await asyncio.sleep(0.5)
+    live.mocks["revoked-key"].keys.revoke(KEY_ID)
+    # A new key cannot be used on the old connection's pinned team; only the JWT changes.
+    chain = live.mocks["chain-change"]
+    chain.set_keypair(generate_ca("live next root CA").issue_server())
+    await chain.goaway()
+
+
+# -------------------------------------------------------------------------- tests
+
+
+async def test_expected_alerts_fire_and_no_others(live: Live) -> None:
+    """Each scenario fires exactly its expected alerts, the healthy targets and exporter none."""
+    expected = {target: set(alerts) for target, alerts in EXPECTED.items()}
+    deadline = live.started + ALERT_DEADLINE_SECONDS
+    in_a_row = 0
+    firing: dict[str, set[Alert]] = {}
+    while time.monotonic() < deadline:
+        firing = await live.firing()
+        in_a_row = in_a_row + 1 if firing == expected else 0
+        if in_a_row >= STABLE_POLLS:
+            break
+        await asyncio.sleep(1)
+    missing = {t: expected[t] - firing.get(t, set()) for t in expected if expected[t] - firing.get(t, set())}
+    extra = {t: firing[t] - expected.get(t, set()) for t in firing if firing[t] - expected.get(t, set())}
+    assert not missing and not extra, (
+        f"after {time.monotonic() - live.started:.0f}s: missing {missing}, unexpected {extra}"
+    )
+
+
+async def test_firing_alerts_render_their_annotations(live: Live) -> None:
+    """Every firing alert's annotations render without template errors or missing values."""
+    alerts = [a for a in (await live.api("/api/v1/alerts"))["alerts"] if a["state"] == "firing"]
+    assert alerts, "nothing is firing yet: run with the alert test"
+    for alert in alerts:
+        for key, text in alert["annotations"].items():
+            where = f"{alert['labels']['alertname']}/{alert['labels'].get('target')}: {key}"
+            assert "error expanding" not in text, (where, text)
+            assert "<no value>" not in text, (where, text)
+
+
+async def test_every_rule_evaluates_without_error(live: Live) -> None:
+    """Prometheus loaded every rule of the file and evaluates each without an error."""
+    groups = (await live.api("/api/v1/rules"))["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    shipped = fast_rules.shorten_file(fast_rules.RULES_FILE)
+    expected = sum(len(g["rules"]) for g in yaml.safe_load(shipped)["groups"])
+    assert len(rules) == expected
+    broken = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
+    assert broken == []
+
+
+async def test_every_dashboard_query_returns_data(live: Live) -> None:
+    """Every dashboard panel query, variables set to the healthy targets, returns data."""
+    queries = dashboards.panel_queries()
+    assert queries
+    exprs = {
+        (q["dashboard"], q["panel"], q["ref_id"]): dashboards.expand_query(
+            q["expr"],
+            job=re.escape(JOB),
+            instance=re.escape(live.instance),
+            target="|".join(re.escape(t) for t in HEALTHY),
+            rate_interval=RATE_INTERVAL,
+        )
+        for q in queries
+    }
+    empty: dict[tuple[str, str, str], str] = {}
+    deadline = time.monotonic() + PANEL_DEADLINE_SECONDS
+    pending = dict(exprs)
+    while pending and time.monotonic() < deadline:
+        for key, expr in list(pending.items()):
+            values = [float(s["value"][1]) for s in await live.query(expr)]
+            if any(not math.isnan(v) for v in values):
+                del pending[key]
+        if pending:
+            await asyncio.sleep(1)
+    empty = pending
+    assert empty == {}, "panel queries with no data (a broken panel): " + "; ".join(
+        f"{d} / {p} / {r}: {e}" for (d, p, r), e in empty.items()
+    )
