@@ -398,7 +398,7 @@ async def live(
                 f"http://127.0.0.1:{port}", instance, mocks, session, time.monotonic(), log
             )
             await _wait_ready(live, prometheus)
-            await _drive_faults(live)
+            await _drive_faults(live, next_ca)
             yield live
         finally:
             if prometheus is not None:
@@ -425,7 +425,7 @@ async def _wait_ready(live: Live, process: subprocess.Popen[bytes]) -> None:
             await asyncio.sleep(0.2)
 
 
-async def _drive_faults(live: Live) -> None:
+async def _drive_faults(live: Live, next_ca: CertificateAuthority) -> None:
     """Faults that need a healthy start first: a key revoked, a server chain switched."""
     # The key must have been accepted before it is revoked, or it looks merely invalid.
     # The chain switch must come after Prometheus saw the change counter at 0.
@@ -439,10 +439,10 @@ async def _drive_faults(live: Live) -> None:
         ):
             await asyncio.sleep(0.5)
     live.mocks["revoked-key"].keys.revoke(KEY_ID)
-    # A new key cannot be used on the old connection's pinned team; only the JWT changes.
+    # A new root that the target's ca_file already trusts: a routine, harmless change.
     chain = live.mocks["chain-change"]
-    chain.set_keypair(generate_ca("live next root CA").issue_server())
-    await chain.goaway()
+    chain.set_keypair(next_ca.issue_server())
+    await chain.goaway()  # the long-lived connection moves to the new chain too
 
 
 # -------------------------------------------------------------------------- tests
@@ -465,12 +465,8 @@ async def test_expected_alerts_fire_and_no_others(live: Live) -> None:
     assert not missing and not extra, (
         f"after {time.monotonic() - live.started:.0f}s: missing {missing}, unexpected {extra}"
     )
-
-
-async def test_firing_alerts_render_their_annotations(live: Live) -> None:
-    """Every firing alert's annotations render without template errors or missing values."""
+    # Their annotations render: no template errors, no label or query that came back empty.
     alerts = [a for a in (await live.api("/api/v1/alerts"))["alerts"] if a["state"] == "firing"]
-    assert alerts, "nothing is firing yet: run with the alert test"
     for alert in alerts:
         for key, text in alert["annotations"].items():
             where = f"{alert['labels']['alertname']}/{alert['labels'].get('target')}: {key}"
