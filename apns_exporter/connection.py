@@ -175,8 +175,16 @@ class Connection:
         """Let in-flight streams finish (up to ``timeout``), then close."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout), self._slots:
-                await self._slots.wait_for(lambda: not self._responses or self._closed is not None)
+                await self._slots.wait_for(self._idle)
         await self.aclose()
+
+    def _idle(self) -> bool:
+        # Bug fix: draining used to wait for streams only (and for their futures to be popped,
+        # which happens after the wake-up), so a PING in flight on a connection retired by the
+        # canary failed as "closed" although the server acknowledged it. Wait for every
+        # request and PING to be answered (their futures done), or for the connection to end.
+        pending = [*self._responses.values(), *self._pings.values()]
+        return self._closed is not None or all(f.done() for f in pending)
 
     @property
     def max_concurrent_streams(self) -> int:
@@ -336,7 +344,7 @@ class Connection:
                 self._resolve(sid, error=lost)
         if isinstance(event, SettingsChanged) and not self._settings_received.done():
             self._settings_received.set_result(None)
-        if isinstance(event, SettingsChanged | StreamReset | Response | GoAway):
+        if isinstance(event, SettingsChanged | StreamReset | Response | GoAway | PingAcked):
             async with self._slots:
                 self._slots.notify_all()
 

@@ -296,7 +296,7 @@ class Exporter:
 
     async def _check_credential(self, state: TargetState, ctx: ProbeContext) -> ProbeResult:
         """Re-read changed credential files: use a good one, keep the old one on a bad one."""
-        started = ctx.begin()
+        ctx.begin()
         if state.credential.changed():
             try:
                 loaded = state.credential.load()
@@ -315,16 +315,12 @@ class Exporter:
                 await self._swap(state, loaded)
                 ctx.log("credential changed on disk: reloaded, new connections use it")
         error, current = state.error, state.loaded
-        return ProbeResult(
-            ctx.target.name,
+        return ctx.result(
             ProbeKind.CREDENTIALS,
             error is None,
-            started,
-            self._clock() - started,
             str(error) if error else "credential loaded",
             error=error.reason if error else None,
             certificate=current.certificate if current else None,
-            logs=tuple(ctx.logs),
         )
 
     async def _swap(self, state: TargetState, loaded: Loaded) -> None:

@@ -26,7 +26,8 @@ def _context(name: str) -> ProbeContext:
 
 
 async def _ok(ctx: ProbeContext) -> ProbeResult:
-    return ProbeResult(ctx.target.name, ProbeKind.PING, True, ctx.begin(), 0.0, "fine")
+    ctx.begin()
+    return ctx.result(ProbeKind.PING, True, "fine")
 
 
 async def _hang(ctx: ProbeContext) -> ProbeResult:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.certificates import CertificateSummary
@@ -135,11 +136,25 @@ class ProbeContext:
     credential_ok: bool = True
     receipts: ReceiptBook | None = None  # set when device canaries expect receipts
     logs: list[str] = field(default_factory=list)
+    started: float = 0.0
 
-    def begin(self) -> float:
-        """Start a new run: clear the previous run's log and return the start time."""
+    def begin(self) -> None:
+        """Start a new run: clear the previous run's log and note the time."""
         self.logs.clear()
-        return self.clock()
+        self.started = self.clock()
+
+    def result(self, kind: ProbeKind, ok: bool, message: str, **details: Any) -> ProbeResult:
+        """The result of the run begun by :meth:`begin`, with its timing and log."""
+        return ProbeResult(
+            self.target.name,
+            kind,
+            ok,
+            self.started,
+            self.clock() - self.started,
+            message,
+            logs=tuple(self.logs),
+            **details,
+        )
 
     def log(self, message: str) -> None:
         """Keep a line for this run's log, shown on the probes page."""

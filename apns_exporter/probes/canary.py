@@ -26,7 +26,7 @@ _WEDGING_REASONS = frozenset(
 
 async def run(ctx: ProbeContext) -> ProbeResult:
     """Send the canary pushes of one target and classify each answer."""
-    started = ctx.begin()
+    ctx.begin()
     canary = ctx.target.canary
     assert canary is not None, "the scheduler runs the canary only for targets that have one"
     timeout = canary.timeout or ctx.default_timeout
@@ -35,15 +35,11 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     if not ctx.credential_ok:
         message = "the credential could not be loaded; see apns_credential_load_errors_total"
         ctx.log(message)
-        return ProbeResult(
-            ctx.target.name,
+        return ctx.result(
             ProbeKind.CANARY,
             False,
-            started,
-            ctx.clock() - started,
             message,
             error="credential",
-            logs=tuple(ctx.logs),
         )
 
     # The auth check is always rejected, and APNs drops a connection's stream limit to 1
@@ -88,12 +84,9 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     else:
         message = _describe(failed[0])
     issued_at = ctx.token.issued_at if ctx.token is not None else None
-    return ProbeResult(
-        ctx.target.name,
+    return ctx.result(
         ProbeKind.CANARY,
         ok,
-        started,
-        ctx.clock() - started,
         message,
         error=connect_error.reason
         if connect_error
@@ -102,7 +95,6 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         pushes=tuple(outcomes),
         token_issued_at=issued_at,
         token_minted=issued_at is not None and issued_at != issued_before,
-        logs=tuple(ctx.logs),
         connected=connect_error is None,
     )
 

@@ -8,7 +8,7 @@ from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, log_goawa
 
 async def run(ctx: ProbeContext) -> ProbeResult:
     """Send one PING and report its round-trip time."""
-    started = ctx.begin()
+    ctx.begin()
     timeout = ctx.target.ping.timeout or ctx.default_timeout
     lease = await ctx.channel.acquire()
     try:
@@ -21,27 +21,19 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             log_goaway(ctx, lease.connection)
             # A connection that cannot answer a PING is dead even if the socket looks open.
             await ctx.channel.discard()
-        return ProbeResult(
-            ctx.target.name,
+        return ctx.result(
             ProbeKind.PING,
             False,
-            started,
-            ctx.clock() - started,
             str(exc),
             error=exc.reason,
             dials=(lease.dial,) if lease.dial else (),
-            logs=tuple(ctx.logs),
             connected=lease.connection is not None,
         )
     ctx.log(f"PING acknowledged in {rtt * 1000:.2f}ms")
-    return ProbeResult(
-        ctx.target.name,
+    return ctx.result(
         ProbeKind.PING,
         True,
-        started,
-        ctx.clock() - started,
         f"PING acknowledged in {rtt * 1000:.2f}ms",
         dials=(lease.dial,) if lease.dial else (),
         rtt=rtt,
-        logs=tuple(ctx.logs),
     )

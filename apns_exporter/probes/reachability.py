@@ -21,7 +21,7 @@ def in_ranges(addresses: Iterable[str], networks: Sequence[Network]) -> bool:
 
 async def run(ctx: ProbeContext) -> ProbeResult:
     """Check every configured host:port and report each family separately."""
-    started = ctx.begin()
+    ctx.begin()
     settings = ctx.target.reachability
     assert settings is not None, "the scheduler runs reachability only when configured"
     timeout = settings.timeout or ctx.default_timeout
@@ -38,16 +38,12 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         message = f"unreachable: {', '.join(f'{r.host}:{r.port}/{r.family}' for r in failed)}"
     else:
         message = f"resolved outside Apple's ranges: {', '.join(outside)}"
-    return ProbeResult(
-        ctx.target.name,
+    return ctx.result(
         ProbeKind.REACHABILITY,
         ok,
-        started,
-        ctx.clock() - started,
         message,
         error=failed[0].error if failed else None,
         reaches=tuple(reaches),
-        logs=tuple(ctx.logs),
     )
 
 

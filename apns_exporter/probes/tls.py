@@ -9,7 +9,7 @@ from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
 
 async def run(ctx: ProbeContext) -> ProbeResult:
     """Inspect the server chain and compare it with the previous inspection."""
-    started = ctx.begin()
+    ctx.begin()
     settings = ctx.target.tls_check
     assert settings is not None, "the scheduler runs tls_check only when configured"
     target = ctx.target
@@ -24,15 +24,11 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         )
     except ConnectFailed as exc:
         ctx.log(f"TLS check failed: {exc}")
-        return ProbeResult(
-            target.name,
+        return ctx.result(
             ProbeKind.TLS,
             False,
-            started,
-            ctx.clock() - started,
             str(exc),
             error=exc.reason,
-            logs=tuple(ctx.logs),
             connected=False,
         )
     changed = chain.chain_changed(ctx.last_chain, report)
@@ -52,15 +48,11 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     else:
         message = f"chain trusted; earliest expiry in {expires_in / 86400:.0f} days"
     ok = trusted and expires_in > 0
-    return ProbeResult(
-        target.name,
+    return ctx.result(
         ProbeKind.TLS,
         ok,
-        started,
-        ctx.clock() - started,
         message,
         error=None if ok else "tls_verify",
-        logs=tuple(ctx.logs),
         chain=report,
         chain_changed=changed,
     )
