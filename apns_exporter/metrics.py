@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -27,6 +28,7 @@ from apns_exporter.protocol import Event, GoAway, SettingsChanged
 from apns_exporter.receipts import REASONS, Delivery
 
 TARGET = ("target", "apns_environment")
+Family = TypeVar("Family", Gauge, Counter, Histogram)
 # Tuned to APNs: a healthy push answers in tens of milliseconds, a sick one in seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -77,212 +79,181 @@ class Metrics:
             registry=r,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.target_info = Gauge(
+        self.target_info = self._family(
+            Gauge,
             "apns_target_info",
             "Configured target; always 1.",
-            [*TARGET, "host", "port", "topic", "auth_method"],
-            registry=r,
+            "host",
+            "port",
+            "topic",
+            "auth_method",
         )
-        self.up = Gauge(
-            "apns_up",
-            "1 if the last canary or auth check succeeded." + SCHEDULED,
-            TARGET,
-            registry=r,
+        self.up = self._family(
+            Gauge, "apns_up", "1 if the last canary or auth check succeeded." + SCHEDULED
         )
-        self.connection_up = Gauge(
+        self.connection_up = self._family(
+            Gauge,
             "apns_connection_up",
             "1 if the HTTP/2 connection is open and the last PING was acknowledged.",
-            TARGET,
-            registry=r,
         )
-        self.connection_attempts = Counter(
-            "apns_connection_attempts",
-            "Connections the exporter tried to open.",
-            TARGET,
-            registry=r,
+        self.connection_attempts = self._family(
+            Counter, "apns_connection_attempts", "Connections the exporter tried to open."
         )
-        self.connection_failures = Counter(
+        self.connection_failures = self._family(
+            Counter,
             "apns_connection_failures",
             "Connection attempts that failed, by layer.",
-            [*TARGET, "reason"],
-            registry=r,
+            "reason",
         )
-        self.setup_duration = Histogram(
+        self.setup_duration = self._family(
+            Histogram,
             "apns_connection_setup_duration_seconds",
             "Time spent opening a connection, by phase.",
-            [*TARGET, "phase"],
+            "phase",
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.goaways = Counter(
+        self.goaways = self._family(
+            Counter,
             "apns_goaway_received",
             "GOAWAY frames received, by APNs reason (none if empty).",
-            [*TARGET, "reason"],
-            registry=r,
+            "reason",
         )
-        self.max_streams = Gauge(
-            "apns_max_concurrent_streams",
-            "MAX_CONCURRENT_STREAMS the server advertises.",
-            TARGET,
-            registry=r,
+        self.max_streams = self._family(
+            Gauge, "apns_max_concurrent_streams", "MAX_CONCURRENT_STREAMS the server advertises."
         )
-        self.ping_rtt = Histogram(
+        self.ping_rtt = self._family(
+            Histogram,
             "apns_ping_rtt_seconds",
             "HTTP/2 PING round-trip time." + SCHEDULED,
-            TARGET,
             buckets=RTT_BUCKETS,
-            registry=r,
         )
-        self.ping_failures = Counter(
-            "apns_ping_failures",
-            "PINGs that failed, by reason.",
-            [*TARGET, "reason"],
-            registry=r,
+        self.ping_failures = self._family(
+            Counter, "apns_ping_failures", "PINGs that failed, by reason.", "reason"
         )
-        self.ping_last_success = Gauge(
-            "apns_ping_last_success_timestamp_seconds",
-            "When a PING last succeeded.",
-            TARGET,
-            registry=r,
+        self.ping_last_success = self._family(
+            Gauge, "apns_ping_last_success_timestamp_seconds", "When a PING last succeeded."
         )
-        self.ping_interval = Gauge(
-            "apns_ping_interval_seconds", "Configured PING interval.", TARGET, registry=r
+        self.ping_interval = self._family(
+            Gauge, "apns_ping_interval_seconds", "Configured PING interval."
         )
-        self.canary_pushes = Counter(
+        self.canary_pushes = self._family(
+            Counter,
             "apns_canary_pushes",
             "Canary pushes sent, by kind (device or auth_check).",
-            [*TARGET, "kind"],
-            registry=r,
+            "kind",
         )
-        self.canary_responses = Counter(
+        self.canary_responses = self._family(
+            Counter,
             "apns_canary_responses",
             "Canary push responses, by HTTP status and APNs reason.",
-            [*TARGET, "status", "reason"],
-            registry=r,
+            "status",
+            "reason",
         )
-        self.canary_errors = Counter(
+        self.canary_errors = self._family(
+            Counter,
             "apns_canary_request_errors",
             "Canary pushes that got no response, by error.",
-            [*TARGET, "error"],
-            registry=r,
+            "error",
         )
-        self.canary_duration = Histogram(
+        self.canary_duration = self._family(
+            Histogram,
             "apns_canary_duration_seconds",
             "Canary push latency, request sent to response headers." + SCHEDULED,
-            TARGET,
             buckets=LATENCY_BUCKETS,
-            registry=r,
         )
-        self.canary_last_success = Gauge(
-            "apns_canary_last_success_timestamp_seconds",
-            "When a canary run last succeeded.",
-            TARGET,
-            registry=r,
+        self.canary_last_success = self._family(
+            Gauge, "apns_canary_last_success_timestamp_seconds", "When a canary run last succeeded."
         )
-        self.canary_last_attempt = Gauge(
-            "apns_canary_last_attempt_timestamp_seconds",
-            "When a canary run last finished.",
-            TARGET,
-            registry=r,
+        self.canary_last_attempt = self._family(
+            Gauge, "apns_canary_last_attempt_timestamp_seconds", "When a canary run last finished."
         )
-        self.canary_interval = Gauge(
-            "apns_canary_interval_seconds", "Configured canary interval.", TARGET, registry=r
+        self.canary_interval = self._family(
+            Gauge, "apns_canary_interval_seconds", "Configured canary interval."
         )
-        self.token_issued = Gauge(
-            "apns_provider_token_issued_timestamp_seconds",
-            "iat of the provider JWT in use.",
-            TARGET,
-            registry=r,
+        self.token_issued = self._family(
+            Gauge, "apns_provider_token_issued_timestamp_seconds", "iat of the provider JWT in use."
         )
-        self.token_refreshes = Counter(
-            "apns_provider_token_refreshes", "Provider JWTs minted.", TARGET, registry=r
+        self.token_refreshes = self._family(
+            Counter, "apns_provider_token_refreshes", "Provider JWTs minted."
         )
-        self.signing_key_info = Gauge(
+        self.signing_key_info = self._family(
+            Gauge,
             "apns_signing_key_info",
             "Signing key used by a target; always 1.",
-            [*TARGET, "key_id", "team_id"],
-            registry=r,
+            "key_id",
+            "team_id",
         )
-        self.credential_up = Gauge(
+        self.credential_up = self._family(
+            Gauge,
             "apns_credential_up",
             "1 if the target's key or certificate file loaded; 0 while a broken file is "
             "rejected (the previous credential, if any, stays in use).",
-            TARGET,
-            registry=r,
         )
-        self.credential_errors = Counter(
+        self.credential_errors = self._family(
+            Counter,
             "apns_credential_load_errors",
             "Failed attempts to load the target's credential files, by reason.",
-            [*TARGET, "reason"],
-            registry=r,
+            "reason",
         )
-        self.cert_not_after = Gauge(
+        self.cert_not_after = self._family(
+            Gauge,
             "apns_client_certificate_not_after_timestamp_seconds",
             "notAfter of the provider certificate the target presents.",
-            TARGET,
-            registry=r,
         )
-        self.cert_not_before = Gauge(
+        self.cert_not_before = self._family(
+            Gauge,
             "apns_client_certificate_not_before_timestamp_seconds",
             "notBefore of the provider certificate the target presents.",
-            TARGET,
-            registry=r,
         )
-        self.cert_info = Gauge(
+        self.cert_info = self._family(
+            Gauge,
             "apns_client_certificate_info",
             "The provider certificate the target presents; always 1.",
-            [*TARGET, "subject_cn", "topics", "environments", "fingerprint_sha256", "mdm"],
-            registry=r,
+            "subject_cn",
+            "topics",
+            "environments",
+            "fingerprint_sha256",
+            "mdm",
         )
-        self.key_rotation_due = Gauge(
+        self.key_rotation_due = self._family(
+            Gauge,
             "apns_signing_key_rotation_due_timestamp_seconds",
             "The rotate_by date configured for the signing key (keys never expire by themselves).",
-            TARGET,
-            registry=r,
         )
-        self.key_verified = Gauge(
+        self.key_verified = self._family(
+            Gauge,
             "apns_signing_key_last_verified_timestamp_seconds",
             "When APNs last accepted a request signed with the target's key.",
-            TARGET,
-            registry=r,
         )
-        self.key_invalid_streak = Gauge(
+        self.key_invalid_streak = self._family(
+            Gauge,
             "apns_signing_key_invalid_streak",
             "Consecutive InvalidProviderToken answers since the key last worked; a streak "
             "after earlier successes means the key was probably revoked.",
-            TARGET,
-            registry=r,
         )
-        self.token_refresh_failures = Counter(
+        self.token_refresh_failures = self._family(
+            Counter,
             "apns_provider_token_refresh_failures",
             "Provider JWTs that could not be signed.",
-            TARGET,
-            registry=r,
         )
-        self.delivery_duration = Histogram(
+        self.delivery_duration = self._family(
+            Histogram,
             "apns_canary_delivery_duration_seconds",
             "Canary sent to the device's signed receipt: true end-to-end delivery latency.",
-            TARGET,
             buckets=DELIVERY_BUCKETS,
-            registry=r,
         )
-        self.deliveries = Counter(
-            "apns_canary_deliveries",
-            "Canaries confirmed by a valid device receipt.",
-            TARGET,
-            registry=r,
+        self.deliveries = self._family(
+            Counter, "apns_canary_deliveries", "Canaries confirmed by a valid device receipt."
         )
-        self.delivery_lost = Counter(
+        self.delivery_lost = self._family(
+            Counter,
             "apns_canary_delivery_lost",
             "Canaries APNs accepted but no valid receipt arrived for within the deadline.",
-            TARGET,
-            registry=r,
         )
-        self.last_delivery = Gauge(
+        self.last_delivery = self._family(
+            Gauge,
             "apns_canary_last_delivery_timestamp_seconds",
             "When the last valid receipt arrived.",
-            TARGET,
-            registry=r,
         )
         self.receipts_rejected = Counter(
             "apns_canary_receipts_rejected",
@@ -302,63 +273,66 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=r,
         )
-        self.failing_layer = Gauge(
+        self.failing_layer = self._family(
+            Gauge,
             "apns_failing_layer",
-            "1 for the lowest layer at which the target fails now "
-            "(dns, tcp, tls, http2, auth, apns, exporter); all 0 when healthy.",
-            [*TARGET, "layer"],
-            registry=r,
+            "1 for the lowest layer at which the target fails now (dns, tcp, tls, http2, "
+            "auth, apns, exporter); all 0 when healthy.",
+            "layer",
         )
-        self.server_not_after = Gauge(
+        self.server_not_after = self._family(
+            Gauge,
             "apns_server_certificate_not_after_timestamp_seconds",
             "Earliest notAfter in the server chain APNs presents (the leaf only where the "
             "Python runtime cannot see the chain; see apns_server_certificate_info).",
-            TARGET,
-            registry=r,
         )
-        self.server_info = Gauge(
+        self.server_info = self._family(
+            Gauge,
             "apns_server_certificate_info",
             "The server chain APNs presents; always 1. presented is chain or leaf_only.",
-            [*TARGET, "subject", "issuer", "root", "fingerprint_sha256", "presented"],
-            registry=r,
+            "subject",
+            "issuer",
+            "root",
+            "fingerprint_sha256",
+            "presented",
         )
-        self.server_verified = Gauge(
+        self.server_verified = self._family(
+            Gauge,
             "apns_server_certificate_verified",
             "1 if the server chain verifies against this trust store: ca_file, system, or "
             "effective (what the exporter's connections use: system plus ca_file).",
-            [*TARGET, "trust_store"],
-            registry=r,
+            "trust_store",
         )
-        self.chain_changes = Counter(
+        self.chain_changes = self._family(
+            Counter,
             "apns_server_certificate_chain_changes",
             "Times the issuing side of the server chain differed from the previous check.",
-            TARGET,
-            registry=r,
         )
-        self.tls_version = Gauge(
-            "apns_tls_version_info",
-            "TLS version negotiated with APNs; always 1.",
-            [*TARGET, "version"],
-            registry=r,
+        self.tls_version = self._family(
+            Gauge, "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
-        self.reachable = Gauge(
+        self.reachable = self._family(
+            Gauge,
             "apns_reachable",
             "1 if a TCP connection to host:port over this address family succeeded." + SCHEDULED,
-            [*TARGET, "host", "port", "family"],
-            registry=r,
+            "host",
+            "port",
+            "family",
         )
-        self.reach_seconds = Gauge(
+        self.reach_seconds = self._family(
+            Gauge,
             "apns_reachability_connect_seconds",
             "TCP connect time of the last successful reachability check.",
-            [*TARGET, "host", "port", "family"],
-            registry=r,
+            "host",
+            "port",
+            "family",
         )
-        self.in_apple_range = Gauge(
+        self.in_apple_range = self._family(
+            Gauge,
             "apns_address_in_apple_range",
-            "1 if every address the host resolved to lies in Apple's ranges (17.0.0.0/8 "
-            "and Apple's APNs IPv6 ranges); 0 suggests DNS hijacking or a proxy.",
-            [*TARGET, "host"],
-            registry=r,
+            "1 if every address the host resolved to lies in Apple's ranges (17.0.0.0/8 and "
+            "Apple's APNs IPv6 ranges); 0 suggests DNS hijacking or a proxy.",
+            "host",
         )
         self._environments: dict[str, str] = {}
         self._has_canary: dict[str, bool] = {}
@@ -386,6 +360,12 @@ class Metrics:
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_time.set(now)
+
+    def _family(
+        self, kind: type[Family], name: str, documentation: str, *labels: str, **options: Any
+    ) -> Family:
+        """A metric family labelled by target and environment (plus ``labels``)."""
+        return kind(name, documentation, [*TARGET, *labels], registry=self.registry, **options)
 
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""
