@@ -95,7 +95,7 @@ class Exporter:
         self.metrics = metrics or Metrics()
         self.scheduler = Scheduler(self.metrics.record)
         self.targets: dict[str, TargetState] = {}
-        self._clock = self.clock = clock
+        self.clock = clock
         self._tokens = TokenCache(clock=clock)
         self._task: asyncio.Task[None] | None = None
 
@@ -112,7 +112,7 @@ class Exporter:
         self._expiry = asyncio.create_task(self._expire_receipts(), name="receipt-expiry")
         for target in self._mine(self.config):
             self._add(target)
-        self.metrics.reloaded(True, self._clock())
+        self.metrics.reloaded(True, self.clock())
         log.info("probing %d target(s)", len(self.targets))
 
     async def reload(self, config: Config) -> None:
@@ -127,7 +127,7 @@ class Exporter:
                 self._add(target)
         self.config = config
         self.receipts.set_secrets(config.receipt_secrets())
-        self.metrics.reloaded(True, self._clock())
+        self.metrics.reloaded(True, self.clock())
         log.info("configuration reloaded: probing %d target(s)", len(self.targets))
 
     async def reload_file(self) -> None:
@@ -138,7 +138,7 @@ class Exporter:
             try:
                 config = load(self.config_file)
             except ConfigError:
-                self.metrics.reloaded(False, self._clock())
+                self.metrics.reloaded(False, self.clock())
                 raise
             self._config_digest = _digest(self.config_file)
             await self.reload(config)
@@ -191,7 +191,7 @@ class Exporter:
 
     def on_receipt(self, delivery: Delivery) -> None:
         """A device confirmed a canary."""
-        self.metrics.delivered(delivery, self._clock())
+        self.metrics.delivered(delivery, self.clock())
 
     def on_rejected_receipt(self, reason: str, target: str | None) -> None:
         """The receipt listener refused a request."""
@@ -200,7 +200,7 @@ class Exporter:
 
     async def _expire_receipts(self) -> None:
         while True:
-            now = self._clock()
+            now = self.clock()
             for target, canary_id in self.receipts.expire(now):
                 self.metrics.lost(target)
                 log.info(
@@ -227,7 +227,7 @@ class Exporter:
 
     def _build(self, target: Target) -> TargetState:
         timeout = self.config.global_.scrape_timeout
-        credential = Credential(target, self._tokens, clock=self._clock)
+        credential = Credential(target, self._tokens, clock=self.clock)
         loaded: Loaded | None = None
         error: CredentialError | None = None
         try:
@@ -285,7 +285,7 @@ class Exporter:
             channel,
             loaded.token if loaded else None,
             timeout,
-            clock=self._clock,
+            clock=self.clock,
             resolver=self._resolver,
             auth_channel=auth_channel,
             topic=topic,
