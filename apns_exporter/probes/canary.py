@@ -6,6 +6,8 @@ import hashlib
 import json
 import time
 
+import jwt
+
 from apns_exporter import receipts
 from apns_exporter.apns import PushType, Reason
 from apns_exporter.channel import Channel, DialReport
@@ -42,6 +44,19 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             error="credential",
         )
 
+    try:
+        bearer = ctx.token.bearer() if ctx.token is not None else None
+    except (ValueError, TypeError, jwt.PyJWTError) as exc:
+        # The key loaded but cannot sign (a wrong key type slipping through, say).
+        ctx.log(f"cannot sign a provider token: {exc}")
+        return ctx.result(
+            ProbeKind.CANARY,
+            False,
+            f"cannot sign a provider token: {exc}",
+            error="credential",
+            token_failed=True,
+        )
+
     # The auth check is always rejected, and APNs drops a connection's stream limit to 1
     # after every rejection, so it gets a connection of its own.
     groups: list[tuple[Channel, list[tuple[str, str]]]] = []
@@ -64,7 +79,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             ctx.log(f"no connection: {lease.error}")
             continue
         for kind, device_token in pushes:
-            outcome = await _push(ctx, lease.connection, kind, device_token, body, timeout)
+            outcome = await _push(ctx, bearer, lease.connection, kind, device_token, body, timeout)
             outcomes.append(outcome)
             if outcome.reason in _WEDGING_REASONS or outcome.error == "timeout":
                 # APNs wedges a connection after these; a stream that never answers means
@@ -101,6 +116,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
 
 async def _push(
     ctx: ProbeContext,
+    bearer: str | None,
     conn: Connection,
     kind: str,
     device_token: str,
@@ -117,8 +133,8 @@ async def _push(
     # MDM pushes carry no topic: APNs takes it from the MDM push certificate.
     if ctx.topic is not None and canary.push_type is not PushType.MDM:
         headers.insert(0, ("apns-topic", ctx.topic))
-    if ctx.token is not None:
-        headers.append(("authorization", f"bearer {ctx.token.bearer()}"))
+    if bearer is not None:
+        headers.append(("authorization", f"bearer {bearer}"))
     canary_id = None
     if ctx.receipts is not None and kind == "device" and canary.delivery is not None:
         # Expect the receipt before sending: a fast device may answer before APNs does.

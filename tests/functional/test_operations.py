@@ -258,3 +258,20 @@ async def test_web_config_file_secures_every_endpoint(
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_auto_reload_picks_up_a_changed_file(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter
+) -> None:
+    """With auto-reload on, editing the file adds a target without SIGHUP or HTTP."""
+    t1 = workspace.target(mock.port, name="t1", devices=(device,))
+    cfg = workspace.config(t1)
+    async with run_exporter(cfg) as running:
+        watcher = asyncio.create_task(running.exporter.watch_file(0.1))
+        try:
+            await running.wait_canary("t1", ok=True)
+            workspace.config(t1 + workspace.target(mock.port, name="t2", devices=(device,)))
+            added = await running.wait_canary("t2", ok=True)
+        finally:
+            watcher.cancel()
+    assert added.target == "t2"
