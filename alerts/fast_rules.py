@@ -7,8 +7,13 @@ rules in which every ``for:`` is set to one short value and ``keep_firing_for`` 
 dropped or shortened. Expressions, labels and annotations are left untouched, so the
 alerts that fire are the shipped ones.
 
-Windows inside expressions (``increase(...[15m])``) are not changed: they only decide
-how long an alert stays active after the condition ends, not how soon it fires.
+Windows inside expressions (``increase(...[15m])``) are not changed: they bound how far
+back an alert looks, not how soon it fires, so a fault that crosses a threshold quickly
+(three GOAWAYs, six reconnects) fires within seconds; they do decide how long an alert
+stays active after the condition ends. Alerts that need real elapsed time (a provider
+token older than 55 minutes) cannot be hurried this way; the promtool unit tests cover
+them. tests/functional/test_prometheus_live.py loads the rules through this script into
+a real Prometheus.
 
 Usage::
 

@@ -36,6 +36,9 @@ RTT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 RECEIPT_REJECTIONS = REASONS
 SETUP_PHASES = ("resolve", "connect", "tls")
+# GOAWAY reasons that start at 0, so increase() sees the first one: the forms without a
+# reason, and the reasons Apple has sent in GOAWAY (shutdown, and credential problems).
+GOAWAY_REASONS = ("none", "text", "unknown", Reason.SHUTDOWN.value, *sorted(AUTH_REASON_NAMES))
 CONNECTION_FAILURES = ("dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout")
 CREDENTIAL_ERRORS = (
     "not_found",
@@ -405,6 +408,8 @@ class Metrics:
         self.connection_attempts.labels(*t)
         for reason in CONNECTION_FAILURES:
             self.connection_failures.labels(*t, reason)
+        for reason in GOAWAY_REASONS:
+            self.goaways.labels(*t, reason)
         self.ping_failures.labels(*t, "timeout")
         self.ping_interval.labels(*t).set(ping_interval)
         if canary_interval is not None:

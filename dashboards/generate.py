@@ -63,6 +63,18 @@ def increase(metric: str) -> str:
     return f"increase({per_target(metric)}[$__rate_interval])"
 
 
+def or_zero(expr: str, reference: str, **labels: str) -> str:
+    """``expr``, or a 0 carrying ``labels`` while ``expr`` has no series and ``reference`` has.
+
+    For counters the exporter only creates on the first event (GOAWAY reasons): a target
+    that has simply not had one yet shows 0, not "No data", which looks like a broken panel.
+    """
+    zero = f"0 * {reference}"
+    for name, value in labels.items():
+        zero = f'label_replace({zero}, "{name}", "{value}", "", "")'
+    return f"{expr} or on () {zero}"
+
+
 def rate(metric: str) -> str:
     """Per-second rate of a per-target counter over Grafana's rate interval."""
     return f"rate({per_target(metric)}[$__rate_interval])"
@@ -607,7 +619,8 @@ def target_detail() -> dict[str, Any]:
                     "{{status}} {{reason}}",
                 ),
                 (
-                    f"sum by (error) ({increase('apns_canary_request_errors_total')}) > 0",
+                    # Pre-initialised per error: 0 is data, so no "> 0" filter.
+                    f"sum by (error) ({increase('apns_canary_request_errors_total')})",
                     "no response: {{error}}",
                 ),
             ),
@@ -711,11 +724,15 @@ def target_detail() -> dict[str, Any]:
             _queries(
                 (f"sum({increase('apns_connection_attempts_total')})", "connection attempts"),
                 (
-                    f"sum by (reason) ({increase('apns_connection_failures_total')}) > 0",
+                    f"sum by (reason) ({increase('apns_connection_failures_total')})",
                     "failed: {{reason}}",
                 ),
                 (
-                    f"sum by (reason) ({increase('apns_goaway_received_total')}) > 0",
+                    or_zero(
+                        f"sum by (reason) ({increase('apns_goaway_received_total')})",
+                        f"sum({increase('apns_connection_attempts_total')})",
+                        reason="none",
+                    ),
                     "GOAWAY: {{reason}}",
                 ),
             ),
@@ -772,7 +789,8 @@ def target_detail() -> dict[str, Any]:
             "Server certificate chain",
             "The chain APNs presents: leaf subject, issuer and root (since 2025 APNs chains "
             "to USERTrust RSA Certification Authority), whether it verifies against the "
-            "exporter's trust store, and days until the earliest certificate expires.",
+            "trust store the exporter's connections use (system store plus ca_file), and "
+            "days until the earliest certificate expires.",
             [
                 query(
                     f"apns_server_certificate_info{{{TARGET}}}",
@@ -783,7 +801,7 @@ def target_detail() -> dict[str, Any]:
                     range=False,
                 ),
                 query(
-                    f"apns_server_certificate_verified{{{TARGET}}}",
+                    f'apns_server_certificate_verified{{{TARGET}, trust_store="effective"}}',
                     "",
                     "B",
                     format="table",
@@ -838,6 +856,7 @@ def target_detail() -> dict[str, Any]:
                             "__name__": True,
                             "job": True,
                             "instance": True,
+                            "trust_store": True,
                         },
                         "indexByName": {
                             "target": 0,
@@ -848,6 +867,7 @@ def target_detail() -> dict[str, Any]:
                             "Value #B": 5,
                             "Value #C": 6,
                             "fingerprint_sha256": 7,
+                            "presented": 8,
                         },
                         "renameByName": {},
                     },
@@ -925,6 +945,16 @@ def panel_queries() -> list[dict[str, str]]:
     return out
 
 
+def literal(value: str) -> str:
+    r"""A value for :func:`expand_query` that matches exactly ``value``, as Grafana escapes it.
+
+    Regex metacharacters get a backslash, and that backslash is doubled because the value
+    lands inside a PromQL string, where ``\.`` alone is an invalid escape.
+    """
+    regex = re.sub(r"([\\^$.|?*+()\[\]{}])", r"\\\1", value)
+    return regex.replace("\\", "\\\\").replace('"', '\\"')
+
+
 def expand_query(
     expr: str,
     *,
@@ -936,7 +966,7 @@ def expand_query(
     """Substitute the dashboard variables as Grafana would, for evaluation elsewhere.
 
     Values go into ``=~`` matchers, so they are regular expressions (Grafana's "All" is
-    ``.+``); pass ``re.escape(name)`` for a literal value.
+    ``.+``); pass ``literal(name)`` for a literal value.
     """
     values = {"job": job, "instance": instance, "target": target, "__rate_interval": rate_interval}
 

@@ -23,6 +23,7 @@ RUNBOOK_URL = "https://github.com/apns-exporter/apns-exporter/blob/main/docs/run
 SEVERITIES = {"critical", "warning", "info"}
 
 # The metric contract (DESIGN.md section 6) plus the metrics the alert issue adds.
+# test_contract_metrics_are_served_by_the_exporter checks it against the real registry.
 CONTRACT_METRICS = frozenset(
     {
         "apns_exporter_build_info",
@@ -284,3 +285,205 @@ def test_fast_rules_rejects_a_bad_duration() -> None:
     """alerts/fast_rules.py refuses a value that is not a Prometheus duration."""
     with pytest.raises(ValueError, match="not a Prometheus duration"):
         _fast_rules().shorten({"groups": []}, for_="five seconds")
+
+
+# ------------------------------------------------------------- the real registry
+
+
+def _exported() -> dict[str, dict[str, set[str]]]:
+    """Every sample name the exporter's registry serves, with each label's values.
+
+    Built from apns_exporter.metrics.Metrics as the exporter builds it: a token target
+    measuring delivery, a certificate target and an MDM certificate target, then one
+    representative result of every probe, a GOAWAY with every documented reason (and
+    an empty one), a SETTINGS frame and a delivery receipt, received and lost.
+    """
+    from apns_exporter.apns import Reason
+    from apns_exporter.certificates import CertificateSummary
+    from apns_exporter.chain import ChainReport
+    from apns_exporter.channel import DialReport
+    from apns_exporter.metrics import Metrics
+    from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome, Reach
+    from apns_exporter.protocol import GoAway, SettingsChanged
+    from apns_exporter.receipts import Delivery
+
+    metrics = Metrics()
+    now = 1_750_000_000.0
+    for name, auth, key in (
+        ("token", "token", ("ABC123DEFG", "DEF123GHIJ")),
+        ("cert", "certificate", None),
+        ("mdm", "certificate", None),
+    ):
+        metrics.add_target(
+            name,
+            "production",
+            host="api.push.apple.com",
+            port=443,
+            topic="com.example.app",
+            auth_method=auth,
+            canary_interval=300,
+            ping_interval=60,
+            key=key,
+            rotate_by=now + 86400 if key else None,
+            delivery=name == "token",
+        )
+    dial = DialReport(True, {"resolve": 0.001, "connect": 0.01, "tls": 0.02})
+    chain = ChainReport(
+        endpoint="api.push.apple.com:443",
+        tls_version="TLSv1.3",
+        leaf_subject="CN=api.push.apple.com",
+        leaf_issuer="CN=Apple Public Server RSA CA 1 - G1",
+        root_subject="CN=USERTrust RSA Certification Authority",
+        leaf_fingerprint_sha256="ab" * 32,
+        earliest_not_after=now + 86400 * 90,
+        full_chain=True,
+        verified_ca_file=True,
+        verified_system=True,
+        verify_error=None,
+        chain_fingerprints=("ab" * 32, "cd" * 32),
+    )
+    results = [
+        ProbeResult(
+            "token",
+            ProbeKind.CANARY,
+            True,
+            now,
+            0.1,
+            "ok",
+            dials=(dial,),
+            pushes=(
+                PushOutcome("device", True, 0.05, 200, "none"),
+                PushOutcome("auth_check", True, 0.05, 400, "BadDeviceToken"),
+            ),
+            token_issued_at=now,
+            token_minted=True,
+        ),
+        ProbeResult("token", ProbeKind.PING, True, now, 0.01, "ok", rtt=0.01),
+        ProbeResult("token", ProbeKind.TLS, True, now, 0.2, "ok", chain=chain, chain_changed=True),
+        ProbeResult(
+            "token",
+            ProbeKind.REACHABILITY,
+            True,
+            now,
+            0.1,
+            "ok",
+            reaches=(Reach("api.push.apple.com", 443, "ipv4", True, 0.02, True),),
+        ),
+        ProbeResult("token", ProbeKind.CREDENTIALS, True, now, 0.0, "ok"),
+    ]
+    for name, is_mdm in (("cert", False), ("mdm", True)):
+        certificate = CertificateSummary(
+            not_before=now - 86400,
+            not_after=now + 86400 * 300,
+            subject_cn="Apple Push Services: com.example.app",
+            uid="com.example.app",
+            team_id="DEF123GHIJ",
+            topics=("com.example.app",),
+            environments=frozenset({"production", "sandbox"}),
+            fingerprint_sha256="ef" * 32,
+            serial="01",
+            issuer_cn="Apple Worldwide Developer Relations Certification Authority",
+            is_mdm=is_mdm,
+        )
+        results.append(
+            ProbeResult(name, ProbeKind.CREDENTIALS, True, now, 0.0, "ok", certificate=certificate)
+        )
+    for result in results:
+        metrics.record(result)
+    for reason in Reason:
+        if reason is not Reason.UNKNOWN:
+            debug = f'{{"reason":"{reason.value}"}}'.encode()
+            metrics.observe("token", GoAway(0, 0, debug))
+    metrics.observe("token", GoAway(0, 0, b""))
+    metrics.observe("token", SettingsChanged(1000))
+    metrics.delivered(Delivery("token", "c1", now, now + 1.5, 1.5), now + 1.5)
+    metrics.lost("token")
+
+    exported: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            labels = exported[sample.name]
+            for label, value in sample.labels.items():
+                labels[label].add(value)
+    return exported
+
+
+EXPORTED = _exported()
+# Labels Prometheus adds to every series it scrapes.
+SCRAPE_LABELS = frozenset({"job", "instance"})
+SELECTOR = re.compile(r"\b(apns_\w+|up|\w+:\w+:\w+)\s*\{([^{}]*)\}")
+MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
+
+
+def _dashboard_exprs() -> list[str]:
+    generate = _load_module("apns_dashboards_contract", ROOT / "dashboards" / "generate.py")
+    return [q["expr"] for q in generate.panel_queries()]
+
+
+def _load_module(name: str, path: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _used_promql() -> list[tuple[str, str]]:
+    """(where, text) for every rule expression, annotation and dashboard query."""
+    used = []
+    for rule in RULE_LIST:
+        where = rule.get("alert") or rule["record"]
+        used.append((where, rule["expr"]))
+        used += [(f"{where} {k}", v) for k, v in rule.get("annotations", {}).items()]
+    used += [("dashboard", expr) for expr in _dashboard_exprs()]
+    return used
+
+
+def test_contract_metrics_are_served_by_the_exporter() -> None:
+    """Every contract metric is served by the real registry, histograms with their series."""
+    missing = set()
+    for name in CONTRACT_METRICS:
+        wanted = (
+            [f"{name}{s}" for s in ("_bucket", "_sum", "_count")] if name in HISTOGRAMS else [name]
+        )
+        missing |= {w for w in wanted if w not in EXPORTED}
+    assert missing == set()
+
+
+def test_rules_and_dashboards_use_served_metrics() -> None:
+    """Every metric a rule, annotation or panel names is served, recorded, or Prometheus' up."""
+    recorded = {rule["record"] for rule in RULE_LIST if "record" in rule}
+    unknown = set()
+    for where, text in _used_promql():
+        names = metric_names(text) | set(re.findall(RECORDED_NAME, text))
+        unknown |= {(where, n) for n in names if n not in EXPORTED and n not in recorded}
+        if re.search(r"\bup\b\s*\{", text):
+            assert 'job="apns-exporter"' in text or 'job=~"$job"' in text, where
+    assert unknown == set()
+
+
+def test_selectors_use_labels_and_values_the_exporter_serves() -> None:
+    """Each label matcher names a label the metric has, and = values are ones it serves."""
+    wrong = set()
+    for where, text in _used_promql():
+        for name, matchers in SELECTOR.findall(text):
+            if name not in EXPORTED:
+                continue  # recorded series and `up`: checked elsewhere
+            served = EXPORTED[name]
+            for label, op, value in MATCHER.findall(matchers):
+                if label in SCRAPE_LABELS:
+                    continue
+                if label not in served:
+                    wrong.add((where, name, label, "no such label"))
+                elif op == "=" and value not in served[label]:
+                    wrong.add((where, name, label, f"never {value!r}"))
+                elif op == "=~" and re.fullmatch(r"[\w|]+", value):
+                    # An alternation of literal values: each must be one the exporter uses.
+                    wrong |= {
+                        (where, name, label, f"never {v!r}")
+                        for v in value.split("|")
+                        if v not in served[label]
+                    }
+    assert wrong == set()
