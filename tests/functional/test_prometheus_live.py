@@ -115,6 +115,10 @@ EXPECTED: dict[str, set[Alert]] = {
     "chain-change": {
         ("ApnsServerCertificateChainChanged", "info", ""),
     },
+    "delivery-lost": {
+        # APNs accepts every canary, but the device never confirms one.
+        ("ApnsCanaryDeliveryLost", "warning", ""),
+    },
     "cert-expiring": {
         # Both bands: Alertmanager's standard inhibition mutes the warning.
         ("ApnsClientCertificateExpiring", "critical", ""),
@@ -300,6 +304,7 @@ async def live(
         healthy["canary"].update(
             auth_check=True, delivery={"secret_file": str(secret_file), "deadline": "10s"}
         )
+        lossy_delivery = {"secret_file": str(secret_file), "deadline": "1s"}
         targets = [
             healthy,
             _cert_target(
@@ -322,6 +327,14 @@ async def live(
                 device,
                 tls_check={"interval": "1s"},
             ),
+            {
+                **(
+                    lossy := _token_target(
+                        "delivery-lost", mocks["delivery-lost"], ca_file, key_file, device
+                    )
+                ),
+                "canary": {**lossy["canary"], "delivery": lossy_delivery},
+            },
             _cert_target(
                 "cert-expiring",
                 mocks["cert-expiring"],
@@ -345,6 +358,7 @@ async def live(
         def on_receipts(url: str) -> None:
             # Before the first canary: the device confirms every canary after 50 ms.
             mocks["healthy"].devices.enable_receipts(device, url, secret, delay=0.05, seed=1)
+            mocks["delivery-lost"].devices.enable_receipts(device, url, secret, loss=1.0)
 
         exporter = Exporter(config.load(config_file), config_file=str(config_file))
         stop = asyncio.Event()
