@@ -304,7 +304,8 @@ async def live(
         healthy["canary"].update(
             auth_check=True, delivery={"secret_file": str(secret_file), "deadline": "10s"}
         )
-        lossy_delivery = {"secret_file": str(secret_file), "deadline": "1s"}
+        lossy = _token_target("delivery-lost", mocks["delivery-lost"], ca_file, key_file, device)
+        lossy["canary"]["delivery"] = {"secret_file": str(secret_file), "deadline": "1s"}
         targets = [
             healthy,
             _cert_target(
@@ -327,14 +328,7 @@ async def live(
                 device,
                 tls_check={"interval": "1s"},
             ),
-            {
-                **(
-                    lossy := _token_target(
-                        "delivery-lost", mocks["delivery-lost"], ca_file, key_file, device
-                    )
-                ),
-                "canary": {**lossy["canary"], "delivery": lossy_delivery},
-            },
+            lossy,
             _cert_target(
                 "cert-expiring",
                 mocks["cert-expiring"],
