@@ -183,7 +183,10 @@ class Connection:
         # which happens after the wake-up), so a PING in flight on a connection retired by the
         # canary failed as "closed" although the server acknowledged it. Wait for every
         # request and PING to be answered (their futures done), or for the connection to end.
-        pending = [*self._responses.values(), *self._pings.values()]
+        pending: list[asyncio.Future[Response] | asyncio.Future[float]] = [
+            *self._responses.values(),
+            *self._pings.values(),
+        ]
         return self._closed is not None or all(f.done() for f in pending)
 
     @property
@@ -255,9 +258,15 @@ class Connection:
                 await self._reader_task
         self._writer.close()
         # A peer that never answers our close_notify must not hold up shutdown.
-        with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
+        try:
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 await self._writer.wait_closed()
+        except TimeoutError:
+            # Bug fix: the socket used to stay open until asyncio's own SSL shutdown timeout
+            # (30 s) when the peer kept sending instead of answering close_notify; drop it.
+            self._writer.transport.abort()
+        except (OSError, ssl.SSLError):
+            pass
 
     async def _open_stream(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes

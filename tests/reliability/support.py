@@ -58,14 +58,25 @@ class Leaks:
     def check(self) -> None:
         """Fail if a descriptor or a task outlived the exporter and servers that made it."""
         gc.collect()
-        extra_tasks = live_tasks() - self.tasks
+        extra_tasks = live_tasks() - self.tasks - {asyncio.current_task()}
         assert not extra_tasks, f"tasks left running: {sorted(t.get_name() for t in extra_tasks)}"
         extra_fds = open_fds() - self.fds
         targets = {}
         for fd in extra_fds:
             with contextlib.suppress(OSError):
                 targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
-        assert not extra_fds, f"file descriptors left open: {targets}"
+        assert not extra_fds, f"file descriptors left open: {_describe_sockets(targets)}"
+
+
+def _describe_sockets(targets: dict[str, str]) -> dict[str, str]:
+    """Add local and remote ports to socket descriptors, from /proc/net/tcp."""
+    ports: dict[str, str] = {}
+    with contextlib.suppress(OSError), open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            ports[inode] = f"{int(local[-4:], 16)}->{int(remote[-4:], 16)} state {fields[3]}"
+    return {fd: f"{target} {ports.get(target[8:-1], '')}".strip() for fd, target in targets.items()}
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -348,3 +359,139 @@ def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1"
     failures = total(samples, "apns_connection_failures_total", **t)
     compare("connections opened", attempts - failures, stats.connections)
     return problems
+
+
+# -- hostile servers -----------------------------------------------------------------------
+
+Behaviour = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def server_context(ca: CertificateAuthority, directory: Path, alpn: list[str] | None) -> Any:
+    """A TLS server context with a certificate the exporter trusts, offering ``alpn``."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert, key = ca.issue_server().write(directory, "hostile")
+    context.load_cert_chain(cert, key)
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    return context
+
+
+class HostileServer:
+    """A loopback server that misbehaves as ``behaviour`` says; stops every handler on exit."""
+
+    def __init__(self, behaviour: Behaviour, ssl_context: Any = None) -> None:
+        self._behaviour = behaviour
+        self._ssl = ssl_context
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+        self.accepted = 0
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def __aenter__(self) -> HostileServer:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._ssl)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._handlers:
+            task.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._writers.add(writer)
+        self.accepted += 1
+        try:
+            await self._behaviour(reader, writer)
+            await drain_until_eof(reader)
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.transport.abort()
+            self._writers.discard(writer)
+            self._handlers.discard(task)
+
+
+async def drain_until_eof(reader: asyncio.StreamReader) -> None:
+    """Read and discard until the peer closes."""
+    while await reader.read(65536):
+        pass
+
+
+def raw_frame(frame_type: int, payload: bytes, *, flags: int = 0, stream_id: int = 0) -> bytes:
+    """One HTTP/2 frame, written by hand so it can break every rule."""
+    header = len(payload).to_bytes(3, "big") + bytes([frame_type, flags])
+    return header + stream_id.to_bytes(4, "big") + payload
+
+
+# The five SETTINGS APNs sends, as raw bytes.
+APPLE_SETTINGS = raw_frame(
+    0x4,
+    b"".join(
+        code.to_bytes(2, "big") + value.to_bytes(4, "big")
+        for code, value in ((1, 4096), (3, 1000), (4, 65535), (5, 16384), (6, 8000))
+    ),
+)
+
+
+async def serve_h2(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    on_request: Callable[[Any, int, asyncio.StreamWriter], Awaitable[bytes | None]],
+) -> None:
+    """A minimal h2 server.
+
+    ``on_request`` has sent the response headers (or anything else) and returns a body to
+    stream within flow control, ending the stream, or None to stop serving the connection.
+    """
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding=None)
+    )
+    conn.initiate_connection()
+    writer.write(conn.data_to_send())
+    bodies: dict[int, bytes] = {}
+    while data := await reader.read(65536):
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            return
+        for event in events:
+            if isinstance(event, h2.events.RequestReceived):
+                writer.write(conn.data_to_send())
+                body = await on_request(conn, int(event.stream_id or 0), writer)
+                if body is None:
+                    return
+                if body:
+                    bodies[int(event.stream_id or 0)] = body
+            elif isinstance(event, h2.events.StreamReset):
+                bodies.pop(int(event.stream_id or 0), None)
+        for stream_id, body in list(bodies.items()):
+            size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            while body and size > 0:
+                chunk, body = body[:size], body[size:]
+                conn.send_data(stream_id, chunk, end_stream=not body)
+                size = min(conn.local_flow_control_window(stream_id), conn.max_outbound_frame_size)
+            bodies[stream_id] = body
+            if not body:
+                del bodies[stream_id]
+        writer.write(conn.data_to_send())
+        await writer.drain()
