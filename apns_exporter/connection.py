@@ -132,6 +132,13 @@ class Connection:
         except TimeoutError:
             if conn is not None:
                 await conn.aclose()
+            if "tls" in timings:
+                # TCP and TLS worked; the server never started HTTP/2 (a stuck or slow peer).
+                raise ConnectFailed(
+                    f"{endpoint.host}:{endpoint.port} sent no HTTP/2 SETTINGS within "
+                    f"{timeout:g}s of connecting",
+                    "http2",
+                ) from None
             raise ConnectFailed(
                 f"connecting to {endpoint.host}:{endpoint.port} timed out after {timeout:g}s",
                 "timeout",

@@ -50,7 +50,7 @@ CREDENTIAL_ERRORS = (
     "key_mismatch",
     "expired",
 )
-REQUEST_ERRORS = ("timeout", "connection_reset", "stream_reset", "protocol")
+REQUEST_ERRORS = ("timeout", "connection_reset", "stream_reset", "goaway", "protocol")
 PUSH_KINDS = ("device", "auth_check")
 SCHEDULED = " Probed on the exporter's own schedule, not per scrape."
 

@@ -310,7 +310,7 @@ def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1"
     # or reset in flight), so the server never read it.
     lost = sum(
         total(samples, "apns_canary_request_errors_total", **t, error=error)
-        for error in ("connection_reset", "protocol")
+        for error in ("connection_reset", "goaway", "protocol")
     )
     compare(
         "pushes",

@@ -153,7 +153,7 @@ CASES = [
     pytest.param(settings_flood, ["h2"], "timeout", "apns", id="settings-flood"),
     pytest.param(_replying(_invalid_frame), ["h2"], "http2", "http2", id="invalid-frame"),
     pytest.param(reset_in_handshake, None, "tls_handshake", "tls", id="reset-in-tls-handshake"),
-    pytest.param(trickle, ["h2"], "timeout", "tcp", id="slowloris"),
+    pytest.param(trickle, ["h2"], "http2", "http2", id="slowloris"),
 ]
 
 
