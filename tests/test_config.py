@@ -279,7 +279,8 @@ BAD_CONFIGS = [
         VALID.replace("targets:", "global: {}\ntarget:"),
         [
             "apns.yml:1:1: missing required key 'targets'",
-            "apns.yml:2:1: unknown key 'target' (did you mean 'targets'? allowed: global, receipts, targets)",
+            "apns.yml:2:1: unknown key 'target' (did you mean 'targets'? "
+            "allowed: global, receipts, targets)",
         ],
         id="unknown-top-level-key",
     ),
