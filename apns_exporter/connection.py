@@ -186,10 +186,8 @@ class Connection:
         await self.aclose()
 
     def _idle(self) -> bool:
-        # Bug fix: draining used to wait for streams only (and for their futures to be popped,
-        # which happens after the wake-up), so a PING in flight on a connection retired by the
-        # canary failed as "closed" although the server acknowledged it. Wait for every
-        # request and PING to be answered (their futures done), or for the connection to end.
+        # Every request and PING must have its answer (its future done), not merely its stream
+        # closed: a PING in flight on a retired connection still counts if it is acknowledged.
         pending: list[asyncio.Future[Response] | asyncio.Future[float]] = [
             *self._responses.values(),
             *self._pings.values(),
@@ -269,8 +267,8 @@ class Connection:
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 await self._writer.wait_closed()
         except TimeoutError:
-            # Bug fix: the socket used to stay open until asyncio's own SSL shutdown timeout
-            # (30 s) when the peer kept sending instead of answering close_notify; drop it.
+            # A peer that keeps sending instead of answering close_notify would hold the socket
+            # until asyncio's 30 s SSL shutdown timeout; drop it now.
             self._writer.transport.abort()
         except (OSError, ssl.SSLError):
             pass

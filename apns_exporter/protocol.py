@@ -201,11 +201,11 @@ class ClientProtocol:
         return events
 
     def _demux(self, data: bytes) -> list[bytes | GoAway]:
-        # Bug fix: h2 (4.x) moves to CLOSED on a received GOAWAY and then rejects every later
-        # frame and every send. RFC 9113 §6.8 says streams up to last_stream_id may still be
-        # answered (a graceful GOAWAY), and cancelling a timed-out stream or sending a PING
-        # then raised h2's ProtocolError instead of a ProbeError. So GOAWAY frames are taken
-        # out of the byte stream here and never reach h2; all other bytes pass through as is.
+        # h2 (4.x) moves to CLOSED on a received GOAWAY and then rejects every later frame and
+        # every send, but RFC 9113 §6.8 lets the server still answer streams up to
+        # last_stream_id (a graceful GOAWAY), and we may still cancel or PING. So GOAWAY
+        # frames are taken out of the byte stream here and never reach h2; all other bytes
+        # pass through unchanged.
         parts: list[bytes | GoAway] = []
         passthrough = bytearray()
         pos = 0
