@@ -100,9 +100,7 @@ class Connection:
         self._pings: dict[bytes, asyncio.Future[float]] = {}
         self._slots = asyncio.Condition()
         self._closed: ProbeError | None = None
-        # Bug fix: never set before the first answer, so retiring a connection the server
-        # closed without answering anything (GOAWAY on connect) raised AttributeError.
-        self._proven = False
+        self._proven = False  # until the server answers a request or a PING
         self._reader_task: asyncio.Task[None] | None = None
         self._settings_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
