@@ -269,7 +269,8 @@ class Channel:
         device = self.server.devices.get(request.device_token)
         if device is None:
             return
-        device.notifications.append(
+        self.server.devices.deliver(
+            device,
             Notification(
                 apns_id=apns_id,
                 token=device.token,
@@ -280,7 +281,7 @@ class Channel:
                 expiration=_int_or_none(request.first("apns-expiration")),
                 payload=bytes(request.body),
                 received_at=self.server.clock(),
-            )
+            ),
         )
 
     async def _respond_later(

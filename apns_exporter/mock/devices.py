@@ -61,20 +61,6 @@ class Notification:
         }
 
 
-class Inbox(list[Notification]):
-    """A device's notifications, oldest first; tells a listener about each one appended."""
-
-    def __init__(self, listener: Callable[[Notification], None] | None = None) -> None:
-        super().__init__()
-        self.listener = listener
-
-    def append(self, notification: Notification) -> None:
-        """Keep the notification, then tell the listener (a receipt may be due)."""
-        super().append(notification)
-        if self.listener is not None:
-            self.listener(notification)
-
-
 # A fixed delay in seconds, a (low, high) range drawn uniformly, or any draw from the RNG.
 ReceiptDelay = float | tuple[float, float] | Callable[[random.Random], float]
 
@@ -138,7 +124,7 @@ class Device:
     environment: str | None = None
     gone_at: float | None = None
     gone_reason: Reason = Reason.UNREGISTERED
-    notifications: Inbox = field(default_factory=Inbox)
+    notifications: list[Notification] = field(default_factory=list)
     script: deque[Reason] = field(default_factory=deque)
     receipts: ReceiptSettings | None = None
     receipt_counts: ReceiptCounts = field(default_factory=ReceiptCounts)
@@ -177,7 +163,6 @@ class DeviceRegistry:
         """Add (or re-register) a device for ``topic``; ``environment`` None means any."""
         token = normalise_token(token_hex)
         device = Device(token=token, topic=topic, environment=environment)
-        device.notifications.listener = lambda n: self._received(device, n)
         self._devices[token] = device
         return device
 
@@ -236,7 +221,9 @@ class DeviceRegistry:
     def __len__(self) -> int:
         return len(self._devices)
 
-    def _received(self, device: Device, notification: Notification) -> None:
+    def deliver(self, device: Device, notification: Notification) -> None:
+        """Record a notification the device received, then tell the listener (receipts)."""
+        device.notifications.append(notification)
         if self.listener is not None:
             self.listener(device, notification)
 
