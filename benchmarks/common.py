@@ -173,7 +173,7 @@ def request(
     """One HTTP/1.1 request on a fresh loopback connection, timed from send to last byte."""
     parts = urlsplit(url)
     data = json.dumps(body).encode() if body is not None else None
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         started = time.perf_counter()
@@ -295,14 +295,18 @@ class Workspace:
                 "    canary:",
                 f"      interval: {canary}",
                 f"      timeout: {canary_timeout}",
-                f'      device_tokens: ["{self.device}"]' if not auth_check else "      device_tokens: []",
+                f'      device_tokens: ["{self.device}"]'
+                if not auth_check
+                else "      device_tokens: []",
                 f"      auth_check: {'true' if auth_check else 'false'}",
             ]
         return "\n".join(lines) + "\n"
 
     def write_config(self, name: str, targets: Sequence[str], scrape_timeout: str = "10s") -> Path:
         path = self.dir / f"{name}.yml"
-        path.write_text(f"global:\n  scrape_timeout: {scrape_timeout}\ntargets:\n" + "".join(targets))
+        path.write_text(
+            f"global:\n  scrape_timeout: {scrape_timeout}\ntargets:\n" + "".join(targets)
+        )
         return path
 
     def start_exporter(

@@ -23,7 +23,7 @@ from benchmarks import probing
 from benchmarks.common import Mock, Workspace, log
 
 NAME = "connection_model"
-WINDOW_SECONDS = 15.0
+WINDOW_SECONDS = 12.0
 PER_PROBE = {"name": "bench-connection-per-probe", "idle_close": {"after": 0.05, "goaway": True}}
 
 

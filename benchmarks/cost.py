@@ -106,9 +106,7 @@ def run(ws: Workspace, mock: Mock) -> dict[str, Any]:
     mock.scenario({"name": "healthy"})
     token = tools.mint_jwt(ws)
     log("cost: apns-exporter canary pushes")
-    canary = probing.measure(
-        ws, mock, "cost-canary", probing.targets(ws, mock, "canary"), "pushes"
-    )
+    canary = probing.measure(ws, mock, "cost-canary", probing.targets(ws, mock, "canary"), "pushes")
     log("cost: apns-exporter PINGs")
     ping = probing.measure(ws, mock, "cost-ping", probing.targets(ws, mock, "ping"), "pings")
     log("cost: apns-exporter idle and scrapes")
@@ -131,5 +129,8 @@ def run(ws: Workspace, mock: Mock) -> dict[str, Any]:
         "blackbox_exporter": blackbox,
         "h2load": h2load,
         "ratios": ratios,
-        "versions": {"blackbox_exporter": tools.blackbox_version(), "h2load": tools.h2load_version()},
+        "versions": {
+            "blackbox_exporter": tools.blackbox_version(),
+            "h2load": tools.h2load_version(),
+        },
     }

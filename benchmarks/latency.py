@@ -37,7 +37,7 @@ from benchmarks.common import (
 )
 
 NAME = "latency"
-PUSHES = 160
+PUSHES = 120
 INTERVAL = 0.2  # seconds between pushes, for every client
 WARMUP = 3  # first pushes of each client left out (connection set-up, first JWT check)
 LATENCY = {"distribution": "normal", "mean": 0.040, "stddev": 0.010}
@@ -61,7 +61,9 @@ def _errors(measured: list[float], truth: list[dict[str, Any]]) -> dict[str, Any
         "error_vs_injected_ms": summary(err_injected, 1000),
         "measured_ms": summary(measured, 1000),
         "observed_ms": summary(observed, 1000),
-        "mock_overshoot_ms": summary([o - i for o, i in zip(observed, injected, strict=True)], 1000),
+        "mock_overshoot_ms": summary(
+            [o - i for o, i in zip(observed, injected, strict=True)], 1000
+        ),
     }
 
 
@@ -208,7 +210,10 @@ def run(ws: Workspace, mock: Mock) -> dict[str, Any]:
             if h2load
             else None
         ),
-        "versions": {"blackbox_exporter": tools.blackbox_version(), "h2load": tools.h2load_version()},
+        "versions": {
+            "blackbox_exporter": tools.blackbox_version(),
+            "h2load": tools.h2load_version(),
+        },
         "target_ms": 0.5,
         "meets_target": ours["error_vs_observed_ms"]["median"] < 0.5
         and ours["error_vs_observed_ms"]["p99"] < 0.5,

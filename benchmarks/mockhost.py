@@ -31,9 +31,9 @@ from typing import Any
 
 from aiohttp import web
 
-from apns_exporter.mock import material
 from apns_exporter.mock import channel as mock_channel
 from apns_exporter.mock import faults as mock_faults
+from apns_exporter.mock import material
 from apns_exporter.mock.admin import create_app
 from apns_exporter.mock.server import MockAPNs
 
@@ -96,7 +96,7 @@ def _larger_backlog() -> None:
         kwargs.setdefault("backlog", BACKLOG)
         return await start_server(*args, **kwargs)
 
-    asyncio.start_server = patched  # type: ignore[assignment]
+    asyncio.start_server = patched
 
 
 async def main(pki_dir: Path) -> None:
@@ -122,7 +122,9 @@ async def main(pki_dir: Path) -> None:
 
     async def timings(request: web.Request) -> web.Response:
         keys = ("recv", "delay", "sent", "status")
-        return web.json_response({"records": [dict(zip(keys, r, strict=True)) for r in tap.records]})
+        return web.json_response(
+            {"records": [dict(zip(keys, r, strict=True)) for r in tap.records]}
+        )
 
     async def count(request: web.Request) -> web.Response:
         return web.json_response(

@@ -13,7 +13,7 @@ from benchmarks.common import Mock, Workspace, total
 TARGETS = 20
 INTERVAL_MS = 200
 WARMUP_SECONDS = 3.0
-WINDOW_SECONDS = 20.0
+WINDOW_SECONDS = 15.0
 
 
 def targets(ws: Workspace, mock: Mock, kind: str, count: int = TARGETS) -> list[str]:
@@ -113,6 +113,8 @@ def _setup_ms(parsed: dict[Any, float]) -> float | None:
     """Mean time to open one connection: all phases summed, divided by the number of dials."""
     name = "apns_connection_setup_duration_seconds"
     dials = sum(
-        v for (n, labels), v in parsed.items() if n == f"{name}_count" and ("phase", "tls") in labels
+        v
+        for (n, labels), v in parsed.items()
+        if n == f"{name}_count" and ("phase", "tls") in labels
     )
     return 1000 * total(parsed, f"{name}_sum") / dials if dials else None

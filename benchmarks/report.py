@@ -45,9 +45,15 @@ def machine() -> str:
     return "\n".join(
         [
             f"- {m['nproc']} CPUs ({m['cpu'] or m['machine']}), Linux {m['kernel']}",
-            f"- Python {m['python']}; {versions.get('blackbox_exporter', 'blackbox_exporter: n/a')}; "
-            f"{versions.get('h2load', 'h2load: n/a')}",
-            f"- results written {data['written_at']}",
+            f"- Python {m['python']}",
+            f"- {versions.get('blackbox_exporter') or 'blackbox_exporter: not installed'}",
+            f"- {versions.get('h2load') or 'h2load: not installed'}",
+            "- results written: "
+            + ", ".join(
+                f"{n} {d['written_at']}"
+                for n in ("latency", "cost", "connection_model", "scale")
+                if (d := _load(n))
+            ),
         ]
     )
 
@@ -86,10 +92,17 @@ def latency() -> str:
         f"{method['pushes_per_client']} pushes per client, one every "
         f"{method['interval_seconds'] * 1000:.0f} ms; injected delay {d['distribution']} "
         f"mean {d['mean'] * 1000:.0f} ms, sd {d['stddev'] * 1000:.0f} ms (seed {d['seed']}). "
-        "Error = client figure − server-observed time, per push, in ms."
+        "Error = client figure - server-observed time, per push, in ms."
     )
     table = _table(
-        ["client and figure", "median error", "p90", "p99", "median vs injected", "median measured"],
+        [
+            "client and figure",
+            "median error",
+            "p90",
+            "p99",
+            "median vs injected",
+            "median measured",
+        ],
         rows,
     )
     return head + "\n\n" + table
@@ -138,7 +151,13 @@ def cost() -> str:
             ]
         )
     table = _table(
-        ["client", "CPU s per 1000 probes", "connections per 1000", "mock CPU ms per probe", "sample"],
+        [
+            "client",
+            "CPU s per 1000 probes",
+            "connections per 1000",
+            "mock CPU ms per probe",
+            "sample",
+        ],
         rows,
     )
     idle = ours["idle"]
@@ -175,16 +194,16 @@ def connection_model() -> str:
                     _f(r["cpu_seconds_per_1000"]),
                     _f(r["connections_per_1000"], 0),
                     _f(r["mock_cpu_ms_per_probe"]),
-                    _f(r["connection_setup_ms_mean"], 1) if mode == "per_probe" else "–",
+                    _f(r["connection_setup_ms_mean"], 1) if mode == "per_probe" else "-",
                     _f(failures, 0),
                 ]
             )
         rows.append(
             [
                 f"*{kind}: per probe ÷ kept*",
-                f"*×{_f(pair['cpu_ratio_per_probe_over_kept'], 1)}*",
+                f"*x{_f(pair['cpu_ratio_per_probe_over_kept'], 1)}*",
                 "",
-                f"*×{_f(pair['mock_cpu_ratio_per_probe_over_kept'], 1)}*",
+                f"*x{_f(pair['mock_cpu_ratio_per_probe_over_kept'], 1)}*",
                 "",
                 "",
             ]
@@ -208,19 +227,30 @@ def scale() -> str:
         return "_not run_"
     rows = []
     for r in data["rows"]:
-        lag, quiet = r["schedule_lag_ms"], r["schedule_lag_ms_without_scrapes"]
+        lag = r["schedule_lag_ms"]
+        reached = r["first_round_reached"]
+        first = (
+            _f(r["first_round_seconds"], 1)
+            if r["first_round_seconds"] is not None
+            else f"not done: {reached['connections']} conns, {reached['pushes']} pushes"
+        )
+        gz = r["scrape_bytes_gzip"]
         rows.append(
             [
                 str(r["targets"]),
                 f"{r['ping_interval']} / {r['canary_interval']}",
-                _f(r["first_round_seconds"], 1),
-                _f(1000 * r["scrape_seconds_median"], 0),
-                f"{r['scrape_bytes'] / 2**20:.2f} ({r['scrape_bytes_gzip'] / 2**20:.2f})",
+                _f(r["ready_seconds"], 1),
+                first,
+                _f(r.get("settled_seconds"), 1),
+                _f(r["scrape_seconds_median"], 2),
+                f"{r['scrape_bytes'] / 2**20:.2f} ({gz / 2**20:.2f})"
+                if gz
+                else f"{r['scrape_bytes'] / 2**20:.2f}",
                 str(r["series"]),
                 _f(r["rss_mib"], 0),
                 _f(r["cpu_percent_of_one_core"], 1),
-                f"{_f(quiet.get('p99'), 1)} / {_f(quiet.get('max'), 1)}",
-                f"{_f(lag.get('p99'), 1)} / {_f(lag.get('max'), 1)}",
+                f"{_f(lag.get('median'), 1)} / {_f(lag.get('p99'), 1)} / {_f(lag.get('max'), 1)}",
+                _f(max(r["loop_stall_per_scrape_ms"]), 0),
                 _f(r["connection_failures"], 0),
             ]
         )
@@ -228,14 +258,16 @@ def scale() -> str:
         [
             "targets",
             "PING / canary every",
+            "ready s",
             "first round s",
-            "scrape ms",
+            "settled s",
+            "scrape s",
             "MiB per scrape (gzip)",
             "series",
             "RSS MiB",
-            "CPU % of a core",
-            "lag p99 / max ms, no scrape",
-            "lag p99 / max ms, with scrapes",
+            "CPU % of a core, no scrape",
+            "probe lag median / p99 / max ms, no scrape",
+            "loop stall during a scrape ms",
             "dial failures",
         ],
         rows,
@@ -266,10 +298,13 @@ SECTIONS: dict[str, Callable[[], str]] = {
 def render(text: str) -> str:
     """Replace every generated block in ``text``."""
     for name, make in SECTIONS.items():
-        pattern = re.compile(
-            rf"(<!-- BEGIN {name} -->\n).*?(\n<!-- END {name} -->)", flags=re.DOTALL
-        )
-        text = pattern.sub(lambda m, body=make(): m.group(1) + body + m.group(2), text)
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", flags=re.DOTALL)
+        body = make()
+
+        def replace(match: re.Match[str], body: str = body) -> str:
+            return match.group(1) + body + "\n" + match.group(2)
+
+        text = pattern.sub(replace, text)
     return text
 
 
@@ -280,3 +315,8 @@ def update_docs(path: Path = DOC) -> None:
         return
     path.write_text(render(path.read_text()))
     log(f"updated {path.relative_to(ROOT)}")
+    data = _load("scale")
+    if data is not None:
+        from benchmarks import scale
+
+        scale.plot(data["rows"])  # redrawn from the JSON, so the picture matches the tables
