@@ -13,7 +13,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 KeyPath = tuple[str | int, ...]
 
 # Aliases can expand a small file into billions of values ("billion laughs"), and deep
-# nesting exhausts the interpreter stack; no real config comes near either limit.
+# nesting exhausts the interpreter stack; no real config comes near either limit. Only
+# values added by aliases count: a config with thousands of targets written out is fine.
 MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
@@ -57,7 +58,8 @@ class YamlSource:
             return
         if self._root is None:
             return
-        if _expanded_size(self._root, {}, set()) > MAX_VALUES:
+        written = _written_size(self._root)
+        if _expanded_size(self._root, {}, set()) - written > MAX_VALUES:
             self._fail(_position(self._root), f"aliases expand to more than {MAX_VALUES} values")
             return
         self._constructor = SafeConstructor()
@@ -202,11 +204,24 @@ def _expanded_size(node: Node, sizes: dict[int, int], stack: set[int]) -> int:
     for child in node.value:
         for part in child if isinstance(child, tuple) else (child,):
             total += _expanded_size(part, sizes, stack)
-            if total > MAX_VALUES:
-                break
     stack.discard(id(node))
     sizes[id(node)] = total
     return total
+
+
+def _written_size(root: Node) -> int:
+    """How many distinct values the text itself holds (each alias target counted once)."""
+    seen: set[int] = set()
+    pending = [root]
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node.value, list):
+            for child in node.value:
+                pending.extend(child if isinstance(child, tuple) else (child,))
+    return len(seen)
 
 
 def _position(node: Node) -> Position:

@@ -970,3 +970,16 @@ def test_every_key_is_documented() -> None:
     ]
     keys = {f.alias or n for m in models for n, f in m.model_fields.items()}
     assert sorted(k for k in keys if f"`{k}`" not in docs) == []
+
+
+def test_thousands_of_written_out_targets_are_not_an_alias_bomb(config_dir: Path) -> None:
+    """3000 targets written out in full load: only values added by aliases are capped."""
+    auth = f"    auth: {{token: {{{TOKEN}}}}}\n"
+    text = "targets:\n" + "".join(
+        f"  - name: t{i}\n    environment: production\n    topic: com.example.app\n"
+        + auth
+        + "    canary: {auth_check: true}\n"
+        for i in range(3000)
+    )
+    loaded = config.parse(text, source="apns.yml", base_dir=config_dir)
+    assert len(loaded.targets) == 3000
