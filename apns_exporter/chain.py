@@ -32,6 +32,9 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
+import contextlib
+import functools
+import os
 import socket
 import ssl
 from dataclasses import dataclass
@@ -99,6 +102,18 @@ def _fingerprint(cert: x509.Certificate) -> str:
 
 def _context(*, verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
     """No verification, or verification against ``ca_file`` alone / the system store (None)."""
+    # Built once per trust configuration (and ca_file version): each costs about 20 ms on
+    # the event loop, which thousands of targets checking their chains would feel.
+    version = None
+    if ca_file is not None:
+        with contextlib.suppress(OSError):
+            st = os.stat(ca_file)
+            version = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return _build_context(verify, ca_file, version)
+
+
+@functools.lru_cache(maxsize=32)
+def _build_context(verify: bool, ca_file: str | None, version: object) -> ssl.SSLContext:
     # create_default_context for both verifying variants: the same flags (3.13 adds
     # VERIFY_X509_STRICT) as the exporter's own connections get.
     if verify:

@@ -16,7 +16,7 @@ from apns_exporter.certificates import (
     mismatches,
 )
 from apns_exporter.config import Target
-from apns_exporter.connection import client_ssl_context
+from apns_exporter.connection import shared_ssl_context
 from apns_exporter.errors import CredentialError
 from apns_exporter.tokens import ProviderToken, TokenCache
 
@@ -73,7 +73,7 @@ class Credential:
         if auth.token is not None:
             t = auth.token
             token = self._tokens.reload(t.key_file, t.key_id, t.team_id, t.refresh_interval)
-            return Loaded(client_ssl_context(ca_file), token, None, ())
+            return Loaded(shared_ssl_context(ca_file), token, None, ())
         assert auth.certificate is not None
         cert = auth.certificate
         try:

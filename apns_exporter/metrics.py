@@ -18,6 +18,7 @@ from prometheus_client import (
     Histogram,
     PlatformCollector,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -68,6 +69,8 @@ class Metrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, *, process_metrics: bool = True
     ) -> None:
+        # Every counter's _created twin would double the series for no alerting value.
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         if process_metrics:

@@ -8,8 +8,8 @@ import logging
 import signal
 from collections.abc import Callable
 
-from aiohttp import web
-from prometheus_client.aiohttp import make_aiohttp_handler
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder
 
 from apns_exporter import pages, webconfig
 from apns_exporter.errors import ConfigError
@@ -49,7 +49,7 @@ def make_app(
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
-    app.router.add_get(telemetry_path, make_aiohttp_handler(exporter.metrics.registry))
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_route("*", "/-/reload", reload)
@@ -57,6 +57,19 @@ def make_app(
     app.router.add_get("/probes", show_probes)
     app.router.add_get("/", landing)
     return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The exposition, negotiated (OpenMetrics or text) and rendered off the event loop."""
+    registry = request.app[EXPORTER_KEY].metrics.registry
+    names = request.query.getall("name[]", [])
+    collector = registry.restricted_registry(names) if names else registry
+    encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
+    # Rendering thousands of targets takes seconds; probes must not wait behind it.
+    body = await asyncio.to_thread(encoder, collector)
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()
+    return response
 
 
 async def healthy(request: web.Request) -> web.Response:
