@@ -73,8 +73,10 @@ class Channel:
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
         client_certificate: bool = False,
+        dial_limit: asyncio.Semaphore | None = None,
     ) -> None:
         self._resolver = resolver
+        self._dial_limit = dial_limit or asyncio.Semaphore(1)
         self._client_certificate = client_certificate
         self.endpoint = endpoint
         self._ssl_context = ssl_context
@@ -109,14 +111,15 @@ class Channel:
                 )
                 return Lease(None, error=error)
             try:
-                conn = await Connection.open(
-                    self.endpoint,
-                    self._ssl_context,
-                    timeout=self._connect_timeout,
-                    observer=self._observer,
-                    resolver=self._resolver,
-                    client_certificate=self._client_certificate,
-                )
+                async with self._dial_limit:
+                    conn = await Connection.open(
+                        self.endpoint,
+                        self._ssl_context,
+                        timeout=self._connect_timeout,
+                        observer=self._observer,
+                        resolver=self._resolver,
+                        client_certificate=self._client_certificate,
+                    )
             except ConnectFailed as exc:
                 self._last_failure = exc
                 self._retry_at = self._clock() + self._backoff.next_delay()

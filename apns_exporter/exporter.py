@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import functools
 import hashlib
@@ -34,6 +35,11 @@ from apns_exporter.scheduler import Job, Scheduler
 from apns_exporter.tokens import TokenCache
 
 log = logging.getLogger(__name__)
+
+# Longest wait before a probe's first run; see Exporter._jobs.
+STAGGER_SECONDS = 10.0
+# Dials in progress at once, across all targets; more queue (see Channel).
+MAX_CONCURRENT_DIALS = 32
 
 
 def _digest(path: str) -> str | None:
@@ -97,6 +103,7 @@ class Exporter:
         self.targets: dict[str, TargetState] = {}
         self.clock = clock
         self._tokens = TokenCache(clock=clock)
+        self._dials = asyncio.Semaphore(MAX_CONCURRENT_DIALS)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -252,6 +259,7 @@ class Exporter:
             observer=functools.partial(self.metrics.observe, target.name),
             resolver=self._resolver,
             client_certificate=presents_certificate,
+            dial_limit=self._dials,
         )
         auth_channel = None
         if target.canary is not None and target.canary.auth_check:
@@ -263,6 +271,7 @@ class Exporter:
                 observer=functools.partial(self.metrics.observe, target.name, streams=False),
                 resolver=self._resolver,
                 client_certificate=presents_certificate,
+                dial_limit=self._dials,
             )
         token = target.auth.token
         topic = credential.topic(loaded) if loaded else target.topic
@@ -368,4 +377,11 @@ class Exporter:
             jobs.append(
                 Job(ctx, ProbeKind.REACHABILITY, reachability.run, reach.interval, deadline)
             )
-        return jobs
+        # Network probes start spread out (credentials are local and go first), so a
+        # thousand targets started together do not all dial in the same instant.
+        return [
+            job
+            if job.kind is ProbeKind.CREDENTIALS
+            else dataclasses.replace(job, stagger=min(job.interval, STAGGER_SECONDS))
+            for job in jobs
+        ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ class Job:
     probe: Probe
     interval: float
     deadline: float
+    # The first run waits a stable share of this, so thousands of targets started together
+    # do not all dial and push in the same instant.
+    stagger: float = 0.0
 
 
 class Scheduler:
@@ -91,7 +95,9 @@ class Scheduler:
 
     async def _loop(self, job: Job) -> None:
         loop = asyncio.get_running_loop()
-        next_run = loop.time()
+        key = f"{job.context.target.name}/{job.kind}".encode()
+        next_run = loop.time() + job.stagger * zlib.crc32(key) / 2**32
+        await asyncio.sleep(next_run - loop.time())
         while True:
             result = await self._run_once(job)
             self._history[(result.target, result.probe)].append(result)
