@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -125,3 +128,37 @@ def parse_samples(text: str) -> Samples:
 def sample(samples: Samples, name: str, **labels: str) -> float | None:
     """Look up one sample by name and exact labels."""
     return samples.get((name, frozenset(labels.items())))
+
+
+def load_script(name: str, path: Path) -> ModuleType:
+    """Import a repository script that is not part of the package (generators, tools)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def start_cli(*args: str, ready: bytes, timeout: float = 30) -> asyncio.subprocess.Process:
+    """Run ``python -m apns_exporter ARGS`` and wait until its log shows ``ready``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "apns_exporter",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    try:
+        async with asyncio.timeout(timeout):
+            while ready not in (line := await proc.stderr.readline()):
+                assert line, f"process exited before logging {ready!r}"
+    except BaseException:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "alerts" / "apns-exporter.rules.yml"
 RULE_TESTS = sorted((ROOT / "alerts" / "tests").glob("*.yml"))
@@ -416,18 +418,8 @@ MATCHER = re.compile(r'(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"')
 
 
 def _dashboard_exprs() -> list[str]:
-    generate = _load_module("apns_dashboards_contract", ROOT / "dashboards" / "generate.py")
+    generate = load_script("apns_dashboards_contract", ROOT / "dashboards" / "generate.py")
     return [q["expr"] for q in generate.panel_queries()]
-
-
-def _load_module(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _used_promql() -> list[tuple[str, str]]:

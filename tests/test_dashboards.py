@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
 PROVISIONING = DASHBOARDS / "provisioning"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-generate = _load("apns_dashboards_generate", DASHBOARDS / "generate.py")
-alert_tests = _load("apns_test_alerts_contract", Path(__file__).with_name("test_alerts.py"))
+generate = load_script("apns_dashboards_generate", DASHBOARDS / "generate.py")
+alert_tests = load_script("apns_test_alerts_contract", Path(__file__).with_name("test_alerts.py"))
 
 BOARDS: dict[str, dict[str, Any]] = generate.dashboards()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import signal
 import sys
 
 import aiohttp
@@ -11,7 +12,7 @@ import aiohttp
 from apns_exporter import config
 from apns_exporter.exporter import Exporter, shard_of
 from apns_exporter.mock.server import MockAPNs
-from tests.helpers import Workspace, parse_samples, sample
+from tests.helpers import Workspace, parse_samples, sample, start_cli
 
 T1 = {"target": "t1", "apns_environment": "production"}
 
@@ -154,26 +155,17 @@ async def test_sighup_reloads_a_running_process(
     """SIGHUP makes a running exporter pick up a new target without a restart."""
     cfg = workspace.config(workspace.target(mock.port, name="t1", devices=(device,)))
     url = f"http://127.0.0.1:{unused_tcp_port}/metrics"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "apns_exporter",
+    proc = await start_cli(
         f"--config.file={cfg}",
         f"--web.listen-address=127.0.0.1:{unused_tcp_port}",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        ready=b"listening on",
     )
     try:
-        assert proc.stderr is not None
-        async with asyncio.timeout(30):
-            while b"listening on" not in await proc.stderr.readline():
-                pass
         workspace.config(
             workspace.target(mock.port, name="t1", devices=(device,))
             + workspace.target(mock.port, name="t2", devices=(device,))
         )
-        proc.send_signal(__import__("signal").SIGHUP)
+        proc.send_signal(signal.SIGHUP)
         async with asyncio.timeout(30):
             while b"configuration reloaded" not in await proc.stderr.readline():
                 pass
@@ -229,22 +221,13 @@ async def test_web_config_file_secures_every_endpoint(
     assert f"{bad}" in err.decode()
     assert "Traceback" not in err.decode()
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "apns_exporter",
+    proc = await start_cli(
         f"--config.file={cfg}",
         f"--web.config.file={web_yml}",
         f"--web.listen-address=127.0.0.1:{unused_tcp_port}",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        ready=b"listening on https://",
     )
     try:
-        assert proc.stderr is not None
-        async with asyncio.timeout(30):
-            while b"listening on https://" not in await proc.stderr.readline():
-                pass
         client_ctx = ssl.create_default_context(cafile=str(workspace.ca_file))
         url = f"https://127.0.0.1:{unused_tcp_port}/metrics"
         async with aiohttp.ClientSession() as session:

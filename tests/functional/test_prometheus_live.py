@@ -44,18 +44,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import importlib.util
 import math
 import secrets
 import shutil
 import socket
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import aiohttp
@@ -68,7 +65,7 @@ from apns_exporter.exporter import Exporter
 from apns_exporter.mock.faults import GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
 from apns_exporter.mock.server import MockAPNs
-from tests.helpers import KEY_ID, TEAM_ID, TOPIC
+from tests.helpers import KEY_ID, TEAM_ID, TOPIC, load_script
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -127,18 +124,8 @@ EXPECTED: dict[str, set[Alert]] = {
 }
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-fast_rules = _load("apns_fast_rules_live", ROOT / "alerts" / "fast_rules.py")
-dashboards = _load("apns_dashboards_live", ROOT / "dashboards" / "generate.py")
+fast_rules = load_script("apns_fast_rules_live", ROOT / "alerts" / "fast_rules.py")
+dashboards = load_script("apns_dashboards_live", ROOT / "dashboards" / "generate.py")
 
 
 def _free_port() -> int:
