@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from pathlib import Path
 
 import aiohttp
 
 from apns_exporter import check, config
+from tests.helpers import start_cli
 
 
 async def test_mock_apns_flaky_scenario_runs_as_documented(
@@ -19,10 +19,7 @@ async def test_mock_apns_flaky_scenario_runs_as_documented(
     """The documented command runs the flaky scenario with its admin API and stops on SIGTERM."""
     port, admin = unused_tcp_port_factory(), unused_tcp_port_factory()
     pki = tmp_path / "mock-pki"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "apns_exporter",
+    proc = await start_cli(
         "mock-apns",
         "--scenario",
         "flaky",
@@ -32,15 +29,9 @@ async def test_mock_apns_flaky_scenario_runs_as_documented(
         f"127.0.0.1:{admin}",
         "--generate-pki",
         str(pki),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        ready=b"(scenario flaky)",
     )
     try:
-        assert proc.stderr is not None
-        async with asyncio.timeout(30):
-            while b"(scenario flaky)" not in await proc.stderr.readline():
-                pass
         url = f"http://127.0.0.1:{admin}/scenario"
         async with aiohttp.ClientSession() as session, session.get(url) as response:
             scenario = await response.json()
