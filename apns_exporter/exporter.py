@@ -133,7 +133,13 @@ class Exporter:
             if name not in self.targets:
                 self._add(target)
         self.config = config
-        self.receipts.set_secrets(config.receipt_secrets())
+        secrets = config.receipt_secrets()
+        self.receipts.set_secrets(secrets)
+        if secrets and self.receipt_url is None:
+            log.warning(
+                "a target now measures delivery, but the receipt listener only starts with "
+                "the exporter: restart it so devices can post receipts"
+            )
         self.metrics.reloaded(True, self.clock())
         log.info("configuration reloaded: probing %d target(s)", len(self.targets))
 
