@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import secrets
 import tempfile
 from pathlib import Path
@@ -62,6 +63,9 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
     except ValueError as exc:
         print(f"error: {exc}")
         return 2
+    if args.log_level != "debug":
+        # The mock logs every request; in the demo that would bury the exporter's own lines.
+        logging.getLogger("apns_exporter.mock").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="apns-exporter-demo-") as tmp:
         directory = Path(tmp)
         ca = generate_ca("apns-exporter demo root CA")
