@@ -16,9 +16,9 @@ Per size, in this order:
   started (``schedule_lag_ms``: the scheduler's own sleep overshoot, i.e. actual start minus
   planned start) and the lag of a 100 ms heartbeat (``loop_lag_ms``).
 - scrapes, one after another: wall time, exporter CPU, bytes (plain, and gzip as Prometheus
-  asks for it), series, and ``loop_stall_per_scrape_ms``: the heartbeat's lag during the
-  scrape. The scrape renders on the event loop, so that is how late any probe due during a
-  scrape would start.
+  asks for it), series, and ``loop_stall_per_scrape_ms``: the heartbeat's worst lag during
+  the scrape. The exporter renders in a thread, but that thread holds the GIL most of the
+  time, so this is how late a probe due during a scrape would start.
 
 The PNG (docs/performance-scale.png) plots these against targets on log-log axes.
 """
