@@ -9,15 +9,16 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
-from apns_exporter import __version__, check, config, logs
-from apns_exporter.credentials import Credential, ExpiredCredential
-from apns_exporter.durations import parse_duration
+from apns_exporter import __version__, config, logs
+from apns_exporter.commands import probe
+from apns_exporter.config.durations import parse_duration
+from apns_exporter.creds.credential import Credential, ExpiredCredential
+from apns_exporter.creds.tokens import TokenCache
 from apns_exporter.errors import ConfigError, CredentialError
-from apns_exporter.exporter import Exporter
 from apns_exporter.mock import cli as mock_cli
-from apns_exporter.tokens import TokenCache
-from apns_exporter.web import parse_listen_address, serve
-from apns_exporter.webconfig import WebConfigError, WebConfigWatcher
+from apns_exporter.service.exporter import Exporter
+from apns_exporter.web.app import parse_listen_address, serve
+from apns_exporter.web.webconfig import WebConfigError, WebConfigWatcher
 
 log = logging.getLogger("apns_exporter")
 
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "probe":
         return _probe(args)
     if command == "demo":
-        from apns_exporter import demo
+        from apns_exporter.commands import demo
 
         return _serve_until_signalled(lambda stop: demo.run(args, stop))
     return asyncio.run(mock_cli.run(args))
@@ -211,7 +212,7 @@ def _probe(args: argparse.Namespace) -> int:
     cfg = _load(args.config_file)
     if cfg is None:
         return 1
-    return asyncio.run(check.run(cfg, args.target))
+    return asyncio.run(probe.run(cfg, args.target))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ import sys
 import time
 from typing import Any
 
-from apns_exporter import cli, exporter, scheduler
+from apns_exporter import cli
+from apns_exporter.service import exporter, scheduler
 
 HEARTBEAT_SECONDS = 0.1
 SAMPLE_LIMIT = 2_000_000

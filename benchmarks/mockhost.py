@@ -31,8 +31,8 @@ from typing import Any
 
 from aiohttp import web
 
-from apns_exporter.mock import channel as mock_channel
 from apns_exporter.mock import faults as mock_faults
+from apns_exporter.mock import handler as mock_handler
 from apns_exporter.mock import material
 from apns_exporter.mock.admin import create_app
 from apns_exporter.mock.server import MockAPNs
@@ -51,10 +51,10 @@ class Tap:
         self.records: list[list[Any]] = []
 
     def install(self) -> None:
-        """Wrap the mock channel's request and response paths."""
+        """Wrap the mock handler's request and response paths."""
         tap = self
-        process = mock_channel.Channel._process
-        respond = mock_channel.Channel._respond
+        process = mock_handler.ConnectionHandler._process
+        respond = mock_handler.ConnectionHandler._respond
         draw = mock_faults.FaultInjector.delay
 
         def delay(self: mock_faults.FaultInjector) -> float:
@@ -62,7 +62,7 @@ class Tap:
             tap.last_delay = value
             return value
 
-        def _process(self: mock_channel.Channel, request: Any) -> None:
+        def _process(self: mock_handler.ConnectionHandler, request: Any) -> None:
             if not tap.on:
                 process(self, request)
                 return
@@ -73,7 +73,9 @@ class Tap:
             process(self, request)
             entry[1] = tap.last_delay
 
-        def _respond(self: mock_channel.Channel, request: Any, verdict: Any, apns_id: str) -> None:
+        def _respond(
+            self: mock_handler.ConnectionHandler, request: Any, verdict: Any, apns_id: str
+        ) -> None:
             before = self.responses
             respond(self, request, verdict, apns_id)
             entry = tap.pending.pop((id(self), request.stream_id), None)
@@ -83,8 +85,8 @@ class Tap:
                 tap.records.append(entry)
 
         mock_faults.FaultInjector.delay = delay  # type: ignore[method-assign]
-        mock_channel.Channel._process = _process  # type: ignore[method-assign]
-        mock_channel.Channel._respond = _respond  # type: ignore[method-assign]
+        mock_handler.ConnectionHandler._process = _process  # type: ignore[method-assign]
+        mock_handler.ConnectionHandler._respond = _respond  # type: ignore[method-assign]
 
 
 def _larger_backlog() -> None:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from apns_exporter.exporter import STAGGER_SECONDS
+from apns_exporter.service.exporter import STAGGER_SECONDS
 from benchmarks.common import Mock, Workspace, total
 
 # Enough targets that a short window holds thousands of probes, few enough that the first

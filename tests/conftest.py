@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from apns_exporter import config, web
-from apns_exporter.exporter import Exporter
+from apns_exporter import config
 from apns_exporter.mock.pki import (
     CertificateAuthority,
     SigningKeyPair,
@@ -20,6 +19,8 @@ from apns_exporter.mock.pki import (
     generate_signing_key,
 )
 from apns_exporter.mock.server import MockAPNs
+from apns_exporter.service.exporter import Exporter
+from apns_exporter.web import app as web
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, WAIT_SECONDS, Running, Workspace
 
 

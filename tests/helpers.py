@@ -14,8 +14,8 @@ from types import ModuleType
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from apns_exporter.exporter import Exporter
 from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.service.exporter import Exporter
 
 KEY_ID = "ABC123DEFG"
 TEAM_ID = "DEF123GHIJ"

@@ -295,19 +295,19 @@ def test_fast_rules_rejects_a_bad_duration() -> None:
 def _exported() -> dict[str, dict[str, set[str]]]:
     """Every sample name the exporter's registry serves, with each label's values.
 
-    Built from apns_exporter.metrics.Metrics as the exporter builds it: a token target
+    Built from apns_exporter.service.metrics.Metrics as the exporter builds it: a token target
     measuring delivery, a certificate target and an MDM certificate target, then one
     representative result of every probe, a GOAWAY with every documented reason (and
     an empty one), a SETTINGS frame and a delivery receipt, received and lost.
     """
     from apns_exporter.apns import Reason
-    from apns_exporter.certificates import CertificateSummary
-    from apns_exporter.chain import ChainReport
-    from apns_exporter.channel import DialReport
-    from apns_exporter.metrics import Metrics
+    from apns_exporter.client.channel import DialReport
+    from apns_exporter.client.protocol import GoAway, SettingsChanged
+    from apns_exporter.creds.certificates import CertificateSummary
+    from apns_exporter.creds.chain import ChainReport
     from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome, Reach
-    from apns_exporter.protocol import GoAway, SettingsChanged
-    from apns_exporter.receipts import Delivery
+    from apns_exporter.receipts.book import Delivery
+    from apns_exporter.service.metrics import Metrics
 
     metrics = Metrics()
     now = 1_750_000_000.0

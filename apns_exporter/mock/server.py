@@ -20,9 +20,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from apns_exporter.apns import Environment
-from apns_exporter.mock.channel import Channel
 from apns_exporter.mock.devices import Device, DeviceRegistry, Notification, ReceiptSettings
 from apns_exporter.mock.faults import FaultInjector, GoAwayFault, Scenario
+from apns_exporter.mock.handler import ConnectionHandler
 from apns_exporter.mock.keys import KeyRegistry, ProviderKey
 from apns_exporter.mock.pki import Keypair, read_provider_identity
 from apns_exporter.mock.policy import Policy
@@ -79,7 +79,7 @@ class MockAPNs:
         )
         self.scenario = scenario or Scenario()
         self._server: asyncio.Server | None = None
-        self._channels: set[Channel] = set()
+        self._channels: set[ConnectionHandler] = set()
         self._handlers: set[asyncio.Task[None]] = set()
         self._started_at = 0.0
         self._receipt_tasks: set[asyncio.Task[None]] = set()
@@ -347,7 +347,7 @@ class MockAPNs:
             der = ssl_object.getpeercert(binary_form=True)
             if der:
                 identity = read_provider_identity(x509.load_der_x509_certificate(der))
-            channel = Channel(self, reader, writer, Session(peer=peer, identity=identity))
+            channel = ConnectionHandler(self, reader, writer, Session(peer=peer, identity=identity))
             self._channels.add(channel)
             self.stats.connections += 1
             self.stats.active_connections += 1

@@ -9,13 +9,13 @@ from enum import StrEnum
 from typing import Any
 
 from apns_exporter.apns import AUTH_REASONS, Reason
-from apns_exporter.certificates import CertificateSummary
-from apns_exporter.chain import ChainReport
-from apns_exporter.channel import Channel, DialReport
+from apns_exporter.client.channel import Channel, DialReport
+from apns_exporter.client.connection import Connection, Resolver
 from apns_exporter.config import Target
-from apns_exporter.connection import Connection, Resolver
-from apns_exporter.receipts import ReceiptBook
-from apns_exporter.tokens import ProviderToken
+from apns_exporter.creds.certificates import CertificateSummary
+from apns_exporter.creds.chain import ChainReport
+from apns_exporter.creds.tokens import ProviderToken
+from apns_exporter.receipts.book import ReceiptBook
 
 
 class ProbeKind(StrEnum):

@@ -8,12 +8,12 @@ import time
 
 import jwt
 
-from apns_exporter import receipts
 from apns_exporter.apns import PushType, Reason
-from apns_exporter.channel import Channel, DialReport
-from apns_exporter.connection import Connection
+from apns_exporter.client.channel import Channel, DialReport
+from apns_exporter.client.connection import Connection
 from apns_exporter.errors import ProbeError
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, PushOutcome, log_goaway
+from apns_exporter.receipts import book
 
 # A well-formed token that no device will ever own. APNs checks authentication before the
 # device token, so "400 BadDeviceToken" for it proves TLS, credentials and routing work.
@@ -138,8 +138,8 @@ async def _push(
     canary_id = None
     if ctx.receipts is not None and kind == "device" and canary.delivery is not None:
         # Expect the receipt before sending: a fast device may answer before APNs does.
-        canary_id, sent_at = receipts.new_canary_id(), ctx.clock()
-        tagged = receipts.canary_payload(
+        canary_id, sent_at = book.new_canary_id(), ctx.clock()
+        tagged = book.canary_payload(
             canary.body(), target=ctx.target.name, canary_id=canary_id, sent_at=sent_at
         )
         body = json.dumps(tagged, separators=(",", ":")).encode()

@@ -8,7 +8,7 @@ import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 
-from apns_exporter.connection import Resolver, system_resolver
+from apns_exporter.client.connection import Resolver, system_resolver
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, Reach
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apns_exporter import chain
+from apns_exporter.creds import chain
 from apns_exporter.errors import ConnectFailed
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
 

@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from apns_exporter import config
-from apns_exporter.exporter import Exporter
 from apns_exporter.mock.pki import (
     CertificateAuthority,
     ProviderCertificate,
@@ -24,6 +23,7 @@ from apns_exporter.mock.pki import (
 )
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import ProbeKind, ProbeResult, canary
+from apns_exporter.service.exporter import Exporter
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Workspace, sample
 
 T = {"target": "t1", "apns_environment": "production"}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from apns_exporter import check, config
+from apns_exporter import config
+from apns_exporter.commands import probe
 from tests.helpers import start_cli
 
 
@@ -50,7 +51,7 @@ async def test_mock_apns_flaky_scenario_runs_as_documented(
             "    canary: {auth_check: true}\n"
         )
         lines: list[str] = []
-        code = await check.run(config.load(cfg_file), "mock", lines.append)
+        code = await probe.run(config.load(cfg_file), "mock", lines.append)
         output = "\n".join(lines)
         # Flaky means some pushes fail on purpose; the auth check must at least get an answer.
         assert "auth_check push:" in output, output

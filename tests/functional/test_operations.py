@@ -10,8 +10,8 @@ import sys
 import aiohttp
 
 from apns_exporter import config
-from apns_exporter.exporter import Exporter, shard_of
 from apns_exporter.mock.server import MockAPNs
+from apns_exporter.service.exporter import Exporter, shard_of
 from tests.helpers import Workspace, parse_samples, sample, start_cli
 
 T1 = {"target": "t1", "apns_environment": "production"}

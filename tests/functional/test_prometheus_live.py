@@ -60,11 +60,12 @@ import pytest
 import pytest_asyncio
 import yaml
 
-from apns_exporter import config, web
-from apns_exporter.exporter import Exporter
+from apns_exporter import config
 from apns_exporter.mock.faults import GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
 from apns_exporter.mock.server import MockAPNs
+from apns_exporter.service.exporter import Exporter
+from apns_exporter.web import app as web
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, load_script
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -10,14 +10,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from apns_exporter.receipts import (
+from apns_exporter.receipts.book import (
     SIGNATURE_HEADER,
     Delivery,
     ReceiptBook,
     encode_receipt,
     sign,
 )
-from apns_exporter.receiptserver import RECEIPT_PATH, make_receipt_app
+from apns_exporter.receipts.server import RECEIPT_PATH, make_receipt_app
 
 SECRET = b"fedcba9876543210fedcba9876543210"
 WAIT = aiohttp.ClientTimeout(total=10)

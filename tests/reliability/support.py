@@ -18,11 +18,12 @@ from typing import Any
 
 import aiohttp
 
-from apns_exporter import config, web
-from apns_exporter.exporter import Exporter
+from apns_exporter import config
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+from apns_exporter.service.exporter import Exporter
+from apns_exporter.web import app as web
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Samples, parse_samples
 
 WAIT = 20.0  # upper bound for any single wait in these suites; never a synchronisation sleep

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apns_exporter.client.protocol import ClientProtocol
 from apns_exporter.errors import ConnectionLost
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
-from apns_exporter.protocol import ClientProtocol
 from tests.reliability.support import (
     APPLE_SETTINGS,
     Gate,

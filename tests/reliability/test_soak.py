@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from apns_exporter import config
-from apns_exporter.exporter import Exporter
 from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import ProbeContext, canary, ping
+from apns_exporter.service.exporter import Exporter
 from tests.reliability.support import Leaks, live_tasks, start_mock, target_yaml, write_config
 
 PROBES = int(__import__("os").environ.get("SOAK_PROBES", "100000"))

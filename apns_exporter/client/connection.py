@@ -1,0 +1,482 @@
+"""The only client network code: TLS with ALPN h2, one reader task, push() and ping()."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from apns_exporter.client.protocol import (
+    ClientProtocol,
+    Event,
+    GoAway,
+    PingAcked,
+    Response,
+    SettingsChanged,
+    StreamReset,
+)
+from apns_exporter.errors import ConnectFailed, ConnectionLost, ProbeError, RequestFailed
+
+log = logging.getLogger(__name__)
+
+# host, port -> addresses; injectable so tests can simulate DNS without a network.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+READ_CHUNK_BYTES = 65536
+# asyncio reports a TLS 1.3 alert about our client certificate as a plain close, so a close
+# before the server's SETTINGS, when we presented a certificate, is most likely that.
+_CERTIFICATE_REJECTED = ConnectionLost(
+    "the server closed the connection right after the TLS handshake; it probably rejected "
+    "the client certificate (expired, revoked or from an unknown CA)",
+    "tls_handshake",
+)
+CLOSE_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where to connect and which name the server certificate must carry."""
+
+    host: str
+    port: int
+    server_hostname: str | None = None
+
+    @property
+    def authority(self) -> str:
+        """The ``:authority`` pseudo-header value."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == 443 else f"{host}:{self.port}"
+
+
+@dataclass
+class SetupTimings:
+    """Seconds spent in each phase of opening a connection."""
+
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+def shared_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The client context for a trust configuration, built once and shared by every target.
+
+    Building one costs about 20 ms and 1 MiB (the system store is parsed each time), so
+    thousands of targets each with their own would take minutes to start.
+    """
+    return _cached_context(ca_file, _file_version(ca_file))
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_context(ca_file: str | None, version: object) -> ssl.SSLContext:
+    # ``version`` is part of the key only: a changed ca_file gets a fresh context.
+    return client_ssl_context(ca_file)
+
+
+def _file_version(path: str | None) -> object:
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # client_ssl_context will report the problem
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def client_ssl_context(
+    ca_file: str | None = None, *, use_system_store: bool = True
+) -> ssl.SSLContext:
+    """A TLS 1.2+ client context offering only ALPN ``h2``, as APNs requires."""
+    ctx = (
+        ssl.create_default_context()
+        if use_system_store
+        else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    )
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=ca_file)
+    return ctx
+
+
+class Connection:
+    """A live HTTP/2 connection to APNs; open with :meth:`open`, then push and ping."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timings: dict[str, float],
+        observer: Callable[[Event], None] | None = None,
+        client_certificate: bool = False,
+    ) -> None:
+        self.endpoint = endpoint
+        self.client_certificate = client_certificate
+        self.timings = timings
+        self.opened_at = time.time()
+        self._reader = reader
+        self._writer = writer
+        self._observer = observer
+        self._proto = ClientProtocol(endpoint.authority)
+        self._responses: dict[int, asyncio.Future[Response]] = {}
+        self._pings: dict[bytes, asyncio.Future[float]] = {}
+        self._slots = asyncio.Condition()
+        self._closed: ProbeError | None = None
+        self._proven = False  # until the server answers a request or a PING
+        self._reader_task: asyncio.Task[None] | None = None
+        self._settings_received: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def open(
+        cls,
+        endpoint: Endpoint,
+        ssl_context: ssl.SSLContext,
+        *,
+        timeout: float,
+        observer: Callable[[Event], None] | None = None,
+        resolver: Resolver | None = None,
+        client_certificate: bool = False,
+    ) -> Connection:
+        """Resolve, connect, handshake and start HTTP/2, timing each phase."""
+        resolver = resolver or system_resolver
+        timings: dict[str, float] = {}
+        conn: Connection | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await _dial(endpoint, ssl_context, timings, resolver)
+                conn = cls(endpoint, reader, writer, timings, observer, client_certificate)
+                conn._start()
+                # The server's first SETTINGS carries its stream limit (1 for APNs until a
+                # valid token); no request may go out before we know it.
+                await conn._settings_received
+        except TimeoutError:
+            if conn is not None:
+                await conn.aclose()
+            if "tls" in timings:
+                # TCP and TLS worked; the server never started HTTP/2 (a stuck or slow peer).
+                raise ConnectFailed(
+                    f"{endpoint.host}:{endpoint.port} sent no HTTP/2 SETTINGS within "
+                    f"{timeout:g}s of connecting",
+                    "http2",
+                ) from None
+            raise ConnectFailed(
+                f"connecting to {endpoint.host}:{endpoint.port} timed out after {timeout:g}s",
+                "timeout",
+            ) from None
+        except ConnectFailed:
+            raise
+        except ProbeError as exc:  # the server closed or broke HTTP/2 before its SETTINGS
+            if conn is not None:
+                await conn.aclose()
+            reason = "tls_handshake" if exc.reason == "tls_handshake" else "http2"
+            raise ConnectFailed(str(exc), reason) from None
+        return conn
+
+    def _start(self) -> None:
+        self._proto.initiate()
+        self._flush()
+        self._reader_task = asyncio.create_task(
+            self._read_loop(), name=f"apns-reader-{self.endpoint.host}:{self.endpoint.port}"
+        )
+
+    @property
+    def is_usable(self) -> bool:
+        """Whether new requests may be sent on this connection."""
+        return self._closed is None and self._proto.goaway is None
+
+    @property
+    def proven(self) -> bool:
+        """Whether the server has answered anything (a response or a PING) on this connection."""
+        return self._proven
+
+    @property
+    def failure(self) -> ProbeError | None:
+        """Why the connection ended, once it has."""
+        if self._closed is None and self._proto.goaway is not None:
+            return ConnectionLost(
+                f"GOAWAY from server (reason {self._proto.goaway.reason})", "goaway"
+            )
+        return self._closed
+
+    async def drain(self, *, timeout: float) -> None:
+        """Let in-flight streams finish (up to ``timeout``), then close."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._slots:
+                await self._slots.wait_for(self._idle)
+        await self.aclose()
+
+    def _idle(self) -> bool:
+        # Every request and PING must have its answer (its future done), not merely its stream
+        # closed: a PING in flight on a retired connection still counts if it is acknowledged.
+        pending: list[asyncio.Future[Response] | asyncio.Future[float]] = [
+            *self._responses.values(),
+            *self._pings.values(),
+        ]
+        return self._closed is not None or all(f.done() for f in pending)
+
+    @property
+    def max_concurrent_streams(self) -> int:
+        """The server's advertised stream limit."""
+        return self._proto.max_concurrent_streams
+
+    @property
+    def goaway(self) -> GoAway | None:
+        """The GOAWAY the server sent, if any."""
+        return self._proto.goaway
+
+    @property
+    def tls_version(self) -> str | None:
+        """The negotiated TLS version, e.g. ``TLSv1.3``."""
+        ssl_object = self._writer.get_extra_info("ssl_object")
+        return ssl_object.version() if ssl_object is not None else None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        *,
+        timeout: float,
+    ) -> Response:
+        """Send one request and wait for its response, honouring the stream limit."""
+        stream_id: int | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                stream_id = await self._open_stream(method, path, headers, body)
+                return await self._responses[stream_id]
+        except TimeoutError:
+            if stream_id is not None:
+                self._proto.cancel(stream_id)
+                self._flush()
+            raise RequestFailed(f"no response within {timeout:g}s", "timeout") from None
+        finally:
+            if stream_id is not None:
+                self._responses.pop(stream_id, None)
+
+    async def ping(self, *, timeout: float) -> float:
+        """Send an HTTP/2 PING and return the round-trip time in seconds."""
+        self._check_open()
+        data = self._proto.send_ping()
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pings[data] = future
+        started = time.perf_counter()
+        self._flush()
+        try:
+            async with asyncio.timeout(timeout):
+                acked_at = await future
+        except TimeoutError:
+            raise RequestFailed(f"PING not acknowledged within {timeout:g}s", "timeout") from None
+        finally:
+            self._pings.pop(data, None)
+        return acked_at - started
+
+    async def aclose(self) -> None:
+        """Say GOAWAY, close the socket and stop the reader; safe to call twice."""
+        if self._closed is None:
+            self._proto.close()
+            self._flush()
+            self._fail_all(ConnectionLost("connection closed by the exporter", "closed"))
+        if self._reader_task is not None:
+            self._reader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader_task
+        self._writer.close()
+        # A peer that never answers our close_notify must not hold up shutdown.
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            # A peer that keeps sending instead of answering close_notify would hold the socket
+            # until asyncio's 30 s SSL shutdown timeout; drop it now.
+            self._writer.transport.abort()
+        except (OSError, ssl.SSLError):
+            pass
+
+    async def _open_stream(
+        self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
+    ) -> int:
+        async with self._slots:
+            await self._slots.wait_for(self._may_open_stream)
+            self._check_open()
+            stream_id = self._proto.send_request(method, path, headers, body)
+            self._responses[stream_id] = asyncio.get_running_loop().create_future()
+        self._flush()
+        return stream_id
+
+    def _may_open_stream(self) -> bool:
+        # A GOAWAY or a closed socket also wakes waiters, so they fail instead of hanging.
+        return (
+            self._closed is not None
+            or self._proto.goaway is not None
+            or self._proto.can_open_stream()
+        )
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+
+    def _flush(self) -> None:
+        data = self._proto.data_to_send()
+        if data and not self._writer.is_closing():
+            self._writer.write(data)
+
+    async def _read_loop(self) -> None:
+        error: ProbeError = ConnectionLost("the server closed the connection", "connection_reset")
+        try:
+            while True:
+                data = await self._reader.read(READ_CHUNK_BYTES)
+                if not data:
+                    if self.client_certificate and not self._settings_received.done():
+                        error = _CERTIFICATE_REJECTED
+                    break
+                events = self._proto.receive_data(data)
+                self._flush()
+                for event in events:
+                    await self._dispatch(event)
+        except ProbeError as exc:
+            error = exc
+        except ssl.SSLError as exc:
+            # With TLS 1.3 the server judges our certificate after the handshake, so its
+            # alert (expired, unknown CA) arrives here, before its SETTINGS.
+            reason = "connection_reset" if self._settings_received.done() else "tls_handshake"
+            error = ConnectionLost(f"TLS error from server: {exc.reason or exc}", reason)
+        except OSError as exc:
+            error = ConnectionLost(f"connection error: {exc}", "connection_reset")
+        self._fail_all(error)
+        async with self._slots:
+            self._slots.notify_all()
+
+    async def _dispatch(self, event: Event) -> None:
+        if self._observer is not None:
+            self._observer(event)
+        if isinstance(event, Response | PingAcked):
+            self._proven = True
+        if isinstance(event, Response):
+            self._resolve(event.stream_id, result=event)
+        elif isinstance(event, StreamReset):
+            self._resolve(
+                event.stream_id,
+                error=RequestFailed(
+                    f"stream reset with HTTP/2 error {event.error_code}", "stream_reset"
+                ),
+            )
+        elif isinstance(event, PingAcked):
+            future = self._pings.get(event.data)
+            if future is not None and not future.done():
+                future.set_result(time.perf_counter())
+        elif isinstance(event, GoAway):
+            log.info(
+                "GOAWAY from %s: error_code=%d last_stream_id=%d debug=%r",
+                self.endpoint.host,
+                event.error_code,
+                event.last_stream_id,
+                event.debug_data[:200],
+            )
+            lost = ConnectionLost(f"GOAWAY from server (reason {event.reason})", "goaway")
+            for sid in [s for s in self._responses if s > event.last_stream_id]:
+                self._resolve(sid, error=lost)
+        if isinstance(event, SettingsChanged) and not self._settings_received.done():
+            self._settings_received.set_result(None)
+        if isinstance(event, SettingsChanged | StreamReset | Response | GoAway | PingAcked):
+            async with self._slots:
+                self._slots.notify_all()
+
+    def _resolve(
+        self, stream_id: int, *, result: Response | None = None, error: Exception | None = None
+    ) -> None:
+        future = self._responses.get(stream_id)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def _fail_all(self, error: ProbeError) -> None:
+        self._closed = self._closed or error
+        if not self._settings_received.done():
+            self._settings_received.set_exception(error)
+        futures: list[asyncio.Future[Response] | asyncio.Future[float]] = [
+            *self._responses.values(),
+            *self._pings.values(),
+        ]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve a host to its addresses, in the order the system prefers."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def _dial(
+    endpoint: Endpoint,
+    ssl_context: ssl.SSLContext,
+    timings: dict[str, float],
+    resolver: Resolver,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    started = time.perf_counter()
+    try:
+        addresses = await resolver(endpoint.host, endpoint.port)
+    except OSError as exc:
+        raise ConnectFailed(f"cannot resolve {endpoint.host}: {exc}", "dns") from None
+    if not addresses:
+        raise ConnectFailed(f"cannot resolve {endpoint.host}: no addresses", "dns")
+    timings["resolve"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    last_error: OSError | None = None
+    for address in addresses:
+        try:
+            reader, writer = await asyncio.open_connection(address, endpoint.port)
+            break
+        except OSError as exc:
+            last_error = exc
+    else:
+        raise ConnectFailed(
+            f"cannot connect to {endpoint.host}:{endpoint.port}: {last_error}", "connect"
+        )
+    timings["connect"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    try:
+        await _handshake(writer, endpoint, ssl_context)
+    except BaseException:
+        # Includes cancellation by the caller's timeout: never leak the socket.
+        writer.close()
+        raise
+    timings["tls"] = time.perf_counter() - started
+    return reader, writer
+
+
+async def _handshake(
+    writer: asyncio.StreamWriter, endpoint: Endpoint, ssl_context: ssl.SSLContext
+) -> None:
+    try:
+        await writer.start_tls(
+            ssl_context, server_hostname=endpoint.server_hostname or endpoint.host
+        )
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectFailed(
+            f"server certificate of {endpoint.host} not trusted: {exc.verify_message}", "tls_verify"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        raise ConnectFailed(
+            f"TLS handshake with {endpoint.host} failed: {exc}", "tls_handshake"
+        ) from None
+    ssl_object = writer.get_extra_info("ssl_object")
+    protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+    if protocol != "h2":
+        raise ConnectFailed(
+            f"{endpoint.host}:{endpoint.port} did not negotiate HTTP/2 via ALPN "
+            f"(got {protocol!r}); is this an APNs endpoint?",
+            "alpn",
+        )

@@ -1,0 +1,1 @@
+"""Subcommands beyond run: probe (one target now) and demo (mock plus exporter)."""

@@ -1,0 +1,47 @@
+"""``apns-exporter probe``: run one target's probes right now and print them for a human."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from apns_exporter.config import Config
+from apns_exporter.probes import ProbeResult
+from apns_exporter.service.exporter import Exporter
+
+
+async def run(config: Config, target: str, out: Callable[[str], None] = print) -> int:
+    """Probe ``target`` once; print every phase and outcome; return 0 if all succeeded."""
+    names = [t.name for t in config.targets]
+    if target not in names:
+        out(f"error: no target named {target!r} in the configuration (targets: {', '.join(names)})")
+        return 2
+    exporter = Exporter(config)
+    results = await exporter.probe_once(target)
+    for result in results:
+        out(_describe(result))
+    failed = [r for r in results if not r.ok]
+    verdict = "FAILED" if failed else "OK"
+    out(f"{target}: {verdict} ({len(results) - len(failed)}/{len(results)} probes succeeded)")
+    return 1 if failed else 0
+
+
+def _describe(result: ProbeResult) -> str:
+    when = time.strftime("%H:%M:%S", time.localtime(result.started_at))
+    head = "ok" if result.ok else f"FAILED at layer {result.layer}"
+    lines = [
+        f"{result.probe:<13} {head}: {result.message} [{when}, {result.duration * 1000:.1f}ms]"
+    ]
+    for dial in result.dials:
+        phases = ", ".join(f"{k} {v * 1000:.1f}ms" for k, v in dial.phases.items())
+        lines.append(f"    connect: {'ok' if dial.ok else dial.reason} {phases or dial.message}")
+    for push in result.pushes:
+        answer = f"{push.status} {push.reason}" if push.error is None else f"error {push.error}"
+        lines.append(f"    {push.kind} push: {answer} in {push.duration * 1000:.1f}ms")
+    if result.rtt is not None:
+        lines.append(f"    PING round trip: {result.rtt * 1000:.2f}ms")
+    for reach in result.reaches:
+        state = "reachable" if reach.reachable else f"unreachable ({reach.error})"
+        lines.append(f"    {reach.host}:{reach.port} {reach.family}: {state}")
+    lines += [f"    log: {line}" for line in result.logs]
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""Validated field types shared by the config models: durations, files, IDs, endpoints."""
+
+from __future__ import annotations
+
+import re
+import stat
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationInfo,
+    field_validator,
+)
+
+from apns_exporter import apns
+from apns_exporter.config.durations import format_duration, parse_duration
+
+_HEX = re.compile(r"[0-9a-fA-F]+")
+# Ordinary device tokens are 64 hex digits; Live Activity tokens have been seen at 160, and
+# Apple says the length may change, so allow headroom without accepting arbitrary junk.
+_DEVICE_TOKEN_LENGTHS = range(64, 201)
+
+
+def _positive(seconds: float) -> float:
+    if seconds <= 0:
+        raise ValueError("must be greater than zero")
+    return seconds
+
+
+def _refresh_interval(seconds: float) -> float:
+    low, high = apns.TOKEN_MIN_REFRESH_SECONDS, apns.TOKEN_MAX_AGE_SECONDS
+    if not low <= seconds <= high:
+        raise ValueError(
+            f"must be between {format_duration(low)} and {format_duration(high)} (APNs rejects "
+            f"tokens older than 1h, and new tokens sooner than 20m after the last)"
+        )
+    return seconds
+
+
+def _readable_file(value: object, info: ValidationInfo) -> Path:
+    """An existing, readable regular file; relative paths start at the config file's directory."""
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a file path")
+    path = Path((info.context or {}).get("base_dir", ".")) / value
+    hint = "check the path, relative paths are resolved from the config file's directory"
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            with path.open("rb"):
+                pass
+    except FileNotFoundError:
+        raise ValueError(f"file not found: {path} ({hint})") from None
+    except PermissionError:
+        raise ValueError(
+            f"file not readable: {path} (permission denied; let the exporter's user read it)"
+        ) from None
+    except (OSError, ValueError) as exc:
+        # ValueError: an embedded NUL byte; other OSErrors: ENAMETOOLONG, ENOTDIR, ELOOP...
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot open {value!r}: {reason} ({hint})") from None
+    if stat.S_ISDIR(mode):
+        raise ValueError(f"{path} is a directory; point at the file inside it")
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file")
+    return path
+
+
+def _must_match(pattern: str, message: str) -> AfterValidator:
+    """A validator for strings that fully match ``pattern``; ``message`` may use {value}."""
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            raise ValueError(message.format(value=value))
+        return value
+
+    return AfterValidator(check)
+
+
+_APPLE_ID = r"[A-Z0-9]{10}"
+_APPLE_ID_RULE = "must be the 10-character {what} from Apple: upper-case letters and digits"
+TargetName = Annotated[
+    str,
+    _must_match(
+        r"[A-Za-z0-9_.-]+", "{value!r} is not a valid target name (use letters, digits, _ . -)"
+    ),
+]
+KeyId = Annotated[str, _must_match(_APPLE_ID, _APPLE_ID_RULE.replace("{what}", "key ID"))]
+TeamId = Annotated[str, _must_match(_APPLE_ID, _APPLE_ID_RULE.replace("{what}", "team ID"))]
+Topic = Annotated[
+    str, _must_match(r"\S+", "must be the app's bundle ID, e.g. com.example.app (no spaces)")
+]
+
+
+def split_endpoint(endpoint: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` to its parts; ValueError with an example otherwise."""
+    usage = f"endpoint must be host:port, e.g. {apns.PRODUCTION_HOST}:2197 or [::1]:8443"
+    if "/" in endpoint:
+        raise ValueError(f"{usage} (no scheme or path)")
+    if endpoint.startswith("["):
+        host, sep, port = endpoint[1:].partition("]:")
+    else:
+        host, sep, port = endpoint.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"{usage} (put IPv6 addresses in brackets)")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(usage)
+    return host, int(port)
+
+
+def _endpoint(value: str) -> str:
+    return split_endpoint(value) and value
+
+
+def _device_token(value: str) -> str:
+    problem = ""
+    if not _HEX.fullmatch(value):
+        problem = "has characters other than 0-9 and a-f"
+    elif len(value) % 2 or len(value) not in _DEVICE_TOKEN_LENGTHS:
+        problem = f"has {len(value)}"
+    if problem:
+        raise ValueError(
+            f"device token must be an even number of hex digits from 64 to 200; this one {problem}"
+        )
+    return value.lower()
+
+
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
+DeviceToken = Annotated[str, AfterValidator(_device_token)]
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+RefreshInterval = Annotated[
+    float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval)
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timed(Model):
+    """A probe with an interval and an optional deadline."""
+
+    @field_validator("timeout", check_fields=False)
+    @classmethod
+    def _timeout_within_interval(cls, timeout: float | None, info: ValidationInfo) -> float | None:
+        interval = info.data.get("interval")
+        if timeout is not None and interval is not None and timeout > interval:
+            raise ValueError(
+                f"timeout ({format_duration(timeout)}) must not be longer than interval "
+                f"({format_duration(interval)})"
+            )
+        return timeout
+
+
+# Receipt secrets shorter than this are guessable.
+MIN_SECRET_BYTES = 16
+_WHITESPACE = b" \t\r\n\x0b\x0c"
+
+
+def parse_secret(raw: bytes) -> bytes:
+    """The HMAC key from a secret file's contents: surrounding whitespace removed."""
+    secret = raw.strip(_WHITESPACE)
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"the receipt secret is {len(secret)} bytes; use at least {MIN_SECRET_BYTES} "
+            "(for example: openssl rand -hex 32)"
+        )
+    return secret

@@ -1,0 +1,340 @@
+"""The configuration model: frozen, typed settings validated field by field."""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    Field,
+    IPvAnyNetwork,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from apns_exporter import apns
+from apns_exporter.config.fields import (
+    DeviceToken,
+    Endpoint,
+    Interval,
+    KeyId,
+    Model,
+    ReadableFile,
+    RefreshInterval,
+    TargetName,
+    TeamId,
+    Timed,
+    Topic,
+    parse_secret,
+    split_endpoint,
+)
+
+_PRIORITIES = (10, 5, 1)
+# Every auth method a target may use; exactly one must be configured.
+_AUTH_METHODS = ("token", "certificate")
+
+
+class GlobalConfig(Model):
+    """Defaults that apply to every target."""
+
+    scrape_timeout: Interval = 10.0
+    # How often credential files are checked for changes (Secret updates, renewals).
+    credential_check_interval: Interval = 30.0
+
+
+class TokenAuth(Model):
+    """Token-based (JWT) authentication with a .p8 signing key."""
+
+    key_file: ReadableFile
+    key_id: KeyId
+    team_id: TeamId
+    refresh_interval: RefreshInterval = 3000.0
+    # .p8 keys never expire; this is your own rotation policy, exported for alerting.
+    rotate_by: datetime.date | None = None
+
+
+class CertificateAuth(Model):
+    """Certificate (mTLS) authentication: PEM cert and key, one PEM, or a PKCS#12 bundle."""
+
+    cert_file: ReadableFile
+    key_file: ReadableFile | None = None
+    password_file: ReadableFile | None = None
+    password_env: str | None = None
+
+    @field_validator("password_env")
+    @classmethod
+    def _env_is_set(cls, name: str | None) -> str | None:
+        if name is not None and name not in os.environ:
+            raise ValueError(
+                f"environment variable {name} is not set (export it, or use password_file)"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> CertificateAuth:
+        if self.password_file is not None and self.password_env is not None:
+            raise ValueError("use password_file or password_env, not both")
+        return self
+
+    def password(self) -> bytes | None:
+        """The password from its file or environment variable, if one is configured."""
+        if self.password_file is not None:
+            # A trailing newline is an editor's, not part of the password.
+            return self.password_file.read_bytes().rstrip(b"\r\n")
+        if self.password_env is not None:
+            return os.environ.get(self.password_env, "").encode()
+        return None
+
+
+class Auth(Model):
+    """How a target authenticates to APNs: exactly one method."""
+
+    token: TokenAuth | None = None
+    certificate: CertificateAuth | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Auth:
+        if sum(getattr(self, m) is not None for m in _AUTH_METHODS) != 1:
+            raise ValueError(f"auth needs exactly one of: {', '.join(_AUTH_METHODS)}")
+        return self
+
+    @property
+    def method(self) -> str:
+        """The configured method's key (token or certificate): the ``auth_method`` label."""
+        return next(m for m in _AUTH_METHODS if getattr(self, m) is not None)
+
+
+class PingConfig(Timed):
+    """HTTP/2 PINGs on the target's long-lived connection."""
+
+    interval: Interval = 60.0
+    timeout: Interval | None = None
+
+
+def _receipt_secret(path: Path) -> Path:
+    try:
+        parse_secret(path.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc} (e.g. openssl rand -hex 32 > {path.name})") from None
+    return path
+
+
+class DeliveryConfig(Model):
+    """Delivery receipts: the canary device posts a signed receipt back to the exporter."""
+
+    secret_file: Annotated[ReadableFile, AfterValidator(_receipt_secret)]
+    # No receipt within this long after the push: counted as lost.
+    deadline: Interval = 60.0
+
+    def secret(self) -> bytes:
+        """The HMAC key for this target's receipts."""
+        return parse_secret(self.secret_file.read_bytes())
+
+
+class ReceiptsConfig(Model):
+    """The listener devices post receipts to, separate so /metrics can stay private."""
+
+    listen_address: str = ":10055"
+
+
+class CanaryConfig(Timed):
+    """Periodic canary pushes to real devices and/or a device-less auth check."""
+
+    interval: Interval = 300.0
+    timeout: Interval | None = None
+    device_tokens: tuple[DeviceToken, ...] = ()
+    auth_check: StrictBool = False
+    push_type: apns.PushType = apns.PushType.BACKGROUND
+    priority: StrictInt = 5
+    payload: dict[str, Any] = Field(default_factory=lambda: {"aps": {"content-available": 1}})
+    expiration: StrictInt = 0
+    # MDM pushes carry {"mdm": PushMagic} from the device's TokenUpdate instead of a payload.
+    push_magic: str | None = None
+    delivery: DeliveryConfig | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body each canary push sends."""
+        if self.push_type is apns.PushType.MDM and self.push_magic is not None:
+            return {"mdm": self.push_magic}
+        return self.payload
+
+    @field_validator("priority")
+    @classmethod
+    def _check_priority(cls, priority: int, info: ValidationInfo) -> int:
+        if priority not in _PRIORITIES:
+            raise ValueError("must be 10 (immediate), 5 (power-considerate) or 1 (low)")
+        if priority == 10 and info.data.get("push_type") is apns.PushType.BACKGROUND:
+            raise ValueError(
+                "background pushes cannot use priority 10 (APNs answers 400 BadPriority); use 5"
+            )
+        return priority
+
+    @field_validator("payload")
+    @classmethod
+    def _check_payload(cls, payload: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        try:
+            body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        except (TypeError, ValueError):
+            raise ValueError(
+                "payload must be plain JSON: mappings, lists, strings, numbers, "
+                "booleans and null (no dates or binary)"
+            ) from None
+        push_type = info.data.get("push_type", apns.PushType.BACKGROUND)
+        if len(body) > push_type.max_payload_bytes:
+            raise ValueError(
+                f"payload is {len(body)} bytes as JSON; APNs accepts at most "
+                f"{push_type.max_payload_bytes} for {push_type} pushes"
+            )
+        return payload
+
+    @field_validator("expiration")
+    @classmethod
+    def _check_expiration(cls, expiration: int) -> int:
+        if expiration < 0:
+            raise ValueError("must be 0 (deliver now or never) or a UNIX time in seconds")
+        return expiration
+
+    @model_validator(mode="after")
+    def _mdm_has_push_magic(self) -> CanaryConfig:
+        if self.push_type is apns.PushType.MDM and not self.push_magic:
+            raise ValueError(
+                "push_type mdm needs push_magic: the PushMagic the device sent in its "
+                "TokenUpdate check-in"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _delivery_needs_devices(self) -> CanaryConfig:
+        if self.delivery is not None and not self.device_tokens:
+            raise ValueError(
+                "delivery needs device_tokens: only a real device running your app can send "
+                "receipts (the auth check never gets one)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _something_to_send(self) -> CanaryConfig:
+        if not self.device_tokens and not self.auth_check:
+            raise ValueError(
+                "canary needs device_tokens, auth_check: true, or both "
+                "(remove canary to send no canary pushes)"
+            )
+        return self
+
+
+class TlsCheckConfig(Timed):
+    """Inspect the APNs server's certificate chain (expiry, root, trust) on its own handshake."""
+
+    interval: Interval = 3600.0
+    timeout: Interval | None = None
+
+
+class ReachabilityConfig(Timed):
+    """Resolve and TCP-connect the hosts push depends on, and check Apple's address ranges."""
+
+    interval: Interval = 300.0
+    timeout: Interval | None = None
+    # host:port pairs; empty means the target's own endpoint and the alternative port 2197.
+    hosts: tuple[Endpoint, ...] = ()
+    # Also check a device-side courier host (MDM and device network checks) on 5223 and 443.
+    courier: StrictBool = False
+    apple_ranges: tuple[IPvAnyNetwork, ...] = tuple(
+        ipaddress.ip_network(n) for n in apns.APPLE_NETWORKS
+    )
+
+    def endpoints(self, target: Target) -> list[tuple[str, int]]:
+        """The (host, port) pairs to check for ``target``."""
+        pairs = [split_endpoint(h) for h in self.hosts]
+        if not pairs:
+            pairs = [(target.host, target.port)]
+            if target.endpoint is None:
+                pairs.append((target.host, apns.ALTERNATE_PORT))
+        if self.courier:
+            pairs += [(apns.COURIER_HOST, port) for port in apns.COURIER_PORTS]
+        return list(dict.fromkeys(pairs))
+
+
+class Target(Model):
+    """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label."""
+
+    name: TargetName
+    environment: apns.Environment
+    endpoint: Endpoint | None = None
+    auth: Auth
+    # For certificate auth the topic may be left out: the certificate's UID is used (MDM).
+    topic: Topic | None = Field(default=None, validate_default=True)
+    ca_file: ReadableFile | None = None
+    ping: PingConfig = PingConfig()
+    canary: CanaryConfig | None = None
+    # On by default: a server CA change (as in 2025) is a top cause of silent outages.
+    tls_check: TlsCheckConfig | None = TlsCheckConfig()
+    reachability: ReachabilityConfig | None = None
+
+    @field_validator("canary")
+    @classmethod
+    def _topic_suffix(
+        cls, canary: CanaryConfig | None, info: ValidationInfo
+    ) -> CanaryConfig | None:
+        if canary is None or info.data.get("topic") is None:
+            return canary
+        topic, suffix = info.data["topic"], canary.push_type.topic_suffix
+        if not topic.endswith(suffix):
+            raise ValueError(
+                f"push_type {canary.push_type} needs a topic ending in {suffix!r} "
+                f"(e.g. topic: {topic}{suffix}), or APNs answers BadTopic"
+            )
+        return canary
+
+    # List credentials for their expiry metrics only: no connection, no probes.
+    inventory_only: StrictBool = False
+
+    @field_validator("topic")
+    @classmethod
+    def _topic_for_tokens(cls, topic: str | None, info: ValidationInfo) -> str | None:
+        auth = info.data.get("auth")
+        if topic is None and auth is not None and auth.token is not None:
+            raise ValueError(
+                "required with token auth: the app's bundle ID (e.g. topic: com.example.app)"
+            )
+        return topic
+
+    @property
+    def host(self) -> str:
+        """The host to connect to: the endpoint override, else the environment's APNs host."""
+        return split_endpoint(self.endpoint)[0] if self.endpoint else self.environment.host
+
+    @property
+    def port(self) -> int:
+        """The port to connect to: the endpoint override's, else 443."""
+        return split_endpoint(self.endpoint)[1] if self.endpoint else apns.DEFAULT_PORT
+
+
+class Config(Model):
+    """The whole validated config file."""
+
+    global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
+    receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
+    targets: tuple[Target, ...]
+
+    def receipt_secrets(self) -> dict[str, bytes]:
+        """The receipt key of every target that measures delivery."""
+        return {
+            t.name: t.canary.delivery.secret()
+            for t in self.targets
+            if t.canary is not None and t.canary.delivery is not None
+        }
+
+    @field_validator("targets")
+    @classmethod
+    def _at_least_one(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+        if not targets:
+            raise ValueError("at least one target is required")
+        return targets

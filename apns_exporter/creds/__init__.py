@@ -1,0 +1,1 @@
+"""Credentials: provider tokens, client certificates, their files, and the server's chain."""

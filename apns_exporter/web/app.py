@@ -1,0 +1,232 @@
+"""The HTTP face of the exporter: /, /metrics, /-/healthy and /-/ready on aiohttp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable
+
+from aiohttp import hdrs, web
+from prometheus_client.exposition import choose_encoder
+
+from apns_exporter.errors import ConfigError
+from apns_exporter.receipts.server import make_receipt_app
+from apns_exporter.service.exporter import Exporter
+from apns_exporter.service.scheduler import HISTORY_LIMIT
+from apns_exporter.web import pages, webconfig
+from apns_exporter.web.webconfig import WebConfigWatcher
+
+log = logging.getLogger(__name__)
+
+# Scrapers hold keep-alive connections; do not let them delay shutdown past a few seconds.
+SHUTDOWN_GRACE_SECONDS = 2.0
+# Nothing the exporter serves takes a body bigger than this (reload has none at all).
+MAX_REQUEST_BYTES = 64 * 1024
+
+EXPORTER_KEY = web.AppKey("exporter", Exporter)
+TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+
+
+def parse_listen_address(value: str) -> tuple[str | None, int]:
+    """Split ``[host]:port`` (IPv6 in brackets); an empty host means every interface."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"--web.listen-address {value!r}: expected [HOST]:PORT, e.g. :10054")
+    host = host.strip("[]")
+    return (host or None), int(port)
+
+
+def make_app(
+    exporter: Exporter,
+    *,
+    telemetry_path: str = "/metrics",
+    web_config: WebConfigWatcher | None = None,
+) -> web.Application:
+    """Build the aiohttp application serving one exporter (TLS and auth per web config)."""
+    middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
+    app[EXPORTER_KEY] = exporter
+    app[TELEMETRY_PATH_KEY] = telemetry_path
+    app.router.add_get(telemetry_path, metrics)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_route("*", "/-/reload", reload)
+    app.router.add_get("/config", show_config)
+    app.router.add_get("/probes", show_probes)
+    app.router.add_get("/", landing)
+    return app
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """The exposition, negotiated (OpenMetrics or text) and rendered off the event loop."""
+    registry = request.app[EXPORTER_KEY].metrics.registry
+    names = request.query.getall("name[]", [])
+    collector = registry.restricted_registry(names) if names else registry
+    encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
+    # Rendering thousands of targets takes seconds; probes must not wait behind it.
+    body = await asyncio.to_thread(encoder, collector)
+    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+    response.enable_compression()
+    return response
+
+
+async def healthy(request: web.Request) -> web.Response:
+    """Liveness: the process serves HTTP, whatever the state of APNs."""
+    return web.Response(text="Healthy\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: the config is loaded and the probes are scheduled."""
+    if request.app[EXPORTER_KEY].ready:
+        return web.Response(text="Ready\n")
+    return web.Response(status=503, text="Not ready: the scheduler is not running\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    """POST re-reads the config file; a bad file is reported and never applied."""
+    if request.method != "POST":
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"], text="Use POST.\n")
+    try:
+        await request.app[EXPORTER_KEY].reload_file()
+    except ConfigError as exc:
+        return web.Response(status=500, text=f"failed to reload config: {exc}\n")
+    return web.Response(text="Reloaded\n")
+
+
+async def show_config(request: web.Request) -> web.Response:
+    """The effective configuration, secrets masked."""
+    return web.Response(text=pages.config_yaml(request.app[EXPORTER_KEY].config))
+
+
+async def show_probes(request: web.Request) -> web.Response:
+    """Recent probe results and logs of one target, as text."""
+    exporter = request.app[EXPORTER_KEY]
+    target = request.query.get("target", "")
+    if target not in exporter.targets:
+        names = ", ".join(sorted(exporter.targets)) or "none configured"
+        return web.Response(
+            status=404, text=f"Unknown target {target[:100]!r}; known targets: {names}\n"
+        )
+    try:
+        limit = max(1, min(HISTORY_LIMIT, int(request.query.get("limit", "20"))))
+    except ValueError:
+        return web.Response(status=400, text="limit must be a whole number\n")
+    return web.Response(text=pages.probe_log(exporter, target, limit))
+
+
+async def landing(request: web.Request) -> web.Response:
+    """A small HTML page listing targets and their latest probe results."""
+    body = pages.landing(request.app[EXPORTER_KEY], request.app[TELEMETRY_PATH_KEY])
+    return web.Response(text=body, content_type="text/html")
+
+
+async def serve(
+    exporter: Exporter,
+    listen: tuple[str | None, int],
+    telemetry_path: str,
+    stop: asyncio.Event,
+    on_listening: Callable[[str], None] | None = None,
+    *,
+    auto_reload_interval: float | None = None,
+    web_config: WebConfigWatcher | None = None,
+    on_receipts: Callable[[str], None] | None = None,
+) -> int:
+    """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads.
+
+    Listeners start before the probes, so a device receipt for the very first canary has
+    somewhere to go; ``on_receipts`` gets the receipt URL at that moment.
+    """
+    background: set[asyncio.Task[None]] = set()
+    runner = web.AppRunner(
+        make_app(exporter, telemetry_path=telemetry_path, web_config=web_config),
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+    )
+    await runner.setup()
+    runners: list[web.AppRunner] = []
+    try:
+        ssl_context = web_config.ssl_context() if web_config is not None else None
+        site = web.TCPSite(runner, listen[0], listen[1], ssl_context=ssl_context)
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", listen[0] or "*", listen[1], exc.strerror)
+            return 1
+        if exporter.measures_delivery:
+            receipt_runner = await _serve_receipts(exporter)
+            if receipt_runner is None:
+                return 1
+            runners.append(receipt_runner)
+            if on_receipts is not None and exporter.receipt_url is not None:
+                on_receipts(exporter.receipt_url)
+        await exporter.start()
+        if auto_reload_interval:
+            background.add(asyncio.create_task(exporter.watch_file(auto_reload_interval)))
+        if web_config is not None:
+            # Certificates and users rotate without a restart, even when nobody is scraping.
+            background.add(asyncio.create_task(web_config.run()))
+
+        def on_sighup() -> None:
+            background.add(asyncio.create_task(_reload_quietly(exporter)))
+            if web_config is not None:
+                web_config.reload()
+
+        _on_sighup(on_sighup)
+        url = _site_url(runner, tls=ssl_context is not None)
+        log.info("listening on %s", url)
+        if on_listening is not None:
+            on_listening(url)
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for extra in runners:
+            await extra.cleanup()
+        await runner.cleanup()
+        await exporter.stop()
+    return 0
+
+
+async def _serve_receipts(exporter: Exporter) -> web.AppRunner | None:
+    """Start the device-facing receipt listener; its own port keeps /metrics private."""
+    address = exporter.config.receipts.listen_address
+    host, port = parse_listen_address(address)
+    app = make_receipt_app(
+        exporter.receipts, exporter.on_receipt, exporter.on_rejected_receipt, clock=exporter.clock
+    )
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        log.error("cannot listen for receipts on %s: %s", address, exc.strerror)
+        await runner.cleanup()
+        return None
+    exporter.receipt_url = _site_url(runner, tls=False) + "/canary/receipt"
+    log.info("receiving canary receipts on %s", exporter.receipt_url)
+    return runner
+
+
+def _on_sighup(callback: Callable[[], None]) -> None:
+    # Only the main thread may install signal handlers; elsewhere reload is HTTP-only.
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, callback)
+
+
+async def _reload_quietly(exporter: Exporter) -> None:
+    try:
+        await exporter.reload_file()
+        log.info("configuration reloaded on SIGHUP")
+    except ConfigError as exc:
+        log.error("config reload on SIGHUP failed, keeping the running config: %s", exc)
+
+
+def _site_url(runner: web.AppRunner, *, tls: bool) -> str:
+    host, port = runner.addresses[0][:2]
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"

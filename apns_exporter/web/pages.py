@@ -1,0 +1,132 @@
+"""What the exporter shows people: the landing page, /config and /probes; no secrets, ever."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from apns_exporter import __version__
+from apns_exporter.config import Config
+from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.service.exporter import Exporter, TargetState
+
+# Keys whose values are secrets, wherever they appear; file and env references are not.
+_SECRET_KEYS = ("password", "secret", "passphrase")
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
+    "td,th{padding:.3em .8em;text-align:left;vertical-align:top}"
+    "tr:nth-child(even){background:#f4f4f4}.ok{color:#1a7f37}.failed{color:#cf222e}"
+)
+
+
+def landing(exporter: Exporter, telemetry_path: str) -> str:
+    """The HTML landing page: every target, its credential and its latest results."""
+    metrics = html.escape(telemetry_path)
+    rows = "".join(_target_row(exporter, name) for name in exporter.targets)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>APNs Exporter</title>
+<style>{_STYLE}</style></head>
+<body><h1>APNs Exporter</h1>
+<p>Version {html.escape(__version__)}. Probes run on their own schedule, not per scrape.</p>
+<table><thead><tr><th>Target</th><th>Environment</th><th>Endpoint</th><th>Credential</th>
+<th>Last canary</th><th>Last PING</th><th>Failing layer</th><th>Details</th></tr></thead>
+<tbody>{rows}</tbody></table>
+<p><a href="{metrics}">Metrics</a> · <a href="config">Configuration</a> ·
+<a href="-/healthy">Health</a> · <a href="-/ready">Readiness</a></p>
+</body></html>
+"""
+
+
+def _target_row(exporter: Exporter, name: str) -> str:
+    state = exporter.targets[name]
+    target = state.config
+    auth = html.escape(_credential(state))
+    if state.credential_error is not None:
+        auth += f' <span class="failed">({html.escape(state.credential_error)})</span>'
+    cells = [
+        html.escape(name),
+        html.escape(str(target.environment)),
+        html.escape(f"{target.host}:{target.port}"),
+        auth,
+    ]
+    latest = {kind: exporter.scheduler.latest(name, kind) for kind in ProbeKind}
+    for kind in (ProbeKind.CANARY, ProbeKind.PING):
+        cells.append(_result_cell(latest[kind]))
+    failing = next(
+        (r.layer for r in (latest[ProbeKind.CANARY], latest[ProbeKind.PING]) if r and r.layer),
+        None,
+    )
+    cells.append(html.escape(failing) if failing else "none")
+    cells.append(f'<a href="probes?target={quote(name)}">Probe logs</a>')
+    return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _credential(state: TargetState) -> str:
+    target = state.config
+    if target.auth.token is not None:
+        token = state.context.token
+        age = (
+            ""
+            if token is None or token.issued_at is None
+            else (f", JWT {(time.time() - token.issued_at) / 60:.0f} min old")
+        )
+        return f"token (key {target.auth.token.key_id}{age})"
+    cert = state.loaded.certificate if state.loaded is not None else None
+    if cert is None:
+        return "certificate"
+    days = (cert.not_after - time.time()) / 86400
+    when = f"expires in {days:.0f} days" if days >= 0 else f"EXPIRED {-days:.0f} days ago"
+    return f"certificate {cert.subject_cn}, {when}"
+
+
+def _result_cell(result: ProbeResult | None) -> str:
+    if result is None:
+        return "not run"
+    age = time.time() - (result.started_at + result.duration)
+    css, word = ("ok", "OK") if result.ok else ("failed", "FAILED")
+    return (
+        f'<span class="{css}">{word}</span> {age:.0f}s ago<br>'
+        f"<small>{html.escape(result.message)}</small>"
+    )
+
+
+def config_yaml(config: Config) -> str:
+    """The effective configuration as YAML, defaults filled in, secrets masked."""
+    data = config.model_dump(mode="json", by_alias=True)
+    return yaml.safe_dump(_mask(data), sort_keys=False, allow_unicode=True)
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        if key == "device_tokens":
+            # Device tokens identify people's devices: enough to recognise, not to reuse.
+            return [f"{t[:8]}…" for t in value]
+        return [_mask(v, key) for v in value]
+    if any(word in key for word in _SECRET_KEYS) and not key.endswith(("_file", "_env")):
+        return "<secret>"
+    return value
+
+
+def probe_log(exporter: Exporter, target: str, limit: int) -> str:
+    """Recent results of one target in blackbox_exporter's ``debug=true`` style, as text."""
+    results = exporter.scheduler.history(target)[:limit]
+    if not results:
+        return f"No probe results yet for target {target}.\n"
+    blocks = []
+    for result in results:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(result.started_at))
+        status = "success" if result.ok else f"FAILED (layer {result.layer})"
+        lines = [
+            f"=== {result.probe} at {when}: {status}, {result.duration * 1000:.1f}ms",
+            f"Message: {result.message}",
+            "Logs for the probe:",
+            *(f"  {line}" for line in result.logs),
+        ]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"

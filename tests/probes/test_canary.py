@@ -1,0 +1,44 @@
+"""Canary edge cases that need no server: a key that cannot sign."""
+
+from __future__ import annotations
+
+from apns_exporter import config
+from apns_exporter.probes import ProbeContext, ProbeKind, canary
+from apns_exporter.service.metrics import Metrics
+from tests.helpers import Workspace
+
+
+class _BrokenToken:
+    """A token schedule whose signing fails, as a corrupted key in memory would."""
+
+    issued_at = None
+
+    def bearer(self) -> str:
+        raise ValueError("key cannot sign")
+
+
+async def test_signing_failure_is_a_refresh_failure_not_a_crash(workspace: Workspace) -> None:
+    """A token that cannot be signed fails the canary with error credential and is counted."""
+    cfg = config.load(workspace.config(workspace.target(443, devices=("ab" * 32,))))
+    target = cfg.targets[0]
+    ctx = ProbeContext(target, channel=None, token=_BrokenToken(), default_timeout=1.0)  # type: ignore[arg-type]
+    result = await canary.run(ctx)
+    assert (result.ok, result.error, result.token_failed) == (False, "credential", True)
+    metrics = Metrics()
+    metrics.add_target(
+        "t1",
+        "production",
+        host="h",
+        port=443,
+        topic="t",
+        auth_method="token",
+        canary_interval=1,
+        ping_interval=1,
+        key=("K", "T"),
+    )
+    metrics.record(result)
+    labels = {"target": "t1", "apns_environment": "production"}
+    assert (
+        metrics.registry.get_sample_value("apns_provider_token_refresh_failures_total", labels) == 1
+    )
+    assert result.probe is ProbeKind.CANARY
