@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from apns_exporter import __version__, config, logs
 from apns_exporter.commands import probe
 from apns_exporter.config.durations import parse_duration
-from apns_exporter.creds.credential import Credential, ExpiredCredential
+from apns_exporter.creds.credential import Credential
 from apns_exporter.creds.tokens import TokenCache
-from apns_exporter.errors import ConfigError, CredentialError
+from apns_exporter.errors import ConfigError, CredentialError, ExpiredCredential, WebConfigError
 from apns_exporter.mock import cli as mock_cli
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.web.app import parse_listen_address, serve
-from apns_exporter.web.webconfig import WebConfigError, WebConfigWatcher
+from apns_exporter.web.webconfig import WebConfigWatcher
 
 log = logging.getLogger("apns_exporter")
 

@@ -1,25 +1,49 @@
-"""The exporter's exception tree; each leaf carries the bounded ``reason`` it is counted under.
+"""The exporter's exception tree; each error with a ``reason`` is counted under that label.
 
 ::
 
     ExporterError
-    ├── ConfigError            details: list of (location, message)
-    ├── CredentialError        reason: not_found | permission_denied | bad_pem | bad_pkcs12
-    │                                  | bad_passphrase | bad_p8 | key_mismatch | expired
-    └── ProbeError             reason: a connection failure or request error label
-        ├── ConnectFailed      dns | connect | tls_verify | tls_handshake | alpn | timeout
-        ├── ConnectionLost     http2 | goaway | connection_reset
-        └── RequestFailed      timeout | stream_reset | connection_reset | protocol
+    ├── ConfigError            issues: every (location, message) found
+    ├── WebConfigError         one line naming the web config file and key
+    ├── CredentialError        not_found | permission_denied | bad_pem | bad_pkcs12
+    │   │                      | bad_passphrase | bad_p8 | key_mismatch | expired
+    │   └── ExpiredCredential  expired, carrying what loaded so it can still be presented
+    ├── ReceiptRejected        bad_signature | malformed | unknown_target | unknown_canary
+    │                          | replay | stale | too_large
+    └── ProbeError             any of its subclasses' reasons
+        ├── ConnectFailed      dns | connect | tls_verify | tls_handshake | alpn | http2 | timeout
+        ├── ConnectionLost     http2 | goaway | connection_reset | tls_handshake
+        └── RequestFailed      timeout | stream_reset | connection_reset | protocol | goaway
+
+Every error that has a reason takes ``(reason, message)`` in that order, and the reason
+must be one of its class's ``REASONS``: a label outside the documented set is a bug caught
+where it is raised, not silently folded into another label when counted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+T = TypeVar("T")
 
 
 class ExporterError(Exception):
     """Base class for every error the exporter raises on purpose."""
+
+
+class ReasonedError(ExporterError):
+    """An error counted under a bounded ``reason`` label, checked when it is raised."""
+
+    REASONS: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in self.REASONS:
+            known = ", ".join(sorted(self.REASONS))
+            raise ValueError(f"{type(self).__name__}: reason {reason!r} is not one of {known}")
+        self.reason = reason
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -41,38 +65,91 @@ class ConfigError(ExporterError):
         super().__init__("\n".join(str(i) for i in self.issues))
 
 
-class CredentialError(ExporterError):
+class WebConfigError(ExporterError):
+    """A web config file that cannot be used; the message is one line naming file and key."""
+
+
+class CredentialError(ReasonedError):
     """A key or certificate file that cannot be loaded."""
 
-    def __init__(self, reason: str, message: str) -> None:
-        self.reason = reason
-        super().__init__(message)
+    REASONS = frozenset(
+        {
+            "not_found",
+            "permission_denied",
+            "bad_pem",
+            "bad_pkcs12",
+            "bad_passphrase",
+            "bad_p8",
+            "key_mismatch",
+            "expired",
+        }
+    )
 
 
-class ProbeError(ExporterError):
+class ExpiredCredential(CredentialError, Generic[T]):
+    """An expired certificate, with what loaded: presenting it beats guessing what APNs says."""
+
+    def __init__(self, message: str, *, loaded: T) -> None:
+        super().__init__("expired", message)
+        self.loaded = loaded
+
+
+class ReceiptRejected(ReasonedError):
+    """A delivery receipt that failed a check; ``target`` is set only once it is trusted."""
+
+    REASONS = frozenset(
+        {
+            "bad_signature",
+            "malformed",
+            "unknown_target",
+            "unknown_canary",
+            "replay",
+            "stale",
+            "too_large",
+        }
+    )
+
+    def __init__(self, reason: str, message: str = "", *, target: str | None = None) -> None:
+        super().__init__(reason, message or reason)
+        # Only ever a configured target name (bounded), never whatever the body claimed.
+        self.target = target
+
+
+class ProbeError(ReasonedError):
     """A failure while talking to APNs; ``reason`` is a bounded metric label."""
 
-    reason: str = "protocol"
-
-    def __init__(self, message: str, reason: str | None = None) -> None:
-        if reason is not None:
-            self.reason = reason
-        super().__init__(message)
+    REASONS = frozenset(
+        {
+            "dns",
+            "connect",
+            "tls_verify",
+            "tls_handshake",
+            "alpn",
+            "http2",
+            "timeout",
+            "goaway",
+            "connection_reset",
+            "stream_reset",
+            "protocol",
+        }
+    )
 
 
 class ConnectFailed(ProbeError):
-    """The connection could not be established (DNS, TCP, TLS or ALPN)."""
+    """The connection could not be established (DNS, TCP, TLS, ALPN or HTTP/2 preface)."""
 
-    reason = "connect"
+    REASONS = frozenset(
+        {"dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout"}
+    )
 
 
 class ConnectionLost(ProbeError):
     """An established connection ended or became unusable."""
 
-    reason = "connection_reset"
+    REASONS = frozenset({"http2", "goaway", "connection_reset", "tls_handshake"})
 
 
 class RequestFailed(ProbeError):
     """A single request got no usable response."""
 
-    reason = "protocol"
+    REASONS = frozenset({"timeout", "stream_reset", "connection_reset", "protocol", "goaway"})

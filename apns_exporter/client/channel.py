@@ -107,7 +107,7 @@ class Channel:
             if self._last_failure is not None and self._clock() < self._retry_at:
                 wait = self._retry_at - self._clock()
                 error = ConnectFailed(
-                    f"{self._last_failure} (next attempt in {wait:.1f}s)", self._last_failure.reason
+                    self._last_failure.reason, f"{self._last_failure} (next attempt in {wait:.1f}s)"
                 )
                 return Lease(None, error=error)
             try:
@@ -164,7 +164,7 @@ class Channel:
             failure = conn.failure
             reason = failure.reason if failure is not None else "http2"
             self._last_failure = ConnectFailed(
-                f"connection ended before the server answered anything: {failure}", reason
+                reason, f"connection ended before the server answered anything: {failure}"
             )
             self._retry_at = self._clock() + self._backoff.next_delay()
         # In-flight streams up to the GOAWAY's last-stream-id may still be answered.

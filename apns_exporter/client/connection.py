@@ -32,10 +32,9 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 READ_CHUNK_BYTES = 65536
 # asyncio reports a TLS 1.3 alert about our client certificate as a plain close, so a close
 # before the server's SETTINGS, when we presented a certificate, is most likely that.
-_CERTIFICATE_REJECTED = ConnectionLost(
+_CERTIFICATE_REJECTED = (
     "the server closed the connection right after the TLS handshake; it probably rejected "
-    "the client certificate (expired, revoked or from an unknown CA)",
-    "tls_handshake",
+    "the client certificate (expired, revoked or from an unknown CA)"
 )
 CLOSE_TIMEOUT_SECONDS = 1.0
 
@@ -160,13 +159,13 @@ class Connection:
             if "tls" in timings:
                 # TCP and TLS worked; the server never started HTTP/2 (a stuck or slow peer).
                 raise ConnectFailed(
+                    "http2",
                     f"{endpoint.host}:{endpoint.port} sent no HTTP/2 SETTINGS within "
                     f"{timeout:g}s of connecting",
-                    "http2",
                 ) from None
             raise ConnectFailed(
-                f"connecting to {endpoint.host}:{endpoint.port} timed out after {timeout:g}s",
                 "timeout",
+                f"connecting to {endpoint.host}:{endpoint.port} timed out after {timeout:g}s",
             ) from None
         except ConnectFailed:
             raise
@@ -174,7 +173,7 @@ class Connection:
             if conn is not None:
                 await conn.aclose()
             reason = "tls_handshake" if exc.reason == "tls_handshake" else "http2"
-            raise ConnectFailed(str(exc), reason) from None
+            raise ConnectFailed(reason, str(exc)) from None
         return conn
 
     def _start(self) -> None:
@@ -199,7 +198,7 @@ class Connection:
         """Why the connection ended, once it has."""
         if self._closed is None and self._proto.goaway is not None:
             return ConnectionLost(
-                f"GOAWAY from server (reason {self._proto.goaway.reason})", "goaway"
+                "goaway", f"GOAWAY from server (reason {self._proto.goaway.reason})"
             )
         return self._closed
 
@@ -254,7 +253,7 @@ class Connection:
             if stream_id is not None:
                 self._proto.cancel(stream_id)
                 self._flush()
-            raise RequestFailed(f"no response within {timeout:g}s", "timeout") from None
+            raise RequestFailed("timeout", f"no response within {timeout:g}s") from None
         finally:
             if stream_id is not None:
                 self._responses.pop(stream_id, None)
@@ -271,7 +270,7 @@ class Connection:
             async with asyncio.timeout(timeout):
                 acked_at = await future
         except TimeoutError:
-            raise RequestFailed(f"PING not acknowledged within {timeout:g}s", "timeout") from None
+            raise RequestFailed("timeout", f"PING not acknowledged within {timeout:g}s") from None
         finally:
             self._pings.pop(data, None)
         return acked_at - started
@@ -281,7 +280,7 @@ class Connection:
         if self._closed is None:
             self._proto.close()
             self._flush()
-            self._fail_all(ConnectionLost("connection closed by the exporter", "closed"))
+            self._fail_all(ConnectionLost("connection_reset", "connection closed by the exporter"))
         if self._reader_task is not None:
             self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -327,13 +326,13 @@ class Connection:
             self._writer.write(data)
 
     async def _read_loop(self) -> None:
-        error: ProbeError = ConnectionLost("the server closed the connection", "connection_reset")
+        error: ProbeError = ConnectionLost("connection_reset", "the server closed the connection")
         try:
             while True:
                 data = await self._reader.read(READ_CHUNK_BYTES)
                 if not data:
                     if self.client_certificate and not self._settings_received.done():
-                        error = _CERTIFICATE_REJECTED
+                        error = ConnectionLost("tls_handshake", _CERTIFICATE_REJECTED)
                     break
                 events = self._proto.receive_data(data)
                 self._flush()
@@ -345,9 +344,9 @@ class Connection:
             # With TLS 1.3 the server judges our certificate after the handshake, so its
             # alert (expired, unknown CA) arrives here, before its SETTINGS.
             reason = "connection_reset" if self._settings_received.done() else "tls_handshake"
-            error = ConnectionLost(f"TLS error from server: {exc.reason or exc}", reason)
+            error = ConnectionLost(reason, f"TLS error from server: {exc.reason or exc}")
         except OSError as exc:
-            error = ConnectionLost(f"connection error: {exc}", "connection_reset")
+            error = ConnectionLost("connection_reset", f"connection error: {exc}")
         self._fail_all(error)
         async with self._slots:
             self._slots.notify_all()
@@ -363,7 +362,7 @@ class Connection:
             self._resolve(
                 event.stream_id,
                 error=RequestFailed(
-                    f"stream reset with HTTP/2 error {event.error_code}", "stream_reset"
+                    "stream_reset", f"stream reset with HTTP/2 error {event.error_code}"
                 ),
             )
         elif isinstance(event, PingAcked):
@@ -378,7 +377,7 @@ class Connection:
                 event.last_stream_id,
                 event.debug_data[:200],
             )
-            lost = ConnectionLost(f"GOAWAY from server (reason {event.reason})", "goaway")
+            lost = ConnectionLost("goaway", f"GOAWAY from server (reason {event.reason})")
             for sid in [s for s in self._responses if s > event.last_stream_id]:
                 self._resolve(sid, error=lost)
         if isinstance(event, SettingsChanged) and not self._settings_received.done():
@@ -427,9 +426,9 @@ async def _dial(
     try:
         addresses = await resolver(endpoint.host, endpoint.port)
     except OSError as exc:
-        raise ConnectFailed(f"cannot resolve {endpoint.host}: {exc}", "dns") from None
+        raise ConnectFailed("dns", f"cannot resolve {endpoint.host}: {exc}") from None
     if not addresses:
-        raise ConnectFailed(f"cannot resolve {endpoint.host}: no addresses", "dns")
+        raise ConnectFailed("dns", f"cannot resolve {endpoint.host}: no addresses")
     timings["resolve"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -442,7 +441,7 @@ async def _dial(
             last_error = exc
     else:
         raise ConnectFailed(
-            f"cannot connect to {endpoint.host}:{endpoint.port}: {last_error}", "connect"
+            "connect", f"cannot connect to {endpoint.host}:{endpoint.port}: {last_error}"
         )
     timings["connect"] = time.perf_counter() - started
 
@@ -466,17 +465,17 @@ async def _handshake(
         )
     except ssl.SSLCertVerificationError as exc:
         raise ConnectFailed(
-            f"server certificate of {endpoint.host} not trusted: {exc.verify_message}", "tls_verify"
+            "tls_verify", f"server certificate of {endpoint.host} not trusted: {exc.verify_message}"
         ) from None
     except (ssl.SSLError, OSError) as exc:
         raise ConnectFailed(
-            f"TLS handshake with {endpoint.host} failed: {exc}", "tls_handshake"
+            "tls_handshake", f"TLS handshake with {endpoint.host} failed: {exc}"
         ) from None
     ssl_object = writer.get_extra_info("ssl_object")
     protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
     if protocol != "h2":
         raise ConnectFailed(
+            "alpn",
             f"{endpoint.host}:{endpoint.port} did not negotiate HTTP/2 via ALPN "
             f"(got {protocol!r}); is this an APNs endpoint?",
-            "alpn",
         )

@@ -148,7 +148,7 @@ class ClientProtocol:
     ) -> int:
         """Start a request and return its stream id; the body follows as the window allows."""
         if self.goaway is not None:
-            raise ConnectionLost("the server sent GOAWAY; open a new connection", "goaway")
+            raise ConnectionLost("goaway", "the server sent GOAWAY; open a new connection")
         stream_id = self._h2.get_next_available_stream_id()
         pseudo = [
             (":method", method),
@@ -195,7 +195,7 @@ class ClientProtocol:
             try:
                 h2_events = self._h2.receive_data(part)
             except h2.exceptions.ProtocolError as exc:
-                raise ConnectionLost(f"HTTP/2 protocol error from server: {exc}", "http2") from exc
+                raise ConnectionLost("http2", f"HTTP/2 protocol error from server: {exc}") from exc
             for ev in h2_events:
                 events.extend(self._translate(ev))
         return events
@@ -222,9 +222,9 @@ class ClientProtocol:
                     passthrough += header
                     continue
                 if int.from_bytes(header[5:9], "big") & 0x7FFFFFFF != 0:
-                    raise ConnectionLost("HTTP/2 protocol error: GOAWAY on a stream", "http2")
+                    raise ConnectionLost("http2", "HTTP/2 protocol error: GOAWAY on a stream")
                 if not _GOAWAY_FIXED_BYTES <= self._left <= self._h2.max_inbound_frame_size:
-                    raise ConnectionLost(f"HTTP/2 GOAWAY of bad size {self._left}", "http2")
+                    raise ConnectionLost("http2", f"HTTP/2 GOAWAY of bad size {self._left}")
                 self._goaway_payload = bytearray()
             take = min(self._left, len(data) - pos)
             target = passthrough if self._goaway_payload is None else self._goaway_payload
@@ -259,7 +259,7 @@ class ClientProtocol:
         frame_type = self._preface[3]
         self._preface = None
         if frame_type != _SETTINGS_FRAME:
-            raise ConnectionLost("the server did not start with an HTTP/2 SETTINGS frame", "http2")
+            raise ConnectionLost("http2", "the server did not start with an HTTP/2 SETTINGS frame")
 
     def _translate(self, ev: h2.events.Event) -> list[Event]:
         if isinstance(ev, h2.events.ResponseReceived | h2.events.TrailersReceived):

@@ -149,7 +149,7 @@ async def _handshake(
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ConnectFailed(f"cannot resolve {host}: {exc.strerror}", "dns") from None
+        raise ConnectFailed("dns", f"cannot resolve {host}: {exc.strerror}") from None
     last: OSError | None = None
     for *_, sockaddr in infos:
         try:
@@ -158,7 +158,7 @@ async def _handshake(
         except OSError as exc:
             last = exc
     else:
-        raise ConnectFailed(f"cannot connect to {host}:{port}: {last}", "connect")
+        raise ConnectFailed("connect", f"cannot connect to {host}:{port}: {last}")
     try:
         await writer.start_tls(ctx, server_hostname=server_hostname)
     except ssl.SSLCertVerificationError:
@@ -167,7 +167,7 @@ async def _handshake(
     except (ssl.SSLError, OSError) as exc:
         writer.transport.abort()
         raise ConnectFailed(
-            f"TLS handshake with {host}:{port} failed: {exc}", "tls_handshake"
+            "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
         ) from None
     except BaseException:
         # Cancellation by the caller's timeout: never leak the socket.
@@ -198,12 +198,12 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
         tls_version, alpn = ssl_object.version(), ssl_object.selected_alpn_protocol()
     except ValueError:
         raise ConnectFailed(
-            f"{host}:{port} presented a certificate that cannot be parsed", "tls_handshake"
+            "tls_handshake", f"{host}:{port} presented a certificate that cannot be parsed"
         ) from None
     finally:
         await _close(writer)
     if not certs:
-        raise ConnectFailed(f"{host}:{port} presented no certificate", "tls_handshake")
+        raise ConnectFailed("tls_handshake", f"{host}:{port} presented no certificate")
 
     errors: list[str] = []
     roots: list[str | None] = []
@@ -257,7 +257,7 @@ async def inspect(
             return await _inspect(host, port, server_hostname or host, ca_file)
     except TimeoutError:
         raise ConnectFailed(
-            f"TLS check of {host}:{port} timed out after {timeout:g}s", "timeout"
+            "timeout", f"TLS check of {host}:{port} timed out after {timeout:g}s"
         ) from None
 
 

@@ -18,7 +18,7 @@ from apns_exporter.creds.certificates import (
     mismatches,
 )
 from apns_exporter.creds.tokens import ProviderToken, TokenCache
-from apns_exporter.errors import CredentialError
+from apns_exporter.errors import CredentialError, ExpiredCredential
 
 
 @dataclass(frozen=True)
@@ -29,14 +29,6 @@ class Loaded:
     token: ProviderToken | None
     certificate: CertificateSummary | None
     warnings: tuple[str, ...]
-
-
-class ExpiredCredential(CredentialError):
-    """An expired certificate, with what loaded: presenting it beats guessing what APNs says."""
-
-    def __init__(self, loaded: Loaded, message: str) -> None:
-        super().__init__("expired", message)
-        self.loaded = loaded
 
 
 class Credential:
@@ -92,9 +84,9 @@ class Credential:
         if summary.not_after < self._clock():
             renew = " with the same Apple ID" if summary.is_mdm else ""
             raise ExpiredCredential(
-                loaded,
                 f"{cert.cert_file}: certificate {summary.subject_cn!r} expired; renew it{renew} "
                 "in the Apple Developer portal and replace the file",
+                loaded=loaded,
             )
         return loaded
 

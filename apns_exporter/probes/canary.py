@@ -75,7 +75,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             endpoint = channel.endpoint
             ctx.log(f"dialled {endpoint.host}:{endpoint.port}: {lease.dial.message or 'ok'}")
         if lease.connection is None:
-            connect_error = connect_error or lease.error or ProbeError("no connection", "connect")
+            connect_error = connect_error or lease.error or ProbeError("connect", "no connection")
             ctx.log(f"no connection: {lease.error}")
             continue
         for kind, device_token in pushes:

@@ -13,7 +13,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     lease = await ctx.channel.acquire()
     try:
         if lease.connection is None:
-            raise lease.error or ProbeError("no connection", "connect")
+            raise lease.error or ProbeError("connect", "no connection")
         rtt = await lease.connection.ping(timeout=timeout)
     except ProbeError as exc:
         ctx.log(f"ping failed: {exc}")

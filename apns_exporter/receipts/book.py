@@ -48,6 +48,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from apns_exporter.errors import ReceiptRejected
+
 SIGNATURE_HEADER = "X-APNs-Exporter-Signature"
 SIGNATURE_PREFIX = "sha256="
 PAYLOAD_KEY = "apns_exporter"
@@ -68,16 +70,6 @@ REASONS = (
 )
 
 _CANARY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-class ReceiptRejected(Exception):
-    """A receipt failed a check; ``reason`` is one of :data:`REASONS`."""
-
-    def __init__(self, reason: str, target: str | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        # Only ever a configured target name (bounded), never whatever the body claimed.
-        self.target = target
 
 
 @dataclass(frozen=True)
@@ -252,19 +244,19 @@ class ReceiptBook:
         if secret is None:
             raise ReceiptRejected("unknown_target")
         if not _signature_ok(secret, raw_body, signature_header):
-            raise ReceiptRejected("bad_signature", target)
+            raise ReceiptRejected("bad_signature", target=target)
         self._forget_received(now)
         key = (target, canary_id)
         if key in self._received:
-            raise ReceiptRejected("replay", target)
+            raise ReceiptRejected("replay", target=target)
         if not now - self.freshness <= received_at <= now + self.clock_skew:
-            raise ReceiptRejected("stale", target)
+            raise ReceiptRejected("stale", target=target)
         pending = self._pending[target]
         canary = pending.get(canary_id)
         if canary is None:
-            raise ReceiptRejected("unknown_canary", target)
+            raise ReceiptRejected("unknown_canary", target=target)
         if received_at < canary.sent_at - self.clock_skew:
-            raise ReceiptRejected("stale", target)
+            raise ReceiptRejected("stale", target=target)
         del pending[canary_id]
         self._received[key] = received_at
         while len(self._received) > self.max_received:

@@ -17,7 +17,8 @@ from http import HTTPStatus
 
 from aiohttp import web
 
-from apns_exporter.receipts.book import SIGNATURE_HEADER, Delivery, ReceiptBook, ReceiptRejected
+from apns_exporter.errors import ReceiptRejected
+from apns_exporter.receipts.book import SIGNATURE_HEADER, Delivery, ReceiptBook
 
 log = logging.getLogger("apns_exporter.receipts.book")
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from apns_exporter.client.channel import Channel
 from apns_exporter.client.connection import Endpoint, Resolver, shared_ssl_context
 from apns_exporter.config import Config, Target, load
-from apns_exporter.creds.credential import Credential, ExpiredCredential, Loaded
+from apns_exporter.creds.credential import Credential, Loaded
 from apns_exporter.creds.tokens import TokenCache
-from apns_exporter.errors import ConfigError, ConfigIssue, CredentialError
+from apns_exporter.errors import ConfigError, ConfigIssue, CredentialError, ExpiredCredential
 from apns_exporter.probes import (
     ProbeContext,
     ProbeKind,

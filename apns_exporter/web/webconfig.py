@@ -53,7 +53,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from apns_exporter.config.yamlsource import KeyPath, Position, YamlSource
-from apns_exporter.errors import ExporterError
+from apns_exporter.errors import WebConfigError
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +132,6 @@ _HASH_HINT = "generate one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 _BCRYPT_MAX_PASSWORD = 72
 _CACHE_SIZE = 256
 REALM = "apns-exporter"
-
-
-class WebConfigError(ExporterError):
-    """A web config file that cannot be used; the message is one line naming file and key."""
 
 
 @dataclass(frozen=True)

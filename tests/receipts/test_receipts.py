@@ -9,13 +9,13 @@ import json
 import pytest
 
 from apns_exporter.config.fields import parse_secret
+from apns_exporter.errors import ReceiptRejected
 from apns_exporter.receipts.book import (
     MAX_BODY,
     PAYLOAD_KEY,
     REASONS,
     Delivery,
     ReceiptBook,
-    ReceiptRejected,
     canary_payload,
     encode_receipt,
     new_canary_id,

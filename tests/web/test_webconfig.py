@@ -22,8 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from apns_exporter.errors import WebConfigError
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca
-from apns_exporter.web.webconfig import WebConfigError, WebConfigWatcher, load, middleware
+from apns_exporter.web.webconfig import WebConfigWatcher, load, middleware
 
 # Cost 4 is bcrypt's minimum: the tests check behaviour, not bcrypt's slowness.
 PASSWORD = "correct horse"
