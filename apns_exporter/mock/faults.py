@@ -81,10 +81,26 @@ class GoAwayFault:
 
 @dataclass(frozen=True)
 class IdleClose:
-    """Close a connection that received nothing for ``after`` seconds, with or without GOAWAY."""
+    """Close a connection that received nothing for ``after`` seconds, with or without GOAWAY.
+
+    The GOAWAY carries ``{"reason":"IdleTimeout"}`` as Apple documents (``debug`` "json"), or
+    empty debug data (``debug`` "empty"); ``followed_by_empty`` adds an empty second GOAWAY
+    after the JSON one, a pair seen from Apple in the wild.
+    """
 
     after: float
     goaway: bool = True
+    debug: Literal["json", "empty"] = "json"
+    followed_by_empty: bool = False
+
+    def goaway_fault(self) -> GoAwayFault:
+        """The immediate GOAWAY this idle close sends when ``goaway`` is on."""
+        return GoAwayFault(
+            debug=self.debug,
+            reason="IdleTimeout",
+            graceful=False,
+            followed_by_empty=self.followed_by_empty,
+        )
 
 
 @dataclass(frozen=True)
@@ -191,6 +207,12 @@ BUILTIN_SCENARIOS: dict[str, Scenario] = {
             goaway=GoAwayFault(
                 after_requests=3, debug="json", reason="Shutdown", followed_by_empty=True
             ),
+        ),
+        Scenario(
+            name="idle-timeout",
+            description='Idle connections close after 60 s: GOAWAY {"reason":"IdleTimeout"}, '
+            "then an empty GOAWAY.",
+            idle_close=IdleClose(after=60.0, followed_by_empty=True),
         ),
         Scenario(
             name="ca-rotation",

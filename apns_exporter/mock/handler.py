@@ -131,7 +131,7 @@ class ConnectionHandler:
                     idle.goaway,
                 )
                 if idle.goaway:
-                    self.send_goaway(GoAwayFault(debug="empty", graceful=False))
+                    self.send_goaway(idle.goaway_fault())
                 else:
                     self.writer.transport.abort()
                 break

@@ -24,7 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
 from apns_exporter.mock import der
 
-# Apple's APNs certificate extensions (see reference/apns-anchors.md §2.8).
+# Apple's APNs certificate extensions ("Establishing a certificate-based connection to APNs").
 APNS_DEVELOPMENT_OID = ObjectIdentifier("1.2.840.113635.100.6.3.1")
 APNS_PRODUCTION_OID = ObjectIdentifier("1.2.840.113635.100.6.3.2")
 APNS_TOPICS_OID = ObjectIdentifier("1.2.840.113635.100.6.3.6")

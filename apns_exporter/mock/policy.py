@@ -7,7 +7,8 @@ from typing import Literal
 
 from apns_exporter.apns import TOKEN_MAX_AGE_SECONDS, TOKEN_MIN_REFRESH_SECONDS
 
-# Apple's stated precedence for checking a request (reference/apns-anchors.md §7 item 18).
+# The order among several defects in one request (Apple is silent on most of it; see the
+# "defect-order" row of mock.conformance).
 # Connection-level checks (client certificate validity and environment) come before all of
 # these, at TLS handshake and right after the HTTP/2 preface. Then, per request:
 #   method        :method must be POST                             405 MethodNotAllowed

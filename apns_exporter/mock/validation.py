@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import string
 from collections import deque
@@ -213,7 +214,8 @@ class Validator:
         push_type = request.push_type
         priority = request.first("apns-priority")
         if priority is not None and (
-            priority not in _PRIORITIES or (push_type is PushType.BACKGROUND and priority == "10")
+            priority not in _PRIORITIES
+            or (priority == "10" and (push_type is PushType.BACKGROUND or _silent(request.body)))
         ):
             return Verdict(Reason.BAD_PRIORITY)
         if (raw_type is None and self.policy.require_push_type) or (
@@ -295,6 +297,20 @@ class Validator:
             return Verdict(Reason.TOO_MANY_REQUESTS)
         recent.append(now)
         return None
+
+
+def _silent(body: bytes | bytearray) -> bool:
+    """Whether a payload's ``aps`` holds only ``content-available`` (no alert, sound or badge).
+
+    Apple: priority 10 "is an error ... for a push notification that contains only the
+    content-available key". Keys outside ``aps`` are the app's data and do not count.
+    """
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return False
+    aps = payload.get("aps") if isinstance(payload, dict) else None
+    return isinstance(aps, dict) and set(aps) == {"content-available"}
 
 
 def is_uuid(value: str) -> bool:
