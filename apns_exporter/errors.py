@@ -66,7 +66,15 @@ class ConfigError(ExporterError):
 
 
 class WebConfigError(ExporterError):
-    """A web config file that cannot be used; the message is one line naming file and key."""
+    """A web config file that cannot be used; the message is one line naming file and key.
+
+    ``key`` names the setting a TLS file came from (``cert_file``...) while the message does
+    not yet say where in the file it is; the parser then locates it.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class CredentialError(ReasonedError):

@@ -613,7 +613,7 @@ async def test_run_notices_rotation_without_requests(
     pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The background check loads rotated certificates even when no HTTP request arrives."""
-    monkeypatch.setattr("apns_exporter.web.webconfig.CHECK_INTERVAL_SECONDS", 0.01)
+    monkeypatch.setattr("apns_exporter.web.webconfig.watcher.CHECK_INTERVAL_SECONDS", 0.01)
     watcher = WebConfigWatcher(write(pki.dir / "web.yml", tls_config(pki)))
     context = client_context(pki.ca_file)
     async with serving(watcher) as url:

@@ -1,0 +1,187 @@
+"""Who may ask: basic auth (bcrypt, bounded per source), client certificate SANs, extra headers."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import enum
+import hashlib
+import ipaddress
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import bcrypt
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from apns_exporter.web.webconfig.settings import WebConfig
+
+# bcrypt only reads the first 72 bytes; htpasswd and Go truncate silently, pyca/bcrypt raises.
+_BCRYPT_MAX_PASSWORD = 72
+_CACHE_SIZE = 256
+# Sources with a bcrypt check queued or running; beyond this, new sources are told to retry.
+MAX_WAITING_SOURCES = 16
+REALM = "apns-exporter"
+
+
+class Verdict(enum.Enum):
+    """The outcome of one authentication attempt."""
+
+    OK = "ok"
+    DENIED = "denied"
+    BUSY = "busy"
+
+
+class ConfigSource(Protocol):
+    """Anything that hands out the web config to apply now (the watcher)."""
+
+    def current(self) -> WebConfig: ...
+
+
+def _parse_basic(header: str) -> tuple[str, bytes] | None:
+    """User and password from an ``Authorization: Basic`` header, or None if malformed."""
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+        user, sep, password = decoded.partition(b":")
+        return (user.decode("utf-8"), password) if sep else None
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+class Authenticator:
+    """bcrypt checks off the event loop, one at a time, at most one queued per source.
+
+    The lock is first come, first served and each source holds at most one place in its
+    queue, so a flood of wrong passwords from one address costs a valid user from another
+    address at most one check; a flood from many addresses at most MAX_WAITING_SOURCES.
+    """
+
+    def __init__(self, max_waiting_sources: int = MAX_WAITING_SOURCES) -> None:
+        self._lock = asyncio.Lock()
+        self._max_waiting = max_waiting_sources
+        self._waiting: set[str] = set()
+        # sha256 of (user, hash, password) for checks that passed; never the password itself.
+        self._passed: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+        self._fake_hashes: dict[int, bytes] = {}
+
+    async def check(
+        self, users: Mapping[str, str], fake_cost: int, header: str | None, source: str
+    ) -> Verdict:
+        """Whether ``header`` names a user and password; BUSY when the source must retry."""
+        credentials = _parse_basic(header) if header else None
+        if credentials is None:
+            return Verdict.DENIED
+        user, password = credentials
+        hashed = users.get(user)
+        key = hashlib.sha256(
+            b"\0".join(
+                part.hex().encode() for part in (user.encode(), (hashed or "").encode(), password)
+            )
+        ).digest()
+        if hashed is not None and key in self._passed:
+            self._passed.move_to_end(key)
+            return Verdict.OK
+        if source in self._waiting or len(self._waiting) >= self._max_waiting:
+            return Verdict.BUSY
+        self._waiting.add(source)
+        try:
+            # bcrypt takes tens of milliseconds: a thread keeps the loop serving, the lock
+            # keeps a flood of bad passwords from using every core.
+            async with self._lock:
+                ok = await asyncio.to_thread(self._verify, hashed, fake_cost, password)
+        finally:
+            self._waiting.discard(source)
+        if ok and hashed is not None:
+            self._passed[key] = None
+            if len(self._passed) > _CACHE_SIZE:
+                self._passed.popitem(last=False)
+            return Verdict.OK
+        return Verdict.DENIED
+
+    def _verify(self, hashed: str | None, fake_cost: int, password: bytes) -> bool:
+        if hashed is None:
+            # An unknown user still pays one bcrypt at the usual cost, so response times do
+            # not reveal which users exist.
+            if fake_cost not in self._fake_hashes:
+                self._fake_hashes[fake_cost] = bcrypt.hashpw(
+                    b"not a password", bcrypt.gensalt(fake_cost)
+                )
+            bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], self._fake_hashes[fake_cost])
+            return False
+        try:
+            return bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed.encode())
+        except ValueError:
+            return False
+
+
+def _san_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
+    """Whether the verified client certificate names one of ``allowed`` (exact match)."""
+    transport = request.transport
+    peer = transport.get_extra_info("peercert") if transport is not None else None
+    if not peer:
+        return False
+    names: list[str] = [str(value) for _, value in peer.get("subjectAltName", ())]
+    for name in names:
+        for want in allowed:
+            if name == want or _same_ip(name, want):
+                return True
+    return False
+
+
+def _same_ip(a: str, b: str) -> bool:
+    # ssl spells IPv6 SANs uncompressed ("0:0:0:0:0:0:0:1"); compare addresses, not text.
+    try:
+        return ipaddress.ip_address(a.strip()) == ipaddress.ip_address(b.strip())
+    except ValueError:
+        return False
+
+
+def middleware(watcher: ConfigSource) -> Middleware:
+    """An aiohttp middleware applying SAN checks, basic auth and extra headers to every response."""
+    authenticator = Authenticator()
+
+    @web.middleware
+    async def webconfig_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        config = watcher.current()
+        try:
+            response = await _guarded(config, authenticator, request, handler)
+        except web.HTTPException as exc:
+            exc.headers.update(config.headers)
+            raise
+        if not response.prepared:
+            response.headers.update(config.headers)
+        return response
+
+    return webconfig_middleware
+
+
+async def _guarded(
+    config: WebConfig, authenticator: Authenticator, request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    # Go checks SANs during the handshake; Python has no hook there, so refuse per request.
+    sans = config.tls.client_allowed_sans if config.tls is not None else ()
+    if sans and not _san_allowed(request, sans):
+        return web.Response(status=403, text="Forbidden: client certificate SAN not allowed\n")
+    if config.basic_auth_users:
+        header = request.headers.get("Authorization")
+        verdict = await authenticator.check(
+            config.basic_auth_users, config.fake_hash_cost, header, request.remote or ""
+        )
+        if verdict is Verdict.BUSY:
+            return web.Response(
+                status=429,
+                text="Too many authentication attempts from this address; retry shortly\n",
+                headers={"Retry-After": "1"},
+            )
+        if verdict is not Verdict.OK:
+            return web.Response(
+                status=401,
+                text="Unauthorized\n",
+                headers={"WWW-Authenticate": f'Basic realm="{REALM}", charset="UTF-8"'},
+            )
+    return await handler(request)
