@@ -1,17 +1,15 @@
-"""The only client network code: TLS with ALPN h2, one reader task, push() and ping()."""
+"""The only client network code: every outgoing dial, and the HTTP/2 connection to APNs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-import os
 import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from apns_exporter.client.protocol import (
     ClientProtocol,
@@ -54,54 +52,6 @@ class Endpoint:
         return host if self.port == 443 else f"{host}:{self.port}"
 
 
-@dataclass
-class SetupTimings:
-    """Seconds spent in each phase of opening a connection."""
-
-    phases: dict[str, float] = field(default_factory=dict)
-
-
-def shared_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
-    """The client context for a trust configuration, built once and shared by every target.
-
-    Building one costs about 20 ms and 1 MiB (the system store is parsed each time), so
-    thousands of targets each with their own would take minutes to start.
-    """
-    return _cached_context(ca_file, _file_version(ca_file))
-
-
-@functools.lru_cache(maxsize=32)
-def _cached_context(ca_file: str | None, version: object) -> ssl.SSLContext:
-    # ``version`` is part of the key only: a changed ca_file gets a fresh context.
-    return client_ssl_context(ca_file)
-
-
-def _file_version(path: str | None) -> object:
-    if path is None:
-        return None
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # client_ssl_context will report the problem
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
-def client_ssl_context(
-    ca_file: str | None = None, *, use_system_store: bool = True
-) -> ssl.SSLContext:
-    """A TLS 1.2+ client context offering only ALPN ``h2``, as APNs requires."""
-    ctx = (
-        ssl.create_default_context()
-        if use_system_store
-        else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    )
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["h2"])
-    if ca_file is not None:
-        ctx.load_verify_locations(cafile=ca_file)
-    return ctx
-
-
 class Connection:
     """A live HTTP/2 connection to APNs; open with :meth:`open`, then push and ping."""
 
@@ -117,7 +67,6 @@ class Connection:
         self.endpoint = endpoint
         self.client_certificate = client_certificate
         self.timings = timings
-        self.opened_at = time.time()
         self._reader = reader
         self._writer = writer
         self._observer = observer
@@ -142,38 +91,41 @@ class Connection:
         client_certificate: bool = False,
     ) -> Connection:
         """Resolve, connect, handshake and start HTTP/2, timing each phase."""
-        resolver = resolver or system_resolver
         timings: dict[str, float] = {}
-        conn: Connection | None = None
+        where = f"{endpoint.host}:{endpoint.port}"
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await _dial(endpoint, ssl_context, timings, resolver)
-                conn = cls(endpoint, reader, writer, timings, observer, client_certificate)
+            async with asyncio.timeout(timeout) as deadline:
+                reader, writer = await dial(
+                    endpoint.host,
+                    endpoint.port,
+                    resolver=resolver,
+                    ssl_context=ssl_context,
+                    server_hostname=endpoint.server_hostname,
+                    timings=timings,
+                )
+        except TimeoutError:
+            raise ConnectFailed(
+                "timeout", f"connecting to {where} timed out after {timeout:g}s"
+            ) from None
+        conn = cls(endpoint, reader, writer, timings, observer, client_certificate)
+        try:
+            async with asyncio.timeout_at(deadline.when()):
                 conn._start()
                 # The server's first SETTINGS carries its stream limit (1 for APNs until a
                 # valid token); no request may go out before we know it.
                 await conn._settings_received
-        except TimeoutError:
-            if conn is not None:
-                await conn.aclose()
-            if "tls" in timings:
+        except BaseException as exc:
+            # Cancellation included: the reader task and the socket must not outlive us.
+            await conn.aclose()
+            if isinstance(exc, TimeoutError):
                 # TCP and TLS worked; the server never started HTTP/2 (a stuck or slow peer).
                 raise ConnectFailed(
-                    "http2",
-                    f"{endpoint.host}:{endpoint.port} sent no HTTP/2 SETTINGS within "
-                    f"{timeout:g}s of connecting",
+                    "http2", f"{where} sent no HTTP/2 SETTINGS within {timeout:g}s of connecting"
                 ) from None
-            raise ConnectFailed(
-                "timeout",
-                f"connecting to {endpoint.host}:{endpoint.port} timed out after {timeout:g}s",
-            ) from None
-        except ConnectFailed:
+            if isinstance(exc, ProbeError):  # the server closed or broke HTTP/2 first
+                reason = "tls_handshake" if exc.reason == "tls_handshake" else "http2"
+                raise ConnectFailed(reason, str(exc)) from None
             raise
-        except ProbeError as exc:  # the server closed or broke HTTP/2 before its SETTINGS
-            if conn is not None:
-                await conn.aclose()
-            reason = "tls_handshake" if exc.reason == "tls_handshake" else "http2"
-            raise ConnectFailed(reason, str(exc)) from None
         return conn
 
     def _start(self) -> None:
@@ -285,17 +237,7 @@ class Connection:
             self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader_task
-        self._writer.close()
-        # A peer that never answers our close_notify must not hold up shutdown.
-        try:
-            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-                await self._writer.wait_closed()
-        except TimeoutError:
-            # A peer that keeps sending instead of answering close_notify would hold the socket
-            # until asyncio's 30 s SSL shutdown timeout; drop it now.
-            self._writer.transport.abort()
-        except (OSError, ssl.SSLError):
-            pass
+        await hang_up(self._writer)
 
     async def _open_stream(
         self, method: str, path: str, headers: Sequence[tuple[str, str]], body: bytes
@@ -416,66 +358,107 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-async def _dial(
-    endpoint: Endpoint,
-    ssl_context: ssl.SSLContext,
-    timings: dict[str, float],
-    resolver: Resolver,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    started = time.perf_counter()
+async def resolve(host: str, port: int, resolver: Resolver | None = None) -> list[str]:
+    """The addresses of ``host`` from ``resolver`` (the system's by default); ConnectFailed(dns)."""
     try:
-        addresses = await resolver(endpoint.host, endpoint.port)
+        addresses = await (resolver or system_resolver)(host, port)
     except OSError as exc:
-        raise ConnectFailed("dns", f"cannot resolve {endpoint.host}: {exc}") from None
+        raise ConnectFailed("dns", f"cannot resolve {host}: {exc}") from None
     if not addresses:
-        raise ConnectFailed("dns", f"cannot resolve {endpoint.host}: no addresses")
-    timings["resolve"] = time.perf_counter() - started
+        raise ConnectFailed("dns", f"cannot resolve {host}: no addresses")
+    return addresses
 
-    started = time.perf_counter()
+
+async def connect(
+    host: str, port: int, addresses: Sequence[str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to the first of ``addresses`` that answers; ConnectFailed(connect)."""
     last_error: OSError | None = None
     for address in addresses:
         try:
-            reader, writer = await asyncio.open_connection(address, endpoint.port)
-            break
+            return await asyncio.open_connection(address, port)
         except OSError as exc:
             last_error = exc
-    else:
-        raise ConnectFailed(
-            "connect", f"cannot connect to {endpoint.host}:{endpoint.port}: {last_error}"
-        )
-    timings["connect"] = time.perf_counter() - started
+    raise ConnectFailed("connect", f"cannot connect to {host}:{port}: {last_error}")
+
+
+async def dial(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext,
+    resolver: Resolver | None = None,
+    server_hostname: str | None = None,
+    require_h2: bool = True,
+    timings: dict[str, float] | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Resolve, connect and complete TLS: every outgoing TLS connection starts here.
+
+    Failures are ConnectFailed with reason dns, connect, tls_verify, tls_handshake or alpn
+    (only with ``require_h2``); a tls_verify failure has the ssl.SSLCertVerificationError as
+    its ``__cause__``. ``timings`` receives the seconds spent in resolve, connect and tls.
+    """
+    phases = timings if timings is not None else {}
+    started = time.perf_counter()
+    addresses = await resolve(host, port, resolver)
+    phases["resolve"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    reader, writer = await connect(host, port, addresses)
+    phases["connect"] = time.perf_counter() - started
 
     started = time.perf_counter()
     try:
-        await _handshake(writer, endpoint, ssl_context)
+        await _handshake(writer, host, port, ssl_context, server_hostname or host, require_h2)
     except BaseException:
         # Includes cancellation by the caller's timeout: never leak the socket.
-        writer.close()
+        writer.transport.abort()
         raise
-    timings["tls"] = time.perf_counter() - started
+    phases["tls"] = time.perf_counter() - started
     return reader, writer
 
 
+async def hang_up(writer: asyncio.StreamWriter) -> None:
+    """Close a dialled socket; drop it if the peer does not answer close_notify in time."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await writer.wait_closed()
+    except (OSError, ssl.SSLError, TimeoutError):
+        # A peer that keeps sending instead of answering close_notify would hold the socket
+        # until asyncio's 30 s SSL shutdown timeout; drop it now.
+        writer.transport.abort()
+    except BaseException:
+        # The caller's deadline struck mid-close: drop the socket rather than leak it.
+        writer.transport.abort()
+        raise
+
+
 async def _handshake(
-    writer: asyncio.StreamWriter, endpoint: Endpoint, ssl_context: ssl.SSLContext
+    writer: asyncio.StreamWriter,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    server_hostname: str,
+    require_h2: bool,
 ) -> None:
     try:
-        await writer.start_tls(
-            ssl_context, server_hostname=endpoint.server_hostname or endpoint.host
-        )
+        await writer.start_tls(ssl_context, server_hostname=server_hostname)
     except ssl.SSLCertVerificationError as exc:
         raise ConnectFailed(
-            "tls_verify", f"server certificate of {endpoint.host} not trusted: {exc.verify_message}"
-        ) from None
+            "tls_verify", f"server certificate of {host} not trusted: {exc.verify_message}"
+        ) from exc
     except (ssl.SSLError, OSError) as exc:
         raise ConnectFailed(
-            "tls_handshake", f"TLS handshake with {endpoint.host} failed: {exc}"
+            "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
         ) from None
+    if not require_h2:
+        return
     ssl_object = writer.get_extra_info("ssl_object")
     protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
     if protocol != "h2":
         raise ConnectFailed(
             "alpn",
-            f"{endpoint.host}:{endpoint.port} did not negotiate HTTP/2 via ALPN "
-            f"(got {protocol!r}); is this an APNs endpoint?",
+            f"{host}:{port} did not negotiate HTTP/2 via ALPN (got {protocol!r}); "
+            "is this an APNs endpoint?",
         )

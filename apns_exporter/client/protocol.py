@@ -163,9 +163,14 @@ class ClientProtocol:
         return stream_id
 
     def cancel(self, stream_id: int) -> None:
-        """Abandon a stream we no longer wait for (its deadline passed)."""
-        if self._streams.pop(stream_id, None) is not None:
+        """Abandon a stream we no longer wait for (its deadline passed); no-op once closed."""
+        if self._streams.pop(stream_id, None) is not None and not self.closed:
             self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the HTTP/2 connection is over (our GOAWAY, or a protocol error)."""
+        return self._h2.state_machine.state is h2.connection.ConnectionState.CLOSED
 
     def send_ping(self) -> bytes:
         """Queue a PING and return its opaque data, which the ACK will echo."""

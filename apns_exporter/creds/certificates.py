@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import ssl
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, Pub
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
+from apns_exporter.client.tls import client_context
 from apns_exporter.errors import CredentialError
 
 # Apple's APNs extensions (reference/apns-anchors.md §2.8); environments come from these
@@ -178,22 +177,8 @@ class ClientCredential:
         return certs + key
 
     def ssl_context(self, ca_file: str | None = None) -> ssl.SSLContext:
-        """A TLS 1.2+ client context offering ALPN ``h2`` that presents this credential."""
-        ctx = ssl.create_default_context()
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-        ctx.set_alpn_protocols(["h2"])
-        if ca_file is not None:
-            ctx.load_verify_locations(cafile=ca_file)
-        # ssl only loads client certificates from a path: a 0600 temp file (mkstemp's mode)
-        # that exists just for the duration of the call, holding the decrypted key.
-        fd, name = tempfile.mkstemp(prefix="apns-exporter-", suffix=".pem")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.pem())
-            ctx.load_cert_chain(name)
-        finally:
-            os.unlink(name)
-        return ctx
+        """The shared TLS client context that presents this credential (see client.tls)."""
+        return client_context(ca_file, certificate_pem=self.pem())
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -32,10 +32,6 @@ from __future__ import annotations
 
 import _ssl
 import asyncio
-import contextlib
-import functools
-import os
-import socket
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -43,12 +39,12 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from apns_exporter.client.connection import Resolver, dial, hang_up
+from apns_exporter.client.tls import client_context
 from apns_exporter.errors import ConnectFailed
 
 # The private accessor's Certificate.public_bytes() takes _ssl's encoding constant.
 _ENCODING_DER: int = getattr(_ssl, "ENCODING_DER", 2)
-# How long a clean TLS close may take before the socket is simply dropped.
-_CLOSE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -100,98 +96,40 @@ def _fingerprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def _context(*, verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
-    """No verification, or verification against ``ca_file`` alone / the system store (None)."""
-    # Built once per trust configuration (and ca_file version): each costs about 20 ms on
-    # the event loop, which thousands of targets checking their chains would feel.
-    version = None
-    if ca_file is not None:
-        with contextlib.suppress(OSError):
-            st = os.stat(ca_file)
-            version = (st.st_mtime_ns, st.st_size, st.st_ino)
-    return _build_context(verify, ca_file, version)
-
-
-@functools.lru_cache(maxsize=32)
-def _build_context(verify: bool, ca_file: str | None, version: object) -> ssl.SSLContext:
-    # create_default_context for both verifying variants: the same flags (3.13 adds
-    # VERIFY_X509_STRICT) as the exporter's own connections get.
-    if verify:
-        ctx = ssl.create_default_context(cafile=ca_file)
-    else:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.set_alpn_protocols(["h2"])
-    return ctx
-
-
-async def _close(writer: asyncio.StreamWriter) -> None:
-    writer.close()
-    try:
-        async with asyncio.timeout(_CLOSE_SECONDS):
-            await writer.wait_closed()
-    except (OSError, ssl.SSLError, TimeoutError):
-        # A peer that never answers close_notify must not hold the probe up.
-        writer.transport.abort()
-    except BaseException:
-        # The caller's deadline struck mid-close: drop the socket rather than leak it.
-        writer.transport.abort()
-        raise
-
-
-async def _handshake(
-    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str
-) -> asyncio.StreamWriter:
-    """Resolve, connect and complete TLS; SSLCertVerificationError passes through."""
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise ConnectFailed("dns", f"cannot resolve {host}: {exc.strerror}") from None
-    last: OSError | None = None
-    for *_, sockaddr in infos:
-        try:
-            _, writer = await asyncio.open_connection(str(sockaddr[0]), port)
-            break
-        except OSError as exc:
-            last = exc
-    else:
-        raise ConnectFailed("connect", f"cannot connect to {host}:{port}: {last}")
-    try:
-        await writer.start_tls(ctx, server_hostname=server_hostname)
-    except ssl.SSLCertVerificationError:
-        writer.transport.abort()
-        raise
-    except (ssl.SSLError, OSError) as exc:
-        writer.transport.abort()
-        raise ConnectFailed(
-            "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
-        ) from None
-    except BaseException:
-        # Cancellation by the caller's timeout: never leak the socket.
-        writer.transport.abort()
-        raise
-    return writer
-
-
 async def _verify(
-    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str
+    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str, resolver: Resolver | None
 ) -> tuple[bool, str | None, str | None]:
     """``(verified, root subject, error)`` from one verifying handshake."""
     try:
-        writer = await _handshake(host, port, ctx, server_hostname)
-    except ssl.SSLCertVerificationError as exc:
-        return False, None, exc.verify_message or str(exc)
+        _, writer = await _dial(host, port, ctx, server_hostname, resolver)
+    except ConnectFailed as exc:
+        if not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
+            raise
+        return False, None, exc.__cause__.verify_message or str(exc.__cause__)
     try:
         return True, _verified_root(writer.get_extra_info("ssl_object")), None
     finally:
-        await _close(writer)
+        await hang_up(writer)
 
 
-async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | None) -> ChainReport:
-    writer = await _handshake(host, port, _context(verify=False), server_hostname)
+async def _dial(
+    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str, resolver: Resolver | None
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    # The chain check reports ALPN rather than requiring it.
+    return await dial(
+        host,
+        port,
+        ssl_context=ctx,
+        resolver=resolver,
+        server_hostname=server_hostname,
+        require_h2=False,
+    )
+
+
+async def _inspect(
+    host: str, port: int, server_hostname: str, ca_file: str | None, resolver: Resolver | None
+) -> ChainReport:
+    _, writer = await _dial(host, port, client_context(verify=False), server_hostname, resolver)
     try:
         ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
         certs, full_chain = peer_chain(ssl_object)
@@ -201,7 +139,7 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
             "tls_handshake", f"{host}:{port} presented a certificate that cannot be parsed"
         ) from None
     finally:
-        await _close(writer)
+        await hang_up(writer)
     if not certs:
         raise ConnectFailed("tls_handshake", f"{host}:{port} presented no certificate")
 
@@ -211,15 +149,19 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
     error: str | None
     if ca_file is not None:
         try:
-            ca_context = _context(verify=True, ca_file=ca_file)
+            ca_context = client_context(ca_file, system_store=False)
         except (OSError, ssl.SSLError) as exc:
             verified_ca_file, error = False, f"cannot load {ca_file}: {exc}"
         else:
-            verified_ca_file, root, error = await _verify(host, port, ca_context, server_hostname)
+            verified_ca_file, root, error = await _verify(
+                host, port, ca_context, server_hostname, resolver
+            )
             roots.append(root)
         if error:
             errors.append(f"ca_file: {error}")
-    verified_system, root, error = await _verify(host, port, _context(verify=True), server_hostname)
+    verified_system, root, error = await _verify(
+        host, port, client_context(), server_hostname, resolver
+    )
     roots.append(root)
     if error:
         errors.append(f"system store: {error}")
@@ -249,12 +191,18 @@ async def _inspect(host: str, port: int, server_hostname: str, ca_file: str | No
 
 
 async def inspect(
-    host: str, port: int, *, server_hostname: str | None, ca_file: str | None, timeout: float
+    host: str,
+    port: int,
+    *,
+    server_hostname: str | None,
+    ca_file: str | None,
+    timeout: float,
+    resolver: Resolver | None = None,
 ) -> ChainReport:
     """Fetch the chain, verify it per trust store; ConnectFailed if the server is unreachable."""
     try:
         async with asyncio.timeout(timeout):
-            return await _inspect(host, port, server_hostname or host, ca_file)
+            return await _inspect(host, port, server_hostname or host, ca_file, resolver)
     except TimeoutError:
         raise ConnectFailed(
             "timeout", f"TLS check of {host}:{port} timed out after {timeout:g}s"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from apns_exporter.client.connection import shared_ssl_context
+from apns_exporter.client.tls import client_context
 from apns_exporter.config import Target
 from apns_exporter.creds.certificates import (
     CertificateSummary,
@@ -65,7 +65,7 @@ class Credential:
         if auth.token is not None:
             t = auth.token
             token = self._tokens.reload(t.key_file, t.key_id, t.team_id, t.refresh_interval)
-            return Loaded(shared_ssl_context(ca_file), token, None, ())
+            return Loaded(client_context(ca_file), token, None, ())
         assert auth.certificate is not None
         cert = auth.certificate
         try:

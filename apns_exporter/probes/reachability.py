@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 
+from apns_exporter.client import connection
 from apns_exporter.client.connection import Resolver, system_resolver
+from apns_exporter.errors import ConnectFailed
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, Reach
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -57,9 +58,12 @@ async def _check(
 ) -> list[Reach]:
     try:
         async with asyncio.timeout(timeout):
-            addresses = await resolve(host, port)
-    except (OSError, TimeoutError) as exc:
-        ctx.log(f"{host}: cannot resolve: {exc or 'timeout'}")
+            addresses = await connection.resolve(host, port, resolve)
+    except ConnectFailed as exc:
+        ctx.log(str(exc))
+        return [Reach(host, port, "none", False, None, None, "dns")]
+    except TimeoutError:
+        ctx.log(f"cannot resolve {host}: no answer within {timeout:g}s")
         return [Reach(host, port, "none", False, None, None, "dns")]
     ctx.log(f"{host} resolves to {', '.join(addresses)}")
     inside = in_ranges(addresses, networks)
@@ -84,16 +88,14 @@ async def _connect(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            _, writer = await asyncio.open_connection(address, port)
+            _, writer = await connection.connect(host, port, [address])
     except TimeoutError:
         ctx.log(f"{host}:{port} via {address}: no TCP answer within {timeout:g}s")
         return Reach(host, port, family, False, None, inside, "timeout")
-    except OSError as exc:
-        ctx.log(f"{host}:{port} via {address}: {exc.strerror or exc}")
+    except ConnectFailed as exc:
+        ctx.log(f"{host}:{port} via {address}: {exc}")
         return Reach(host, port, family, False, None, inside, "connect")
     seconds = time.perf_counter() - started
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+    await connection.hang_up(writer)
     ctx.log(f"{host}:{port} via {address}: connected in {seconds * 1000:.1f}ms")
     return Reach(host, port, family, True, seconds, inside)

@@ -21,6 +21,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             server_hostname=None,
             ca_file=ca_file,
             timeout=settings.timeout or ctx.default_timeout,
+            resolver=ctx.resolver,
         )
     except ConnectFailed as exc:
         ctx.log(f"TLS check failed: {exc}")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apns_exporter.client.channel import Channel
-from apns_exporter.client.connection import Endpoint, Resolver, shared_ssl_context
+from apns_exporter.client.connection import Endpoint, Resolver
+from apns_exporter.client.tls import client_context
 from apns_exporter.config import Config, Target, load
 from apns_exporter.creds.credential import Credential, Loaded
 from apns_exporter.creds.tokens import TokenCache
@@ -255,7 +256,7 @@ class Exporter:
         for warning in loaded.warnings if loaded else ():
             log.warning("target %s: %s", target.name, warning)
         ca_file = str(target.ca_file) if target.ca_file is not None else None
-        ssl_context = loaded.ssl_context if loaded else shared_ssl_context(ca_file)
+        ssl_context = loaded.ssl_context if loaded else client_context(ca_file)
         endpoint = Endpoint(target.host, target.port)
         presents_certificate = loaded is not None and loaded.certificate is not None
         channel = Channel(

@@ -6,7 +6,8 @@ import itertools
 import random
 
 from apns_exporter.client.channel import Backoff, Channel
-from apns_exporter.client.connection import Endpoint, client_ssl_context
+from apns_exporter.client.connection import Endpoint
+from apns_exporter.client.tls import client_context
 
 
 def test_backoff_doubles_within_floor_and_ceiling() -> None:
@@ -25,7 +26,7 @@ async def test_refused_connection_storm_is_bounded_by_the_backoff(unused_tcp_por
     now = [0.0]
     channel = Channel(
         Endpoint("127.0.0.1", unused_tcp_port),
-        client_ssl_context(),
+        client_context(),
         connect_timeout=1.0,
         backoff=Backoff(floor=1.0, ceiling=300.0, rng=random.Random(1)),
         clock=lambda: now[0],

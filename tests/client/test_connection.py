@@ -13,7 +13,8 @@ from pathlib import Path
 import jwt
 import pytest
 
-from apns_exporter.client.connection import Connection, Endpoint, client_ssl_context
+from apns_exporter.client.connection import Connection, Endpoint
+from apns_exporter.client.tls import client_context
 from apns_exporter.errors import ConnectFailed
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair, generate_ca
 from apns_exporter.mock.server import MockAPNs
@@ -43,7 +44,7 @@ async def tls_server(ca: CertificateAuthority, alpn: list[str] | None) -> AsyncI
 def _trusting(ca: CertificateAuthority, tmp_path: Path) -> ssl.SSLContext:
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(ca.cert_pem)
-    return client_ssl_context(str(ca_file), use_system_store=False)
+    return client_context(str(ca_file), system_store=False)
 
 
 async def test_server_without_h2_alpn_is_a_clear_error(ca: CertificateAuthority, tmp_path) -> None:
@@ -97,6 +98,43 @@ async def test_silent_server_is_timeout(ca: CertificateAuthority, tmp_path) -> N
         async with asyncio.timeout(5):
             await finished.wait()
     assert caught.value.reason == "timeout"
+
+
+async def test_cancel_while_waiting_for_settings_closes_everything(
+    ca: CertificateAuthority, tmp_path
+) -> None:
+    """Cancelling open() after TLS, before the server's SETTINGS, closes the socket and reader."""
+    keypair = ca.issue_server()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(*keypair.write(tmp_path, "server"))
+    server_ctx.set_alpn_protocols(["h2"])
+    preface_seen = asyncio.Event()
+    closed = asyncio.Event()
+
+    async def never_settles(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readexactly(len(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"))
+        preface_seen.set()  # the client now waits for our SETTINGS, which never come
+        with contextlib.suppress(OSError, ssl.SSLError):
+            while await reader.read(65536):
+                pass
+        closed.set()
+        writer.close()
+
+    server = await asyncio.start_server(never_settles, "127.0.0.1", 0, ssl=server_ctx)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        opening = asyncio.create_task(
+            Connection.open(Endpoint("127.0.0.1", port), _trusting(ca, tmp_path), timeout=60)
+        )
+        async with asyncio.timeout(10):
+            await preface_seen.wait()
+        opening.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await opening
+        async with asyncio.timeout(10):
+            await closed.wait()  # EOF reaches the server only if the client closed its socket
+    readers = [t for t in asyncio.all_tasks() if t.get_name().startswith("apns-reader-")]
+    assert readers == []
 
 
 async def test_concurrent_pushes_respect_a_stream_limit_of_one(

@@ -186,3 +186,29 @@ def test_garbage_bytes_raise_connection_lost() -> None:
     with pytest.raises(ConnectionLost) as caught:
         client.receive_data(b"HTTP/1.1 400 Bad Request\r\n\r\n")
     assert caught.value.reason == "http2"
+
+
+def test_cancel_after_our_goaway_is_a_no_op() -> None:
+    """Cancelling a stream once we closed the connection queues nothing and raises nothing."""
+    peer = Peer()
+    sid = _push(peer)
+    peer.pump()
+    peer.client.close()
+    peer.pump()
+    assert peer.client.closed
+    peer.client.cancel(sid)
+    assert peer.client.data_to_send() == b""
+    assert peer.client.open_streams == 0
+
+
+def test_cancel_after_a_protocol_error_is_a_no_op() -> None:
+    """Cancelling a stream after the server broke HTTP/2 does not raise h2's ProtocolError."""
+    peer = Peer()
+    sid = _push(peer)
+    peer.pump()
+    # A DATA frame on stream 2, which no one opened: a connection error for h2.
+    with pytest.raises(ConnectionLost):
+        peer.client.receive_data(b"\x00\x00\x01\x00\x00\x00\x00\x00\x02x")
+    peer.client.data_to_send()  # h2's own GOAWAY for the error
+    peer.client.cancel(sid)
+    assert peer.client.data_to_send() == b""

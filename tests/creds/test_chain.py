@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 
-from apns_exporter.creds import chain
+from apns_exporter.client.tls import client_context
 from apns_exporter.creds.chain import ChainReport, chain_changed, inspect, peer_chain
 from apns_exporter.errors import ConnectFailed
 from apns_exporter.mock.pki import CertificateAuthority, Keypair, generate_ca
@@ -316,7 +316,7 @@ async def test_peer_chain_on_a_real_connection(
 ) -> None:
     """On this interpreter's real SSLObject the leaf and intermediate are both visible."""
     keypair = intermediate.issue_server()
-    ctx = chain._context(verify=False)
+    ctx = client_context(verify=False)
     async with tls_server(keypair, tmp_path) as port:
         _, writer = await asyncio.open_connection(
             "127.0.0.1", port, ssl=ctx, server_hostname="localhost"
@@ -357,6 +357,48 @@ async def test_unresolvable_host_is_dns(monkeypatch: pytest.MonkeyPatch) -> None
         await inspect("nowhere.invalid", 443, server_hostname=None, ca_file=None, timeout=TIMEOUT)
     assert info.value.reason == "dns"
     assert "nowhere.invalid" in str(info.value)
+
+
+async def test_every_handshake_goes_through_the_injected_resolver(
+    tmp_path: Path, intermediate: CertificateAuthority, ca_file: str
+) -> None:
+    """A name only the injected resolver knows is inspected: fetch and both verifications."""
+    asked: list[str] = []
+
+    async def resolver(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    async with tls_server(intermediate.issue_server(), tmp_path) as port:
+        report = await inspect(
+            "apns.invalid",
+            port,
+            server_hostname="localhost",
+            ca_file=ca_file,
+            timeout=TIMEOUT,
+            resolver=resolver,
+        )
+    assert report.verified_ca_file is True
+    assert asked == ["apns.invalid"] * 3
+
+
+async def test_injected_resolver_fault_is_dns() -> None:
+    """A resolver that fails gives ConnectFailed(dns) naming the host."""
+
+    async def broken(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    with pytest.raises(ConnectFailed) as info:
+        await inspect(
+            "api.push.apple.com",
+            443,
+            server_hostname=None,
+            ca_file=None,
+            timeout=TIMEOUT,
+            resolver=broken,
+        )
+    assert info.value.reason == "dns"
+    assert "api.push.apple.com" in str(info.value)
 
 
 async def test_non_tls_server_is_tls_handshake() -> None:

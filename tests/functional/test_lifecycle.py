@@ -151,6 +151,28 @@ async def test_dns_failure_is_reason_dns(workspace: Workspace, device: str, run_
     assert _layer(s, "dns") == 1
 
 
+async def test_an_injected_dns_fault_reaches_every_dialing_probe(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter
+) -> None:
+    """With the mock up but the resolver broken, canary, tls_check and reachability all fail dns."""
+
+    async def broken(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    probes = (
+        "  tls_check: {interval: 1s}\n"
+        f'  reachability:\n    interval: 1s\n    hosts: ["127.0.0.1:{mock.port}"]\n'
+    )
+    cfg = workspace.config(workspace.target(mock.port, devices=(device,)) + probes)
+    async with run_exporter(cfg, resolver=broken) as running:
+        canary = await running.wait_canary()
+        tls = await running.wait_for(lambda r: r.probe is ProbeKind.TLS)
+        reach = await running.wait_for(lambda r: r.probe is ProbeKind.REACHABILITY)
+    for result in (canary, tls, reach):
+        assert (result.ok, result.error, result.layer) == (False, "dns", "dns"), result.message
+    assert mock.stats.tls_handshakes == 0
+
+
 async def test_recovery_after_refused_connections(
     mock: MockAPNs, workspace: Workspace, device: str, run_exporter, unused_tcp_port: int
 ) -> None:
