@@ -9,7 +9,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apns_exporter.client.connection import Connection, Endpoint, Resolver
+from apns_exporter.client.connection import Connection, Endpoint
+from apns_exporter.client.dial import Resolver
 from apns_exporter.client.protocol import Event
 from apns_exporter.errors import ConnectFailed
 

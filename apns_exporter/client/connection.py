@@ -1,16 +1,16 @@
-"""The only client network code: every outgoing dial, and the HTTP/2 connection to APNs."""
+"""A live HTTP/2 connection to APNs: dialled through client.dial, one reader task, request/ping."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from apns_exporter.client.dial import Resolver, dial, hang_up
 from apns_exporter.client.protocol import (
     ClientProtocol,
     Event,
@@ -24,9 +24,6 @@ from apns_exporter.errors import ConnectFailed, ConnectionLost, ProbeError, Requ
 
 log = logging.getLogger(__name__)
 
-# host, port -> addresses; injectable so tests can simulate DNS without a network.
-Resolver = Callable[[str, int], Awaitable[list[str]]]
-
 READ_CHUNK_BYTES = 65536
 # asyncio reports a TLS 1.3 alert about our client certificate as a plain close, so a close
 # before the server's SETTINGS, when we presented a certificate, is most likely that.
@@ -34,16 +31,14 @@ _CERTIFICATE_REJECTED = (
     "the server closed the connection right after the TLS handshake; it probably rejected "
     "the client certificate (expired, revoked or from an unknown CA)"
 )
-CLOSE_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where to connect and which name the server certificate must carry."""
+    """Where to connect; the server certificate must carry ``host``."""
 
     host: str
     port: int
-    server_hostname: str | None = None
 
     @property
     def authority(self) -> str:
@@ -100,7 +95,6 @@ class Connection:
                     endpoint.port,
                     resolver=resolver,
                     ssl_context=ssl_context,
-                    server_hostname=endpoint.server_hostname,
                     timings=timings,
                 )
         except TimeoutError:
@@ -350,115 +344,3 @@ class Connection:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """Resolve a host to its addresses, in the order the system prefers."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-async def resolve(host: str, port: int, resolver: Resolver | None = None) -> list[str]:
-    """The addresses of ``host`` from ``resolver`` (the system's by default); ConnectFailed(dns)."""
-    try:
-        addresses = await (resolver or system_resolver)(host, port)
-    except OSError as exc:
-        raise ConnectFailed("dns", f"cannot resolve {host}: {exc}") from None
-    if not addresses:
-        raise ConnectFailed("dns", f"cannot resolve {host}: no addresses")
-    return addresses
-
-
-async def connect(
-    host: str, port: int, addresses: Sequence[str]
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to the first of ``addresses`` that answers; ConnectFailed(connect)."""
-    last_error: OSError | None = None
-    for address in addresses:
-        try:
-            return await asyncio.open_connection(address, port)
-        except OSError as exc:
-            last_error = exc
-    raise ConnectFailed("connect", f"cannot connect to {host}:{port}: {last_error}")
-
-
-async def dial(
-    host: str,
-    port: int,
-    *,
-    ssl_context: ssl.SSLContext,
-    resolver: Resolver | None = None,
-    server_hostname: str | None = None,
-    require_h2: bool = True,
-    timings: dict[str, float] | None = None,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """Resolve, connect and complete TLS: every outgoing TLS connection starts here.
-
-    Failures are ConnectFailed with reason dns, connect, tls_verify, tls_handshake or alpn
-    (only with ``require_h2``); a tls_verify failure has the ssl.SSLCertVerificationError as
-    its ``__cause__``. ``timings`` receives the seconds spent in resolve, connect and tls.
-    """
-    phases = timings if timings is not None else {}
-    started = time.perf_counter()
-    addresses = await resolve(host, port, resolver)
-    phases["resolve"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    reader, writer = await connect(host, port, addresses)
-    phases["connect"] = time.perf_counter() - started
-
-    started = time.perf_counter()
-    try:
-        await _handshake(writer, host, port, ssl_context, server_hostname or host, require_h2)
-    except BaseException:
-        # Includes cancellation by the caller's timeout: never leak the socket.
-        writer.transport.abort()
-        raise
-    phases["tls"] = time.perf_counter() - started
-    return reader, writer
-
-
-async def hang_up(writer: asyncio.StreamWriter) -> None:
-    """Close a dialled socket; drop it if the peer does not answer close_notify in time."""
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
-            await writer.wait_closed()
-    except (OSError, ssl.SSLError, TimeoutError):
-        # A peer that keeps sending instead of answering close_notify would hold the socket
-        # until asyncio's 30 s SSL shutdown timeout; drop it now.
-        writer.transport.abort()
-    except BaseException:
-        # The caller's deadline struck mid-close: drop the socket rather than leak it.
-        writer.transport.abort()
-        raise
-
-
-async def _handshake(
-    writer: asyncio.StreamWriter,
-    host: str,
-    port: int,
-    ssl_context: ssl.SSLContext,
-    server_hostname: str,
-    require_h2: bool,
-) -> None:
-    try:
-        await writer.start_tls(ssl_context, server_hostname=server_hostname)
-    except ssl.SSLCertVerificationError as exc:
-        raise ConnectFailed(
-            "tls_verify", f"server certificate of {host} not trusted: {exc.verify_message}"
-        ) from exc
-    except (ssl.SSLError, OSError) as exc:
-        raise ConnectFailed(
-            "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
-        ) from None
-    if not require_h2:
-        return
-    ssl_object = writer.get_extra_info("ssl_object")
-    protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
-    if protocol != "h2":
-        raise ConnectFailed(
-            "alpn",
-            f"{host}:{port} did not negotiate HTTP/2 via ALPN (got {protocol!r}); "
-            "is this an APNs endpoint?",
-        )

@@ -39,7 +39,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from apns_exporter.client.connection import Resolver, dial, hang_up
+from apns_exporter.client.dial import Resolver, dial, hang_up
 from apns_exporter.client.tls import client_context
 from apns_exporter.errors import ConnectFailed
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.client.channel import Channel, DialReport
-from apns_exporter.client.connection import Connection, Resolver
+from apns_exporter.client.connection import Connection
+from apns_exporter.client.dial import Resolver
 from apns_exporter.config import Target
 from apns_exporter.creds.certificates import CertificateSummary
 from apns_exporter.creds.chain import ChainReport

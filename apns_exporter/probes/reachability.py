@@ -7,8 +7,8 @@ import ipaddress
 import time
 from collections.abc import Iterable, Sequence
 
-from apns_exporter.client import connection
-from apns_exporter.client.connection import Resolver, system_resolver
+from apns_exporter.client import dial
+from apns_exporter.client.dial import Resolver, system_resolver
 from apns_exporter.errors import ConnectFailed
 from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, Reach
 
@@ -58,7 +58,7 @@ async def _check(
 ) -> list[Reach]:
     try:
         async with asyncio.timeout(timeout):
-            addresses = await connection.resolve(host, port, resolve)
+            addresses = await dial.resolve(host, port, resolve)
     except ConnectFailed as exc:
         ctx.log(str(exc))
         return [Reach(host, port, "none", False, None, None, "dns")]
@@ -88,7 +88,7 @@ async def _connect(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            _, writer = await connection.connect(host, port, [address])
+            _, writer = await dial.connect(host, port, [address])
     except TimeoutError:
         ctx.log(f"{host}:{port} via {address}: no TCP answer within {timeout:g}s")
         return Reach(host, port, family, False, None, inside, "timeout")
@@ -96,6 +96,6 @@ async def _connect(
         ctx.log(f"{host}:{port} via {address}: {exc}")
         return Reach(host, port, family, False, None, inside, "connect")
     seconds = time.perf_counter() - started
-    await connection.hang_up(writer)
+    await dial.hang_up(writer)
     ctx.log(f"{host}:{port} via {address}: connected in {seconds * 1000:.1f}ms")
     return Reach(host, port, family, True, seconds, inside)

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from apns_exporter.client.channel import Channel
-from apns_exporter.client.connection import Endpoint, Resolver
+from apns_exporter.client.connection import Endpoint
+from apns_exporter.client.dial import Resolver
 from apns_exporter.client.tls import client_context
 from apns_exporter.config import Config, Target, load
 from apns_exporter.creds.credential import Credential, Loaded

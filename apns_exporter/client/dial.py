@@ -1,0 +1,132 @@
+"""The one way out of the process: resolve, connect and TLS for every outgoing connection.
+
+The APNs connection, the chain check and the reachability probe all dial here, with the
+same injectable :data:`Resolver`, so a DNS or network fault injected once reaches each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+from apns_exporter.errors import ConnectFailed
+
+# host, port -> addresses; injectable so tests can simulate DNS without a network.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+CLOSE_TIMEOUT_SECONDS = 1.0
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """Resolve a host to its addresses, in the order the system prefers."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def resolve(host: str, port: int, resolver: Resolver | None = None) -> list[str]:
+    """The addresses of ``host`` from ``resolver`` (the system's by default); ConnectFailed(dns)."""
+    try:
+        addresses = await (resolver or system_resolver)(host, port)
+    except OSError as exc:
+        raise ConnectFailed("dns", f"cannot resolve {host}: {exc}") from None
+    if not addresses:
+        raise ConnectFailed("dns", f"cannot resolve {host}: no addresses")
+    return addresses
+
+
+async def connect(
+    host: str, port: int, addresses: Sequence[str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A TCP connection to the first of ``addresses`` that answers; ConnectFailed(connect)."""
+    last_error: OSError | None = None
+    for address in addresses:
+        try:
+            return await asyncio.open_connection(address, port)
+        except OSError as exc:
+            last_error = exc
+    raise ConnectFailed("connect", f"cannot connect to {host}:{port}: {last_error}")
+
+
+async def dial(
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext,
+    resolver: Resolver | None = None,
+    server_hostname: str | None = None,
+    require_h2: bool = True,
+    timings: dict[str, float] | None = None,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Resolve, connect and complete TLS: every outgoing TLS connection starts here.
+
+    Failures are ConnectFailed with reason dns, connect, tls_verify, tls_handshake or alpn
+    (only with ``require_h2``); a tls_verify failure has the ssl.SSLCertVerificationError as
+    its ``__cause__``. ``timings`` receives the seconds spent in resolve, connect and tls.
+    """
+    phases = timings if timings is not None else {}
+    started = time.perf_counter()
+    addresses = await resolve(host, port, resolver)
+    phases["resolve"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    reader, writer = await connect(host, port, addresses)
+    phases["connect"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    try:
+        await _handshake(writer, host, port, ssl_context, server_hostname or host, require_h2)
+    except BaseException:
+        # Includes cancellation by the caller's timeout: never leak the socket.
+        writer.transport.abort()
+        raise
+    phases["tls"] = time.perf_counter() - started
+    return reader, writer
+
+
+async def hang_up(writer: asyncio.StreamWriter) -> None:
+    """Close a dialled socket; drop it if the peer does not answer close_notify in time."""
+    writer.close()
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+            await writer.wait_closed()
+    except (OSError, ssl.SSLError, TimeoutError):
+        # A peer that keeps sending instead of answering close_notify would hold the socket
+        # until asyncio's 30 s SSL shutdown timeout; drop it now.
+        writer.transport.abort()
+    except BaseException:
+        # The caller's deadline struck mid-close: drop the socket rather than leak it.
+        writer.transport.abort()
+        raise
+
+
+async def _handshake(
+    writer: asyncio.StreamWriter,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext,
+    server_hostname: str,
+    require_h2: bool,
+) -> None:
+    try:
+        await writer.start_tls(ssl_context, server_hostname=server_hostname)
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectFailed(
+            "tls_verify", f"server certificate of {host} not trusted: {exc.verify_message}"
+        ) from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise ConnectFailed(
+            "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
+        ) from None
+    if not require_h2:
+        return
+    ssl_object = writer.get_extra_info("ssl_object")
+    protocol = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
+    if protocol != "h2":
+        raise ConnectFailed(
+            "alpn",
+            f"{host}:{port} did not negotiate HTTP/2 via ALPN (got {protocol!r}); "
+            "is this an APNs endpoint?",
+        )
