@@ -1,0 +1,486 @@
+"""Per-target series kept rendered, so a scrape's cost follows change, not the number of targets.
+
+(Longer than ~400 lines: the families, their cached lines and the gzip of those lines share
+one invariant, "a cached piece is replaced, never mutated", that is easiest to check in one
+place.)
+
+A :class:`Store` holds gauge, counter and histogram families grouped by their first label
+(the target). Each family keeps every target's sample lines rendered and re-renders only
+the targets whose values changed since the last scrape; a scrape joins cached blocks.
+
+prometheus_client defines the format: :meth:`Store.collect` yields the same families as
+prometheus_client ``Metric`` objects, so ``generate_latest`` over a registry holding the
+store is the oracle the renderer is tested against, byte for byte, in both the text
+format and OpenMetrics. The process and platform collectors stay prometheus_client's own
+and are rendered by it on every scrape (they are a few dozen lines).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+)
+from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.utils import floatToGoString as _untyped_go_float
+
+# Names in the legacy character set read the same under every escaping scheme a scraper
+# may negotiate except "dots" and "values"; those fall back to prometheus_client. No
+# colons: upstream's OpenMetrics writer turns them into underscores in sample names only.
+_METRIC_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+PLAIN_ESCAPINGS = frozenset({openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8})
+EOF = b"# EOF\n"
+# Upstream's float formatting (Go's, with +Inf, -Inf and NaN), typed for mypy.
+floatToGoString: Callable[[float], str] = _untyped_go_float
+
+
+class Collector(Protocol):
+    """Anything prometheus_client can collect from (a registry, a collector)."""
+
+    def collect(self) -> Iterable[Metric]:
+        """The metric families, with their samples."""
+
+
+def _label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+class _Child:
+    """One labelled series (a histogram's buckets, count and sum count as one)."""
+
+    __slots__ = ("_family", "_key", "_prefix", "labels")
+
+    def __init__(self, family: _Family, labels: tuple[str, ...]) -> None:
+        self._family = family
+        self._key = labels[0]
+        self.labels = labels
+        # The label set is fixed for the series' life: render it once, sorted as upstream does.
+        pairs = sorted(zip(family.labelnames, labels, strict=True))
+        self._prefix = ",".join(f'{k}="{_label_value(v)}"' for k, v in pairs)
+
+    def _changed(self) -> None:
+        self._family.touch(self._key)
+
+
+class GaugeChild(_Child):
+    """A gauge series."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, family: _Family, labels: tuple[str, ...]) -> None:
+        super().__init__(family, labels)
+        self.value = 0.0
+
+    def set(self, value: float) -> None:
+        """Set the value."""
+        self.value = float(value)
+        self._changed()
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount``."""
+        self.set(self.value + amount)
+
+    def dec(self, amount: float = 1.0) -> None:
+        """Subtract ``amount``."""
+        self.set(self.value - amount)
+
+    def lines(self, name: str) -> str:
+        """The series' exposition lines."""
+        return f"{name}{{{self._prefix}}} {floatToGoString(self.value)}\n"
+
+
+class CounterChild(GaugeChild):
+    """A counter series: it only goes up."""
+
+    __slots__ = ()
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Add ``amount`` (never negative)."""
+        if amount < 0:
+            raise ValueError("counters can only be incremented by non-negative amounts")
+        self.value += amount
+        self._changed()
+
+    def lines(self, name: str) -> str:
+        """The series' exposition line, named with the counter's ``_total`` suffix."""
+        return f"{name}_total{{{self._prefix}}} {floatToGoString(self.value)}\n"
+
+
+class HistogramChild(_Child):
+    """A histogram series: cumulative buckets, count and sum."""
+
+    __slots__ = ("_lead", "_trail", "buckets", "sum")
+
+    def __init__(self, family: _Family, labels: tuple[str, ...]) -> None:
+        super().__init__(family, labels)
+        self.buckets = [0.0] * len(family.bounds)
+        self.sum = 0.0
+        # Upstream sorts "le" in among the other labels; split the rendered set around it.
+        pairs = sorted(zip(family.labelnames, labels, strict=True))
+        lead = [f'{k}="{_label_value(v)}",' for k, v in pairs if k < "le"]
+        trail = [f',{k}="{_label_value(v)}"' for k, v in pairs if k > "le"]
+        self._lead, self._trail = "".join(lead), "".join(trail)
+
+    def observe(self, amount: float) -> None:
+        """Count one observation."""
+        self.sum += amount
+        for i, bound in enumerate(self._family.bounds):
+            if amount <= bound:
+                self.buckets[i] += 1.0
+        self._changed()
+
+    def lines(self, name: str) -> str:
+        """The series' bucket, count and sum lines."""
+        p = self._prefix
+        out = [
+            f'{name}_bucket{{{self._lead}le="{le}"{self._trail}}} {floatToGoString(v)}\n'
+            for le, v in zip(self._family.les, self.buckets, strict=True)
+        ]
+        out.append(f"{name}_count{{{p}}} {floatToGoString(self.buckets[-1])}\n")
+        out.append(f"{name}_sum{{{p}}} {floatToGoString(self.sum)}\n")
+        return "".join(out)
+
+
+class _Family:
+    """A metric family whose series are grouped, and cached, by their first label."""
+
+    kind = ""
+
+    def __init__(
+        self, store: Store, name: str, documentation: str, labelnames: Sequence[str]
+    ) -> None:
+        if not _METRIC_NAME.match(name) or not labelnames:
+            raise ValueError(f"metric {name!r}: needs a legacy name and at least one label")
+        for label in labelnames:
+            if not _LABEL_NAME.match(label) or label.startswith("__") or label == "le":
+                raise ValueError(f"metric {name}: invalid label name {label!r}")
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self.bounds: tuple[float, ...] = ()
+        self.les: tuple[str, ...] = ()
+        self._store = store
+        self._series: dict[str, dict[tuple[str, ...], _Child]] = {}
+        # Same key order as _series, so joining it gives collect()'s order.
+        self._lines: dict[str, str] = {}
+        self._dirty: set[str] = set()
+        self._block: bytes | None = b""
+        self._headers: dict[bool, bytes] = {}
+        store.add(self)
+
+    def header(self, *, openmetrics: bool) -> bytes:
+        """The HELP and TYPE lines; the text format names a counter family with ``_total``."""
+        header = self._headers.get(openmetrics)
+        if header is None:
+            doc = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+            if openmetrics:
+                doc = doc.replace('"', r"\"")
+            name = self.name
+            if self.kind == "counter" and not openmetrics:
+                name += "_total"
+            header = f"# HELP {name} {doc}\n# TYPE {name} {self.kind}\n".encode()
+            self._headers[openmetrics] = header
+        return header
+
+    def _child(self, labels: tuple[str, ...]) -> _Child:
+        raise NotImplementedError
+
+    def labels(self, *values: str) -> _Child:
+        """The series with these label values, created (at zero) on first use."""
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"metric {self.name}: expected labels {self.labelnames}")
+        labels = tuple(str(v) for v in values)
+        group = self._series.get(labels[0])
+        if group is None:
+            group = self._series[labels[0]] = {}
+            self._lines[labels[0]] = ""
+        child = group.get(labels)
+        if child is None:
+            child = group[labels] = self._child(labels)
+            self.touch(labels[0])
+        return child
+
+    def remove_by_labels(self, labels: Mapping[str, str]) -> None:
+        """Drop every series whose labels include ``labels``."""
+        index = [(self.labelnames.index(k), v) for k, v in labels.items()]
+        for key in list(self._series):
+            group = self._series[key]
+            for values in [v for v in group if all(v[i] == want for i, want in index)]:
+                del group[values]
+                self.touch(key)
+            if not group:
+                del self._series[key], self._lines[key]
+                self._dirty.discard(key)
+
+    def touch(self, key: str) -> None:
+        """Mark one target's lines stale."""
+        self._dirty.add(key)
+        self._block = None
+        self._store.changed = True
+
+    def block(self) -> bytes:
+        """Every sample line, re-rendering only the targets that changed."""
+        if self._block is None:
+            for key in self._dirty:
+                group = self._series.get(key)
+                if group is not None:
+                    self._lines[key] = "".join(c.lines(self.name) for c in group.values())  # type: ignore[attr-defined]
+            self._dirty.clear()
+            self._block = "".join(self._lines.values()).encode()
+        return self._block
+
+    def metric(self) -> Metric:
+        """The family as prometheus_client sees it (for generate_latest and tests)."""
+        raise NotImplementedError
+
+    def children(self) -> Iterator[_Child]:
+        """Every series, in exposition order."""
+        for group in self._series.values():
+            yield from group.values()
+
+
+class Gauge(_Family):
+    """A gauge family."""
+
+    kind = "gauge"
+    _upstream: type[GaugeMetricFamily] | type[CounterMetricFamily] = GaugeMetricFamily
+
+    def _child(self, labels: tuple[str, ...]) -> _Child:
+        return GaugeChild(self, labels)
+
+    def labels(self, *values: str) -> GaugeChild:
+        """The series with these label values."""
+        return super().labels(*values)  # type: ignore[return-value]
+
+    def metric(self) -> Metric:
+        """The family as prometheus_client sees it."""
+        m = self._upstream(self.name, self.documentation, labels=self.labelnames)
+        for c in self.children():
+            m.add_metric(c.labels, c.value)  # type: ignore[attr-defined]
+        return m
+
+
+class Counter(Gauge):
+    """A counter family (name given without ``_total``)."""
+
+    kind = "counter"
+    _upstream = CounterMetricFamily
+
+    def _child(self, labels: tuple[str, ...]) -> _Child:
+        return CounterChild(self, labels)
+
+    def labels(self, *values: str) -> CounterChild:
+        """The series with these label values."""
+        return super().labels(*values)  # type: ignore[return-value]
+
+
+class Histogram(_Family):
+    """A histogram family with fixed bucket bounds (``+Inf`` is added)."""
+
+    kind = "histogram"
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+    ) -> None:
+        super().__init__(store, name, documentation, labelnames)
+        bounds = sorted(float(b) for b in buckets)
+        if not bounds or bounds[0] < 0:
+            # Upstream drops _sum below zero; durations never need it.
+            raise ValueError(f"metric {name}: bucket bounds must be non-negative")
+        if bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self.bounds = tuple(bounds)
+        self.les = tuple(floatToGoString(b) for b in bounds)
+
+    def _child(self, labels: tuple[str, ...]) -> _Child:
+        return HistogramChild(self, labels)
+
+    def labels(self, *values: str) -> HistogramChild:
+        """The series with these label values."""
+        return super().labels(*values)  # type: ignore[return-value]
+
+    def metric(self) -> Metric:
+        """The family as prometheus_client sees it."""
+        # Samples as prometheus_client's Histogram yields them: HistogramMetricFamily would
+        # drop count and sum when a bucket bound is negative.
+        m = Metric(self.name, self.documentation, "histogram")
+        for c in self.children():
+            h: HistogramChild = c  # type: ignore[assignment]
+            labels = dict(zip(self.labelnames, h.labels, strict=True))
+            for le, value in zip(self.les, h.buckets, strict=True):
+                m.add_sample(self.name + "_bucket", {**labels, "le": le}, value)
+            m.add_sample(self.name + "_count", labels, h.buckets[-1])
+            m.add_sample(self.name + "_sum", labels, h.sum)
+        return m
+
+
+class Store:
+    """The per-target families, in the order they were defined; a prometheus_client collector."""
+
+    def __init__(self) -> None:
+        self.families: list[_Family] = []
+        self.changed = True
+        self._bodies: dict[bool, bytes] = {}
+
+    def add(self, family: _Family) -> None:
+        """Register a family (families register themselves)."""
+        if any(f.name == family.name for f in self.families):
+            raise ValueError(f"metric {family.name} is defined twice")
+        self.families.append(family)
+        self.changed = True
+
+    def gauge(self, name: str, documentation: str, labelnames: Sequence[str]) -> Gauge:
+        """A new gauge family."""
+        return Gauge(self, name, documentation, labelnames)
+
+    def counter(self, name: str, documentation: str, labelnames: Sequence[str]) -> Counter:
+        """A new counter family."""
+        return Counter(self, name, documentation, labelnames)
+
+    def histogram(
+        self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float]
+    ) -> Histogram:
+        """A new histogram family."""
+        return Histogram(self, name, documentation, labelnames, buckets)
+
+    def forget(self, key: str) -> None:
+        """Drop every series of one target."""
+        for family in self.families:
+            family.remove_by_labels({family.labelnames[0]: key})
+
+    def series(self, key: str) -> int:
+        """How many series one target has (a histogram counts its buckets, count and sum)."""
+        total = 0
+        for family in self.families:
+            n = len(family._series.get(key, ()))
+            total += n * (len(family.bounds) + 2) if family.bounds else n
+        return total
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family, as prometheus_client metrics."""
+        for family in self.families:
+            yield family.metric()
+
+    def pieces(self, *, openmetrics: bool = False) -> list[bytes]:
+        """Every family's HELP and TYPE, then its samples; only changed targets are rendered."""
+        parts: list[bytes] = []
+        for family in self.families:
+            parts += (family.header(openmetrics=openmetrics), family.block())
+        return parts
+
+    def render(self, *, openmetrics: bool = False) -> bytes:
+        """:meth:`pieces` joined; the same bytes object while nothing changes."""
+        if self.changed:
+            self._bodies.clear()
+            self.changed = False
+        body = self._bodies.get(openmetrics)
+        if body is None:
+            body = self._bodies[openmetrics] = b"".join(self.pieces(openmetrics=openmetrics))
+        return body
+
+
+# gzip member header (RFC 1952): magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
+
+
+class Gzip:
+    """gzip that compresses only pieces it has not seen; safe to call from a worker thread.
+
+    Each piece is deflated on its own and ends with a sync flush (byte-aligned, not final),
+    so the pieces concatenate into one valid deflate stream (RFC 1951) inside one gzip
+    member (RFC 1952): a scrape recompresses only the families that changed. zlib releases
+    the GIL while it works, so compressing off the event loop does not delay probes.
+    """
+
+    def __init__(self, level: int = 6) -> None:
+        self.level = level
+        self._lock = threading.Lock()
+        # Keyed by identity: cached blocks are immutable and kept alive by the entry itself.
+        self._cache: dict[int, tuple[bytes, bytes]] = {}
+
+    def compress(self, pieces: Sequence[bytes]) -> bytes:
+        """One gzip member whose content is ``b"".join(pieces)``."""
+        with self._lock:
+            cache: dict[int, tuple[bytes, bytes]] = {}
+            deflated = []
+            crc = 0
+            for piece in pieces:
+                hit = self._cache.get(id(piece))
+                if hit is None or hit[0] is not piece:
+                    c = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+                    hit = (piece, c.compress(piece) + c.flush(zlib.Z_SYNC_FLUSH))
+                cache[id(piece)] = hit
+                deflated.append(hit[1])
+                crc = zlib.crc32(piece, crc)
+            self._cache = cache
+        size = sum(len(p) for p in pieces)
+        trailer = crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
+        return b"".join([_GZIP_HEADER, *deflated, _FINAL_BLOCK, trailer])
+
+
+class Exposition:
+    """The whole /metrics body: prometheus_client's own collectors, then the cached store."""
+
+    def __init__(self, static: CollectorRegistry, store: Store, *, gzip_level: int = 6) -> None:
+        self.static = static
+        self.store = store
+        self.gzip = Gzip(gzip_level)
+        # The same families as one registry, for generate_latest and name[] filters.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(static)
+        self.registry.register(store)
+
+    def pieces(self, *, openmetrics: bool = False) -> list[bytes]:
+        """The exposition in pieces (call on the thread that updates the store)."""
+        head = [self._static(openmetrics=openmetrics)]
+        return head + self.store.pieces(openmetrics=openmetrics) + ([EOF] if openmetrics else [])
+
+    def render(self, *, openmetrics: bool = False) -> bytes:
+        """The exposition, byte for byte what prometheus_client renders for :attr:`registry`."""
+        head = self._static(openmetrics=openmetrics)
+        tail = EOF if openmetrics else b""
+        return b"".join((head, self.store.render(openmetrics=openmetrics), tail))
+
+    def _static(self, *, openmetrics: bool) -> bytes:
+        if not openmetrics:
+            return generate_latest(self.static)
+        return openmetrics_latest(self.static).removesuffix(EOF)
+
+
+def openmetrics_latest(collector: Collector) -> bytes:
+    """prometheus_client's OpenMetrics rendering (typed for mypy)."""
+    body: bytes = openmetrics.generate_latest(collector)  # type: ignore[no-untyped-call]
+    return body
+
+
+class Restricted:
+    """Only the samples named in ``names`` (the ``name[]`` query), as upstream filters them."""
+
+    def __init__(self, collector: Collector, names: Iterable[str]) -> None:
+        self._collector = collector
+        self._names = frozenset(names)
+
+    def collect(self) -> Iterator[Metric]:
+        """The families with at least one wanted sample, holding only those."""
+        for metric in self._collector.collect():
+            samples = [s for s in metric.samples if s.name in self._names]
+            if samples:
+                m = Metric(metric.name, metric.documentation, metric.type)
+                m.samples = samples
+                yield m
