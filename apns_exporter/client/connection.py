@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import time
@@ -68,6 +69,11 @@ class Connection:
         self._proto = ClientProtocol(endpoint.authority)
         self._responses: dict[int, asyncio.Future[Response]] = {}
         self._pings: dict[bytes, asyncio.Future[float]] = {}
+        # Durations are stamped here, where frames are written and parsed: a stream id or
+        # PING payload queued for the next write, and when each was written.
+        self._unwritten: list[int | bytes] = []
+        self._written_at: dict[int | bytes, float] = {}
+        self._write_scheduled = False
         self._slots = asyncio.Condition()
         self._closed: ProbeError | None = None
         self._proven = False  # until the server answers a request or a PING
@@ -189,7 +195,11 @@ class Connection:
         *,
         timeout: float,
     ) -> Response:
-        """Send one request and wait for its response, honouring the stream limit."""
+        """Send one request and wait for its response, honouring the stream limit.
+
+        The response's ``elapsed`` runs from the request's frames being written to the
+        response being parsed; waiting for a stream slot and for the loop do not count.
+        """
         stream_id: int | None = None
         try:
             async with asyncio.timeout(timeout):
@@ -203,29 +213,30 @@ class Connection:
         finally:
             if stream_id is not None:
                 self._responses.pop(stream_id, None)
+                self._written_at.pop(stream_id, None)
 
     async def ping(self, *, timeout: float) -> float:
-        """Send an HTTP/2 PING and return the round-trip time in seconds."""
+        """Send an HTTP/2 PING and return the round-trip time in seconds (written to parsed)."""
         self._check_open()
         data = self._proto.send_ping()
         future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._pings[data] = future
-        started = time.perf_counter()
+        self._unwritten.append(data)
         self._flush()
         try:
             async with asyncio.timeout(timeout):
-                acked_at = await future
+                return await future
         except TimeoutError:
             raise RequestFailed("timeout", f"PING not acknowledged within {timeout:g}s") from None
         finally:
             self._pings.pop(data, None)
-        return acked_at - started
+            self._written_at.pop(data, None)
 
     async def aclose(self) -> None:
         """Say GOAWAY, close the socket and stop the reader; safe to call twice."""
         if self._closed is None:
             self._proto.close()
-            self._flush()
+            self._write()  # now: the socket closes before a scheduled write would run
             self._fail_all(ConnectionLost("connection_reset", "connection closed by the exporter"))
         if self._reader_task is not None:
             self._reader_task.cancel()
@@ -241,6 +252,7 @@ class Connection:
             self._check_open()
             stream_id = self._proto.send_request(method, path, headers, body)
             self._responses[stream_id] = asyncio.get_running_loop().create_future()
+            self._unwritten.append(stream_id)
         self._flush()
         return stream_id
 
@@ -257,9 +269,21 @@ class Connection:
             raise self._closed
 
     def _flush(self) -> None:
+        # One transport write per loop turn, however many frames this turn queued.
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self._write)
+
+    def _write(self) -> None:
+        self._write_scheduled = False
         data = self._proto.data_to_send()
         if data and not self._writer.is_closing():
             self._writer.write(data)
+        if self._unwritten:
+            now = time.perf_counter()
+            for key in self._unwritten:
+                self._written_at[key] = now
+            self._unwritten.clear()
 
     async def _read_loop(self) -> None:
         error: ProbeError = ConnectionLost("connection_reset", "the server closed the connection")
@@ -271,9 +295,10 @@ class Connection:
                         error = ConnectionLost("tls_handshake", _CERTIFICATE_REJECTED)
                     break
                 events = self._proto.receive_data(data)
+                parsed_at = time.perf_counter()
                 self._flush()
                 for event in events:
-                    await self._dispatch(event)
+                    await self._dispatch(event, parsed_at)
         except ProbeError as exc:
             error = exc
         except ssl.SSLError as exc:
@@ -287,13 +312,15 @@ class Connection:
         async with self._slots:
             self._slots.notify_all()
 
-    async def _dispatch(self, event: Event) -> None:
+    async def _dispatch(self, event: Event, parsed_at: float) -> None:
         if self._observer is not None:
             self._observer(event)
         if isinstance(event, Response | PingAcked):
             self._proven = True
         if isinstance(event, Response):
-            self._resolve(event.stream_id, result=event)
+            sent = self._written_at.get(event.stream_id)
+            elapsed = parsed_at - sent if sent is not None else None
+            self._resolve(event.stream_id, result=dataclasses.replace(event, elapsed=elapsed))
         elif isinstance(event, StreamReset):
             self._resolve(
                 event.stream_id,
@@ -303,8 +330,9 @@ class Connection:
             )
         elif isinstance(event, PingAcked):
             future = self._pings.get(event.data)
-            if future is not None and not future.done():
-                future.set_result(time.perf_counter())
+            sent = self._written_at.get(event.data)
+            if future is not None and not future.done() and sent is not None:
+                future.set_result(parsed_at - sent)
         elif isinstance(event, GoAway):
             log.info(
                 "GOAWAY from %s: error_code=%d last_stream_id=%d debug=%r",

@@ -34,6 +34,9 @@ class Response:
     status: int
     headers: dict[str, str]
     body: bytes
+    # Set by the connection: from the request's last frame handed to the transport until
+    # this response was parsed, so a busy event loop elsewhere does not count.
+    elapsed: float | None = None
 
     @property
     def apns_id(self) -> str | None:
