@@ -129,7 +129,8 @@ def _signature_ok(secret: bytes, body: bytes, header: str | None) -> bool:
 def _parse(body: bytes) -> tuple[str, str, float]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: a few thousand nested brackets fit well under the size limit.
         raise ReceiptRejected("malformed") from None
     if not isinstance(data, dict):
         raise ReceiptRejected("malformed")

@@ -169,6 +169,16 @@ async def test_malformed_is_400(endpoint: Endpoint, http: aiohttp.ClientSession)
     assert endpoint.rejected == [("malformed", None)]
 
 
+async def test_deeply_nested_body_is_400_malformed(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    """4000 nested brackets, under the size limit, get 400 malformed rather than a 500."""
+    body = b"[" * 4000
+    status, text = await post(http, endpoint.url, body, None)
+    assert (status, text) == (400, "Bad Request\n")
+    assert endpoint.rejected == [("malformed", None)]
+
+
 async def test_only_post_on_the_receipt_path(
     endpoint: Endpoint, http: aiohttp.ClientSession
 ) -> None:

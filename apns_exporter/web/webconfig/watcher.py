@@ -65,13 +65,13 @@ class WebConfigWatcher:
         """The one SSLContext to listen with (None: plain HTTP); rotated certificates go into it."""
         tls = self._config.tls
         if not self._listening:
+            if tls is not None:
+                self._context = self._config.ssl_context()
+                self._loaded = _tls_state(tls)
             self._listening = True
             self._context_settings = self._restart_warned = (
                 None if tls is None else tls.restart_settings()
             )
-        if self._context is None and tls is not None:
-            self._context = self._config.ssl_context()
-            self._loaded = _tls_state(tls)
         return self._context
 
     async def run(self) -> None:
