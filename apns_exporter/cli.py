@@ -8,13 +8,20 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from apns_exporter import __version__, config, logs
 from apns_exporter.commands import probe
 from apns_exporter.config.durations import parse_duration
 from apns_exporter.creds.credential import Credential
 from apns_exporter.creds.tokens import TokenCache
-from apns_exporter.errors import ConfigError, CredentialError, ExpiredCredential, WebConfigError
+from apns_exporter.errors import (
+    ConfigError,
+    ConfigIssue,
+    CredentialError,
+    ExpiredCredential,
+    WebConfigError,
+)
 from apns_exporter.mock import cli as mock_cli
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.web.app import parse_listen_address, serve
@@ -31,11 +38,16 @@ Prometheus exporter for Apple Push Notification service (APNs).
 Keeps one HTTP/2 connection per target open to APNs, sends HTTP/2 PINGs and periodic
 canary pushes, and serves connection health, latency, per-reason responses and
 credential state on /metrics. Probes run on the exporter's own schedule, not per scrape.
+Without a COMMAND, `run` is meant; its flags may stand before or after the word `run`.
+"""
 
-subcommands:
-  run        run the exporter (the default when no subcommand is given)
-  demo       run an embedded mock APNs with throwaway credentials plus the exporter
-  mock-apns  run the mock APNs server alone, to rehearse alerts or test push code
+EXIT_CODES = """\
+exit codes:
+  0  success: the exporter stopped on SIGTERM/Ctrl-C, the configuration is valid,
+     or every probe succeeded
+  1  failure: the configuration or a credential is invalid, a probe failed, or a
+     listener could not start
+  2  usage error: an unknown or misplaced flag, a bad flag value, or an unknown target
 """
 
 
@@ -56,15 +68,59 @@ def _shard(value: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+class _Parser(argparse.ArgumentParser):
+    """The top-level parser; it fills in flag defaults only after parsing.
+
+    The run flags are accepted before and after a subcommand. Were the defaults on the
+    sub-parsers, argparse would let them overwrite a value given before the subcommand
+    (`--config.file=x run` would read apns-exporter.yml); so flags default to SUPPRESS,
+    and the defaults of the subcommand that runs are filled in here.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.defaults: dict[str, dict[str, object]] = {}  # command -> {dest: default}
+        self.flag_names: dict[str, str] = {}  # dest -> --flag
+
+    def flag(self, command: str, parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+        """Add ``name`` to ``parser`` (the sub-parser of ``command``, or this parser)."""
+        default = kwargs.pop("default", None)
+        if "help" in kwargs:
+            kwargs["help"] = kwargs["help"].replace("%(default)s", str(default))
+        parser.add_argument(name, default=argparse.SUPPRESS, **kwargs)
+        self.defaults.setdefault(command, {})[kwargs["dest"]] = default
+        self.flag_names[kwargs["dest"]] = name
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        parsed.command = parsed.command or "run"
+        accepted = self.defaults.get(parsed.command, {})
+        # Flags before the subcommand are the run flags; one the subcommand lacks would be
+        # silently ignored, so it is an error instead.
+        for dest in vars(parsed):
+            if dest in self.flag_names and dest not in accepted:
+                self.error(f"{self.flag_names[dest]} does not apply to {parsed.command}")
+        for dest, default in accepted.items():
+            if not hasattr(parsed, dest):
+                setattr(parsed, dest, default)
+        return parsed, rest
+
+
+def _add_common(top: _Parser, command: str, parser: argparse.ArgumentParser) -> None:
+    top.flag(
+        command,
+        parser,
         "--log.level",
         dest="log_level",
         default="info",
         choices=list(logs.LEVELS),
         help="only log messages at this level or above (default: %(default)s)",
     )
-    parser.add_argument(
+    top.flag(
+        command,
+        parser,
         "--log.format",
         dest="log_format",
         default="logfmt",
@@ -73,22 +129,27 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_web(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+def _add_web(top: _Parser, command: str, parser: argparse.ArgumentParser) -> None:
+    top.flag(
+        command,
+        parser,
         "--web.listen-address",
         dest="listen_address",
         default=DEFAULT_LISTEN,
         metavar="[HOST]:PORT",
         help="address to serve metrics and pages on (default: %(default)s, all interfaces)",
     )
-    parser.add_argument(
+    top.flag(
+        command,
+        parser,
         "--web.config.file",
         dest="web_config_file",
-        default=None,
         metavar="FILE",
         help="exporter-toolkit web config (TLS, mTLS, basic auth, headers); re-read on change",
     )
-    parser.add_argument(
+    top.flag(
+        command,
+        parser,
         "--web.telemetry-path",
         dest="telemetry_path",
         default="/metrics",
@@ -97,69 +158,88 @@ def _add_web(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser, with one sub-parser per subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="apns-exporter",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        # --config.file and mock-apns --config must never be mistaken for each other.
-        allow_abbrev=False,
-    )
-    parser.add_argument("--version", action="version", version=f"apns-exporter {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    run = commands.add_parser("run", help="run the exporter (default)")
-    for p in (parser, run):
-        p.add_argument(
-            "--config.file",
-            dest="config_file",
-            default=DEFAULT_CONFIG,
-            metavar="FILE",
-            help="YAML configuration file (default: %(default)s)",
-        )
-        p.add_argument(
-            "--config.check",
-            dest="config_check",
-            action="store_true",
-            help="validate the configuration file, print any problems and exit 0 or 1",
-        )
-        p.add_argument(
-            "--config.auto-reload-interval",
-            dest="auto_reload",
-            type=_duration,
-            default=None,
-            metavar="DURATION",
-            help="also reload when the file's content changes, checked this often "
-            "(e.g. 30s; default: off, reload on SIGHUP or POST /-/reload)",
-        )
-        p.add_argument(
-            "--targets.shard",
-            dest="shard",
-            type=_shard,
-            default=None,
-            metavar="I/N",
-            help="probe only this replica's share of the targets, e.g. 0/3 on the first of "
-            "three replicas (stable hash of target names)",
-        )
-        _add_web(p)
-        _add_common(p)
-
-    probe = commands.add_parser(
-        "probe",
-        help="probe one target now and print the result",
-        description="Run every probe of one target once, print each phase, status, reason "
-        "and latency, and exit 0 if all succeeded or 1 if any failed.",
-    )
-    probe.add_argument(
+def _add_config_file(top: _Parser, command: str, parser: argparse.ArgumentParser) -> None:
+    top.flag(
+        command,
+        parser,
         "--config.file",
         dest="config_file",
         default=DEFAULT_CONFIG,
         metavar="FILE",
         help="YAML configuration file (default: %(default)s)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser, with one sub-parser per subcommand."""
+    parser = _Parser(
+        prog="apns-exporter",
+        description=DESCRIPTION,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        # --config.file and mock-apns --config must never be mistaken for each other.
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"apns-exporter {__version__}")
+    # Plain sub-parsers: only the top-level one fills in defaults, after parsing.
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser
+    )
+
+    run = commands.add_parser(
+        "run",
+        help="run the exporter (the default when no COMMAND is given)",
+        description="Run the exporter. These flags may also stand before the word `run`.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for p in (parser, run):
+        _add_config_file(parser, "run", p)
+        parser.flag(
+            "run",
+            p,
+            "--config.check",
+            dest="config_check",
+            default=False,
+            action="store_true",
+            help="validate the configuration and its credential files, print every problem "
+            "and exit 0 (valid) or 1 (invalid)",
+        )
+        parser.flag(
+            "run",
+            p,
+            "--config.auto-reload-interval",
+            dest="auto_reload",
+            type=_duration,
+            metavar="DURATION",
+            help="also reload when the file's content changes, checked this often "
+            "(e.g. 30s; default: off, reload on SIGHUP or POST /-/reload)",
+        )
+        parser.flag(
+            "run",
+            p,
+            "--targets.shard",
+            dest="shard",
+            type=_shard,
+            metavar="I/N",
+            help="probe only this replica's share of the targets, e.g. 0/3 on the first of "
+            "three replicas (stable hash of target names)",
+        )
+        _add_web(parser, "run", p)
+        _add_common(parser, "run", p)
+
+    probe = commands.add_parser(
+        "probe",
+        help="probe one target now and print the result",
+        description="Run every probe of one target once and print each phase, status, reason "
+        "and latency.",
+        epilog="exit codes:\n  0  every probe succeeded\n  1  a probe failed, or the "
+        "configuration is invalid\n  2  usage error: no such target, or a bad flag\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_config_file(parser, "probe", probe)
     probe.add_argument("--target", required=True, metavar="NAME", help="the target to probe")
-    _add_common(probe)
+    _add_common(parser, "probe", probe)
 
     demo = commands.add_parser(
         "demo",
@@ -167,8 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start an embedded mock APNs on loopback with throwaway credentials and "
         "an exporter probing it every few seconds; prints the URLs. Ctrl-C stops everything.",
     )
-    _add_web(demo)
-    _add_common(demo)
+    _add_web(parser, "demo", demo)
+    _add_common(parser, "demo", demo)
 
     mock = commands.add_parser(
         "mock-apns",
@@ -178,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "See docs/mock-apns.md.",
     )
     mock_cli.add_arguments(mock)
-    _add_common(mock)
+    _add_common(parser, "mock-apns", mock)
     return parser
 
 
@@ -186,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit code."""
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level, args.log_format)
-    command = args.command or "run"
+    command = args.command
     if command == "run":
         return _run(args)
     if command == "probe":
@@ -202,10 +282,14 @@ def _load(path: str) -> config.Config | None:
     try:
         return config.load(path)
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
-        print(f"{path}: configuration is invalid ({len(exc.issues)} problem(s))", file=sys.stderr)
+        _report(path, exc.issues)
         return None
+
+
+def _report(path: str, issues: Sequence[ConfigIssue]) -> None:
+    for issue in issues:
+        print(f"error: {issue}", file=sys.stderr)
+    print(f"{path}: configuration is invalid ({len(issues)} problem(s))", file=sys.stderr)
 
 
 def _probe(args: argparse.Namespace) -> int:
@@ -220,10 +304,9 @@ def _run(args: argparse.Namespace) -> int:
     if cfg is None:
         return 1
     if args.config_check:
-        problems = _credential_problems(cfg)
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
+        problems = _credential_problems(args.config_file, cfg)
         if problems:
+            _report(args.config_file, problems)
             return 1
         print(f"{args.config_file}: configuration is valid ({len(cfg.targets)} target(s))")
         return 0
@@ -252,18 +335,19 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
-def _credential_problems(cfg: config.Config) -> list[str]:
+def _credential_problems(path: str, cfg: config.Config) -> list[ConfigIssue]:
     """Load every credential once, so --config.check catches unreadable keys; print warnings."""
     problems = []
     tokens = TokenCache()
-    for target in cfg.targets:
+    for index, target in enumerate(cfg.targets):
         try:
             loaded = Credential(target, tokens).load()
         except ExpiredCredential as exc:
             print(f"warning: target {target.name}: {exc}", file=sys.stderr)
             loaded = exc.loaded
         except CredentialError as exc:
-            problems.append(f"target {target.name}: {exc}")
+            key = config.credential_key(index, target, exc.reason)
+            problems.append(config.locate(path, key, f"target {target.name}: {exc}"))
             continue
         for warning in loaded.warnings:
             print(f"warning: target {target.name}: {warning}", file=sys.stderr)

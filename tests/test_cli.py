@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
 import signal
 import subprocess
 import sys
+import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
+import pytest
+
 from apns_exporter import __version__
-from tests.helpers import Workspace
+from apns_exporter.mock.pki import CertificateAuthority
+from tests.helpers import TOPIC, Workspace, start_cli
 
 CLI = [sys.executable, "-m", "apns_exporter"]
 
@@ -30,8 +38,8 @@ def test_version_prints_the_package_version() -> None:
     assert (done.returncode, done.stdout.strip()) == (0, f"apns-exporter {__version__}")
 
 
-def test_help_explains_flags_and_subcommands() -> None:
-    """--help names the Prometheus-style flags and every subcommand."""
+def test_help_explains_flags_subcommands_and_exit_codes() -> None:
+    """--help names the Prometheus-style flags, every subcommand and the exit codes."""
     done = _cli("--help")
     assert done.returncode == 0
     for word in (
@@ -41,10 +49,55 @@ def test_help_explains_flags_and_subcommands() -> None:
         "--web.telemetry-path",
         "--log.level",
         "--log.format",
-        "demo",
-        "mock-apns",
+        "exit codes:",
     ):
         assert word in done.stdout
+    listed = re.findall(r"^    ([a-z-]+)  ", done.stdout, flags=re.MULTILINE)
+    assert listed == ["run", "probe", "demo", "mock-apns"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--config.file={cfg}", "run", "--config.check"),
+        ("run", "--config.file={cfg}", "--config.check"),
+        ("--config.check", "run", "--config.file={cfg}"),
+        ("--config.file={cfg}", "--config.check"),
+    ],
+)
+def test_run_flags_mean_the_same_before_and_after_run(
+    workspace: Workspace, args: tuple[str, ...]
+) -> None:
+    """--config.file is honoured wherever it stands, before or after the word run."""
+    cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)))
+    done = _cli(*(a.format(cfg=cfg) for a in args))
+    assert done.returncode == 0, done.stderr
+    assert f"{cfg}: configuration is valid" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "command"),
+    [
+        (("--config.check", "demo"), "--config.check", "demo"),
+        (("--targets.shard=0/2", "probe", "--target=t1"), "--targets.shard", "probe"),
+        (("--config.file=x.yml", "mock-apns"), "--config.file", "mock-apns"),
+    ],
+)
+def test_a_flag_the_subcommand_does_not_take_is_refused(
+    args: tuple[str, ...], flag: str, command: str
+) -> None:
+    """A run flag before a subcommand that lacks it exits 2 naming both, instead of vanishing."""
+    done = _cli(*args)
+    assert done.returncode == 2
+    assert f"{flag} does not apply to {command}" in done.stderr
+
+
+def test_probe_of_an_unknown_target_is_a_usage_error(workspace: Workspace) -> None:
+    """probe --target with a name not in the config exits 2 and lists the targets there are."""
+    cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)))
+    done = _cli("probe", f"--config.file={cfg}", "--target=nope")
+    assert done.returncode == 2
+    assert "no target named 'nope' in the configuration (targets: t1)" in done.stdout
 
 
 def test_config_check_accepts_a_valid_file(workspace: Workspace) -> None:
@@ -104,3 +157,109 @@ def test_config_check_loads_the_signing_key(workspace: Workspace) -> None:
     assert done.returncode == 1
     assert "target t1" in done.stderr
     assert str(workspace.key_file) in done.stderr
+
+
+def test_config_check_locates_a_key_that_is_not_the_certificates(
+    workspace: Workspace, ca: CertificateAuthority
+) -> None:
+    """A provider key that does not belong to its certificate is reported at key_file:line:col."""
+    cert_file, _ = ca.issue_provider(TOPIC).write(workspace.path, "push")
+    _, other_key = ca.issue_provider(TOPIC).write(workspace.path, "other")
+    cfg = workspace.config(
+        f"""\
+        - name: shop-cert
+          environment: production
+          topic: {TOPIC}
+          auth:
+            certificate:
+              cert_file: {cert_file}
+              key_file: {other_key}
+        """
+    )
+    done = _cli("--config.check", f"--config.file={cfg}")
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        f"error: {cfg}:8:9: targets[0].auth.certificate.key_file: target shop-cert: "
+    )
+    assert f"{cfg}: configuration is invalid (1 problem(s))" in done.stderr
+
+
+async def test_probe_with_a_certificate_against_mock_apns(
+    tmp_path: Path, unused_tcp_port: int
+) -> None:
+    """mock-apns --client-certificates=optional lets a certificate target's probe pass, exit 0."""
+    pki = tmp_path / "pki"
+    mock = await start_cli(
+        "mock-apns",
+        f"--listen=127.0.0.1:{unused_tcp_port}",
+        f"--generate-pki={pki}",
+        "--client-certificates=optional",
+        ready=b"mock-apns production on",
+    )
+    try:
+        cfg = tmp_path / "apns-exporter.yml"
+        cfg.write_text(
+            textwrap.dedent(
+                f"""\
+                targets:
+                  - name: shop-cert
+                    environment: production
+                    endpoint: 127.0.0.1:{unused_tcp_port}
+                    ca_file: {pki / "ca.pem"}
+                    topic: com.example.apns-exporter
+                    auth:
+                      certificate:
+                        cert_file: {pki / "provider.pem"}
+                        key_file: {pki / "provider.key"}
+                    canary: {{auth_check: true}}
+                """
+            )
+        )
+        probe = await asyncio.create_subprocess_exec(
+            *CLI,
+            "probe",
+            f"--config.file={cfg}",
+            "--target=shop-cert",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await probe.communicate()
+    finally:
+        mock.terminate()
+        await mock.wait()
+    text = out.decode()
+    assert probe.returncode == 0, text
+    assert "auth_check push: 400 BadDeviceToken" in text
+    # Log lines carry RFC 3339 UTC times, not raw UNIX seconds.
+    logs = [line for line in text.splitlines() if line.strip().startswith("log:")]
+    assert logs
+    assert all(re.match(r"\s+log: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z ", x) for x in logs)
+
+
+async def test_config_page_shows_durations_as_written(
+    workspace: Workspace, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """/config of a running exporter spells durations as in the file (50m), not in seconds."""
+    apns, web = unused_tcp_port_factory(), unused_tcp_port_factory()
+    cfg = workspace.config(
+        workspace.target(apns, devices=("ab" * 32,), interval="90s"),
+        extra="global: {scrape_timeout: 1500ms}\n",
+    )
+    proc = await start_cli(
+        f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{web}", ready=b"listening on"
+    )
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{web}/config") as resp,
+        ):
+            page = await resp.text()
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert "scrape_timeout: 1s500ms" in page
+    assert "refresh_interval: 50m" in page
+    assert "interval: 1m30s" in page
+    assert "3000" not in page

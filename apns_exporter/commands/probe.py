@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from apns_exporter.config import Config
 from apns_exporter.probes import ProbeResult
 from apns_exporter.service.exporter import Exporter
+from apns_exporter.web.pages import log_lines, rfc3339
 
 
 async def run(config: Config, target: str, out: Callable[[str], None] = print) -> int:
@@ -27,7 +27,7 @@ async def run(config: Config, target: str, out: Callable[[str], None] = print) -
 
 
 def _describe(result: ProbeResult) -> str:
-    when = time.strftime("%H:%M:%S", time.localtime(result.started_at))
+    when = rfc3339(result.started_at)
     head = "ok" if result.ok else f"FAILED at layer {result.layer}"
     lines = [
         f"{result.probe:<13} {head}: {result.message} [{when}, {result.duration * 1000:.1f}ms]"
@@ -43,5 +43,5 @@ def _describe(result: ProbeResult) -> str:
     for reach in result.reaches:
         state = "reachable" if reach.reachable else f"unreachable ({reach.error})"
         lines.append(f"    {reach.host}:{reach.port} {reach.family}: {state}")
-    lines += [f"    log: {line}" for line in result.logs]
+    lines += [f"    log: {line}" for line in log_lines(result)]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Configuration: strict YAML to a frozen, typed Config with located, one-line errors."""
 
-from apns_exporter.config.loader import load, parse
+from apns_exporter.config.loader import credential_key, load, locate, parse
 from apns_exporter.config.models import (
     Auth,
     CanaryConfig,
@@ -29,6 +29,8 @@ __all__ = [
     "Target",
     "TlsCheckConfig",
     "TokenAuth",
+    "credential_key",
     "load",
+    "locate",
     "parse",
 ]

@@ -31,6 +31,12 @@ def parse_duration(value: object) -> float:
         raise ValueError(f"expected a duration ({EXAMPLES})")
     match = _PATTERN.fullmatch(value.strip())
     if not value.strip() or match is None:
+        if _is_number(value):
+            raise ValueError(
+                f"invalid duration {value!r}: a number in quotes is a string, and a duration "
+                f"string needs a unit; write {format_duration(float(value))}, "
+                f"or {value.strip()} without quotes"
+            )
         raise ValueError(f"invalid duration {value!r} (use {EXAMPLES})")
     return sum(int(n) * _UNITS[u] for u, n in match.groupdict().items() if n is not None)
 
@@ -49,3 +55,10 @@ def format_duration(seconds: float) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False

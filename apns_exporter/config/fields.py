@@ -12,6 +12,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    PlainSerializer,
     ValidationInfo,
     field_validator,
 )
@@ -129,12 +130,14 @@ def _device_token(value: str) -> str:
     return value.lower()
 
 
-Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive)]
+# In JSON (what /config shows) a duration is spelled as in the file ("50m"), not in seconds.
+_AS_WRITTEN = PlainSerializer(format_duration, return_type=str, when_used="json")
+Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), _AS_WRITTEN]
 ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
 DeviceToken = Annotated[str, AfterValidator(_device_token)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 RefreshInterval = Annotated[
-    float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval)
+    float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval), _AS_WRITTEN
 ]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from apns_exporter.config import diagnostics
-from apns_exporter.config.models import Config
+from apns_exporter.config.models import Config, Target
 from apns_exporter.config.yamlsource import KeyPath, Position, YamlSource
 from apns_exporter.errors import ConfigError, ConfigIssue
 
@@ -92,3 +92,26 @@ def _duplicate_names(document: YamlSource) -> list[_Found]:
             )
         first.setdefault(name, index)
     return found
+
+
+def locate(path: str | os.PathLike[str], keys: KeyPath, message: str) -> ConfigIssue:
+    """A problem found after loading (an unreadable key, say), placed at ``keys`` in the file."""
+    source = os.fspath(path)
+    try:
+        where = YamlSource(Path(path).read_text(encoding="utf-8-sig")).position(keys)
+    except (OSError, UnicodeDecodeError):
+        return ConfigIssue(source, message)
+    return _issue(source, where, keys, message)
+
+
+def credential_key(index: int, target: Target, reason: str) -> KeyPath:
+    """The config key a credential problem of ``reason`` is about, for :func:`locate`."""
+    auth: KeyPath = ("targets", index, "auth", target.auth.method)
+    cert = target.auth.certificate
+    if cert is None:
+        return (*auth, "key_file")
+    if reason == "bad_passphrase" and (cert.password_file or cert.password_env):
+        return (*auth, "password_file" if cert.password_file else "password_env")
+    if reason in ("key_mismatch", "bad_passphrase") and cert.key_file is not None:
+        return (*auth, "key_file")
+    return (*auth, "cert_file")

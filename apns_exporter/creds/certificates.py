@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 from apns_exporter.client.tls import client_context
 from apns_exporter.errors import CredentialError
 
-# Apple's APNs extensions (reference/apns-anchors.md §2.8); environments come from these
-# OIDs, never from the CN, because Apple has renamed certificates before.
+# Apple's APNs extensions ("Establishing a certificate-based connection to APNs");
+# environments come from these OIDs, never from the CN: Apple has renamed certificates before.
 SANDBOX_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.3.1")
 PRODUCTION_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.3.2")
 TOPICS_OID = x509.ObjectIdentifier("1.2.840.113635.100.6.3.6")
@@ -348,7 +348,7 @@ def load_client_credential(
     if summary.not_after <= moment:
         expired = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(summary.not_after))
         # An MDM certificate must be renewed, not re-created: a new one has a new topic and
-        # forces every device to re-enrol (reference/apns-anchors.md §4).
+        # forces every device to re-enrol (Apple's "MDM Protocol Reference", push certificates).
         todo = (
             "renew it at identity.apple.com with the same Apple ID; do not create a new one"
             if summary.is_mdm

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import signal
 import tempfile
@@ -84,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which APNs environment to imitate (default production)",
     )
     parser.add_argument(
+        "--client-certificates",
+        choices=["none", "optional", "required"],
+        help="whether TLS asks for a client certificate, for certificate-auth targets "
+        "(default none; optional accepts token and certificate clients alike)",
+    )
+    parser.add_argument(
         "--generate-pki",
         type=Path,
         metavar="DIR",
@@ -158,6 +165,8 @@ async def run(
             for name, value in material.summary().items():
                 log.info("mock-apns %s: %s", name, value)
             return 0
+        if args.client_certificates:
+            config = dataclasses.replace(config, client_certificates=args.client_certificates)
         mock = _build(material, config, args.environment or config.environment, extra_keys)
         try:
             mock.scenario = scenario

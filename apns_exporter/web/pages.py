@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import html
 import time
 from typing import Any
@@ -120,13 +121,31 @@ def probe_log(exporter: Exporter, target: str, limit: int) -> str:
         return f"No probe results yet for target {target}.\n"
     blocks = []
     for result in results:
-        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(result.started_at))
         status = "success" if result.ok else f"FAILED (layer {result.layer})"
         lines = [
-            f"=== {result.probe} at {when}: {status}, {result.duration * 1000:.1f}ms",
+            f"=== {result.probe} at {rfc3339(result.started_at)}: {status}, "
+            f"{result.duration * 1000:.1f}ms",
             f"Message: {result.message}",
             "Logs for the probe:",
-            *(f"  {line}" for line in result.logs),
+            *(f"  {line}" for line in log_lines(result)),
         ]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
+
+
+def rfc3339(seconds: float) -> str:
+    """A UNIX time as RFC 3339 in UTC with milliseconds: ``2026-11-29T12:41:25.123Z``."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def log_lines(result: ProbeResult) -> list[str]:
+    """A run's log lines with their UNIX-time stamps written as RFC 3339 UTC."""
+    lines = []
+    for line in result.logs:
+        stamp, _, text = line.partition(" ")
+        try:
+            lines.append(f"{rfc3339(float(stamp))} {text}")
+        except ValueError:
+            lines.append(line)
+    return lines

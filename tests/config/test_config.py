@@ -450,6 +450,15 @@ BAD_CONFIGS = [
         id="bad-durations",
     ),
     pytest.param(
+        VALID + '    ping: {interval: "10"}\n',
+        [
+            "apns.yml:10:12: targets[0].ping.interval: invalid duration '10': a number in "
+            "quotes is a string, and a duration string needs a unit; write 10s, or 10 without "
+            "quotes",
+        ],
+        id="quoted-number-duration",
+    ),
+    pytest.param(
         "global:\n  scrape_timeout: 0s\n" + VALID,
         [
             "apns.yml:2:3: global.scrape_timeout: must be greater than zero",
@@ -784,6 +793,20 @@ def test_bad_durations_are_rejected(value: object) -> None:
 def test_format_duration_round_trips(millis: int) -> None:
     """format_duration writes any whole number of milliseconds so parse_duration reads it back."""
     assert parse_duration(format_duration(millis / 1000)) == pytest.approx(millis / 1000)
+
+
+def test_durations_serialise_as_written(config_dir: Path) -> None:
+    """In JSON (the /config page) durations read as Prometheus strings, in Python as seconds."""
+    (config_dir / "apns.yml").write_text(
+        "global: {scrape_timeout: 1500ms}\n" + VALID + "        refresh_interval: 50m\n"
+    )
+    cfg = config.load(config_dir / "apns.yml")
+    dumped = cfg.model_dump(mode="json", by_alias=True)
+    assert dumped["global"]["scrape_timeout"] == "1s500ms"
+    assert dumped["targets"][0]["auth"]["token"]["refresh_interval"] == "50m"
+    assert dumped["targets"][0]["ping"]["interval"] == "1m"
+    assert cfg.targets[0].auth.token is not None
+    assert cfg.targets[0].auth.token.refresh_interval == 3000.0
 
 
 # -- robustness -----------------------------------------------------------------------------
