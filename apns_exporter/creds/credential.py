@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,20 @@ from apns_exporter.creds.certificates import (
 )
 from apns_exporter.creds.tokens import ProviderToken, TokenCache
 from apns_exporter.errors import CredentialError, ExpiredCredential
+
+
+def exposed_key_warnings(path: Path) -> tuple[str, ...]:
+    """A warning when a private key file is readable by its group or by others."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ()
+    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return ()
+    return (
+        f"{path}: the private key is readable by group or others "
+        f"(mode {stat.S_IMODE(mode):04o}); restrict it with: chmod 600 {path}",
+    )
 
 
 @dataclass(frozen=True)
@@ -65,7 +80,7 @@ class Credential:
         if auth.token is not None:
             t = auth.token
             token = self._tokens.reload(t.key_file, t.key_id, t.team_id, t.refresh_interval)
-            return Loaded(client_context(ca_file), token, None, ())
+            return Loaded(client_context(ca_file), token, None, exposed_key_warnings(t.key_file))
         assert auth.certificate is not None
         cert = auth.certificate
         try:
@@ -80,6 +95,7 @@ class Credential:
         )
         summary = client.summary
         warnings = mismatches(summary, topic=target.topic, environment=str(target.environment))
+        warnings += exposed_key_warnings(cert.key_file or cert.cert_file)
         loaded = Loaded(client.ssl_context(ca_file), None, summary, tuple(warnings))
         if summary.not_after < self._clock():
             renew = " with the same Apple ID" if summary.is_mdm else ""
