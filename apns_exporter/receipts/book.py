@@ -59,15 +59,8 @@ CLOCK_SKEW = 60.0
 MAX_PENDING = 1000
 MAX_RECEIVED = 10_000
 
-REASONS = (
-    "bad_signature",
-    "malformed",
-    "unknown_target",
-    "unknown_canary",
-    "replay",
-    "stale",
-    "too_large",
-)
+# The rejection reasons, in a stable order for pre-initialised series.
+REASONS = tuple(sorted(ReceiptRejected.REASONS))
 
 _CANARY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
