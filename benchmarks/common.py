@@ -224,6 +224,10 @@ class Mock:
     def timings(self) -> list[dict[str, Any]]:
         return list(get_json(f"{self.admin}/bench/timings")["records"])
 
+    def pings(self) -> list[tuple[int, float]]:
+        """Each client PING's arrival at the mock while the tap was on: (connection, when)."""
+        return [(int(c), float(t)) for c, t in get_json(f"{self.admin}/bench/pings")["pings"]]
+
     def count(self) -> dict[str, int]:
         return dict(get_json(f"{self.admin}/bench/count"))
 
@@ -273,8 +277,9 @@ class Workspace:
         canary: str | None = None,
         canary_timeout: str = "5s",
         auth_check: bool = False,
+        inventory_only: bool = False,
     ) -> str:
-        """One target block pointing at the mock."""
+        """One target block pointing at the mock (``inventory_only``: credential only)."""
         pki = self.pki
         lines = [
             f"  - name: {name}",
@@ -290,6 +295,8 @@ class Workspace:
             "    ping:",
             f"      interval: {ping}",
         ]
+        if inventory_only:
+            lines.append("    inventory_only: true")
         if canary is not None:
             lines += [
                 "    canary:",

@@ -16,6 +16,8 @@ Extra admin routes::
     PUT  /bench/tap        {"on": bool}   start (clearing old records) or stop recording
     GET  /bench/timings                   the records, oldest first
     GET  /bench/count                     {"records": n, "requests": n, "connections": n}
+    GET  /bench/pings                     [[connection, arrived], ...]: each client PING's
+                                          arrival while the tap is on (``time.monotonic()``)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h2.events
 from aiohttp import web
 
 from apns_exporter.mock import faults as mock_faults
@@ -49,6 +52,7 @@ class Tap:
         self.last_delay: float | None = None
         self.pending: dict[tuple[int, int], list[Any]] = {}
         self.records: list[list[Any]] = []
+        self.pings: list[tuple[int, float]] = []
 
     def install(self) -> None:
         """Wrap the mock handler's request and response paths."""
@@ -56,6 +60,13 @@ class Tap:
         process = mock_handler.ConnectionHandler._process
         respond = mock_handler.ConnectionHandler._respond
         draw = mock_faults.FaultInjector.delay
+        dispatch = mock_handler.ConnectionHandler._dispatch
+
+        def _dispatch(self: mock_handler.ConnectionHandler, event: Any) -> None:
+            ping = isinstance(event, h2.events.PingReceived)
+            if tap.on and ping and len(tap.pings) < RECORD_LIMIT:
+                tap.pings.append((id(self), time.monotonic()))
+            dispatch(self, event)
 
         def delay(self: mock_faults.FaultInjector) -> float:
             value = draw(self)
@@ -87,6 +98,7 @@ class Tap:
         mock_faults.FaultInjector.delay = delay  # type: ignore[method-assign]
         mock_handler.ConnectionHandler._process = _process  # type: ignore[method-assign]
         mock_handler.ConnectionHandler._respond = _respond  # type: ignore[method-assign]
+        mock_handler.ConnectionHandler._dispatch = _dispatch  # type: ignore[method-assign]
 
 
 def _larger_backlog() -> None:
@@ -120,6 +132,7 @@ async def main(pki_dir: Path) -> None:
         if tap.on:
             tap.records.clear()
             tap.pending.clear()
+            tap.pings.clear()
         return web.json_response({"on": tap.on})
 
     async def timings(request: web.Request) -> web.Response:
@@ -141,6 +154,11 @@ async def main(pki_dir: Path) -> None:
     app.router.add_put("/bench/tap", set_tap)
     app.router.add_get("/bench/timings", timings)
     app.router.add_get("/bench/count", count)
+
+    async def pings(request: web.Request) -> web.Response:
+        return web.json_response({"pings": tap.pings})
+
+    app.router.add_get("/bench/pings", pings)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -51,7 +51,7 @@ def machine() -> str:
             "- results written: "
             + ", ".join(
                 f"{n} {d['written_at']}"
-                for n in ("latency", "cost", "connection_model", "scale")
+                for n in ("latency", "cost", "connection_model", "scale", "render")
                 if (d := _load(n))
             ),
         ]
@@ -221,35 +221,36 @@ def connection_model() -> str:
     )
 
 
+def _first_round(r: dict[str, Any]) -> str:
+    up = r["targets_up_after_first_round"]
+    if r["first_round_seconds"] is not None:
+        return f"{up} in {_f(r['first_round_seconds'], 0)} s"
+    return f"{up} (budget {r['first_round_budget_seconds']:g} s)"
+
+
 def scale() -> str:
     data = _load("scale")
     if data is None:
         return "_not run_"
     rows = []
     for r in data["rows"]:
-        lag = r["schedule_lag_ms"]
-        reached = r["first_round_reached"]
-        first = (
-            _f(r["first_round_seconds"], 1)
-            if r["first_round_seconds"] is not None
-            else f"not done: {reached['connections']} conns, {reached['pushes']} pushes"
-        )
+        quiet, busy = r["ping_lag_quiet_ms"], r["ping_lag_scrapes_ms"]
         gz = r["scrape_bytes_gzip"]
         rows.append(
             [
                 str(r["targets"]),
                 f"{r['ping_interval']} / {r['canary_interval']}",
                 _f(r["ready_seconds"], 1),
-                first,
-                _f(r.get("settled_seconds"), 1),
-                _f(r["scrape_seconds_median"], 2),
+                _first_round(r),
+                f"{r['series_per_target']} ({r['series_inventory_only_target']})",
+                f"{_f(r['scrape_seconds_median'], 2)} ({_f(r['scrape_seconds_gzip'], 2)})",
                 f"{r['scrape_bytes'] / 2**20:.2f} ({gz / 2**20:.2f})"
                 if gz
                 else f"{r['scrape_bytes'] / 2**20:.2f}",
-                str(r["series"]),
-                _f(r["rss_mib"], 0),
+                f"{_f(r['rss_mib'], 0)} ({_f(r['rss_kib_per_target'], 0)})",
                 _f(r["cpu_percent_of_one_core"], 1),
-                f"{_f(lag.get('median'), 1)} / {_f(lag.get('p99'), 1)} / {_f(lag.get('max'), 1)}",
+                f"{_f(quiet.get('median'), 1)} / {_f(quiet.get('p99'), 1)}",
+                f"{_f(busy.get('median'), 1)} / {_f(busy.get('p99'), 1)} ({r['scrapes']} scrapes)",
                 _f(max(r["loop_stall_per_scrape_ms"]), 0),
                 _f(r["connection_failures"], 0),
             ]
@@ -259,15 +260,15 @@ def scale() -> str:
             "targets",
             "PING / canary every",
             "ready s",
-            "first round s",
-            "settled s",
-            "scrape s",
+            "up after first round",
+            "series per target (inventory_only)",
+            "scrape s (gzip)",
             "MiB per scrape (gzip)",
-            "series",
-            "RSS MiB",
+            "RSS MiB (KiB per target)",
             "CPU % of a core, no scrape",
-            "probe lag median / p99 / max ms, no scrape",
-            "loop stall during a scrape ms",
+            "PING lag median / p99 ms, quiet",
+            "PING lag median / p99 ms, back-to-back scrapes",
+            "worst loop stall during a scrape ms",
             "dial failures",
         ],
         rows,
@@ -277,7 +278,7 @@ def scale() -> str:
         table += (
             f"\n\nGrowth between the two largest sizes, per added target: "
             f"{g['bytes_per_target'] / 1024:.1f} KiB and {g['series_per_target']:.0f} series per "
-            f"scrape, {_f(g['scrape_ms_per_target'], 2)} ms of scrape time, "
+            f"scrape, {_f(g['scrape_ms_per_target'], 3)} ms of scrape time, "
             f"{_f(g['rss_kib_per_target'], 0)} KiB of RSS. Log-log slopes from 100 targets up "
             f"(1 = linear): scrape time {_f(g.get('loglog_slope_scrape_seconds_median'))}, "
             f"bytes {_f(g.get('loglog_slope_scrape_bytes'))}, "
@@ -286,12 +287,51 @@ def scale() -> str:
     return table
 
 
+def render_table() -> str:
+    data = _load("render")
+    if data is None:
+        return "_not run_"
+    rows = [
+        [
+            str(r["targets"]),
+            str(r["series_per_target"]),
+            f"{r['bytes'] / 2**20:.1f}",
+            _f(1000 * r["generate_latest_seconds"], 0),
+            _f(1000 * r["cold_render_seconds"], 0),
+            _f(1000 * r["warm_render_seconds"], 1),
+            _f(1000 * r["changed_render_seconds"], 1),
+            f"x{r['speedup_changed_over_generate_latest']:.0f}",
+            _f(1000 * r["zlib_whole_body_seconds"], 0),
+            _f(1000 * r["gzip_changed_seconds"], 1),
+            f"{r['gzip_bytes'] / 2**20:.2f}",
+        ]
+        for r in data["sizes"]
+    ]
+    return _table(
+        [
+            "targets",
+            "series per target",
+            "MiB",
+            "generate_latest ms",
+            "cold render ms",
+            "unchanged ms",
+            f"{data['changed_fraction']:.0%} of targets changed ms",
+            "speed-up",
+            "zlib of the whole body ms",
+            "cached gzip, same change ms",
+            "gzip MiB",
+        ],
+        rows,
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "machine": machine,
     "latency": latency,
     "cost": cost,
     "connection_model": connection_model,
     "scale": scale,
+    "render": render_table,
 }
 
 
