@@ -18,6 +18,10 @@ from apns_exporter.errors import ConnectFailed
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 CLOSE_TIMEOUT_SECONDS = 1.0
+# asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size), written
+# through once, so resident: most of the exporter's memory per target. A TLS record holds
+# at most 16 KiB of plaintext, and APNs answers are far smaller.
+TLS_READ_BUFFER_BYTES = 16 * 1024
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -120,6 +124,7 @@ async def _handshake(
         raise ConnectFailed(
             "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
         ) from None
+    _shrink_read_buffer(writer)
     if not require_h2:
         return
     ssl_object = writer.get_extra_info("ssl_object")
@@ -130,3 +135,14 @@ async def _handshake(
             f"{host}:{port} did not negotiate HTTP/2 via ALPN (got {protocol!r}); "
             "is this an APNs endpoint?",
         )
+
+
+def _shrink_read_buffer(writer: asyncio.StreamWriter) -> None:
+    # asyncio has no public knob for this buffer; where its internals differ, keep its own.
+    protocol = getattr(writer.transport, "_ssl_protocol", None)
+    if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER_BYTES and hasattr(
+        protocol, "_ssl_buffer"
+    ):
+        protocol.max_size = TLS_READ_BUFFER_BYTES  # type: ignore[union-attr]
+        protocol._ssl_buffer = bytearray(TLS_READ_BUFFER_BYTES)  # type: ignore[union-attr]
+        protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)  # type: ignore[union-attr]
