@@ -11,17 +11,19 @@ as JSON with:
 - ``loop``: ``[when, lag]`` of a 100 ms heartbeat task: the classic event-loop lag.
 
 ``when`` is ``time.monotonic()``. The hooks replace the scheduler module's reference to
-``asyncio`` with a proxy whose ``sleep`` measures itself, and wrap ``Exporter.start`` to start
+``asyncio`` with a proxy whose ``sleep`` measures itself, and wrap ``Exporter.running`` to start
 the heartbeat; the package itself is not modified.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from apns_exporter import cli
@@ -63,14 +65,17 @@ def main() -> int:
     """Install the hooks, run the exporter, write the lag file."""
     lag_file, argv = sys.argv[1], sys.argv[2:]
     scheduler.asyncio = _MeasuredAsyncio()  # type: ignore[attr-defined,assignment]
-    start = exporter.Exporter.start
-    tasks: set[asyncio.Task[None]] = set()
+    running = exporter.Exporter.running
 
-    async def start_with_heartbeat(self: exporter.Exporter) -> None:
-        tasks.add(asyncio.create_task(_heartbeat()))
-        await start(self)
+    @contextlib.asynccontextmanager
+    async def running_with_heartbeat(
+        self: exporter.Exporter, *listeners: exporter.Listener
+    ) -> AsyncIterator[exporter.Exporter]:
+        async with running(self, *listeners) as service:
+            service.spawn(_heartbeat(), "heartbeat")
+            yield service
 
-    exporter.Exporter.start = start_with_heartbeat  # type: ignore[method-assign]
+    exporter.Exporter.running = running_with_heartbeat  # type: ignore[method-assign,assignment]
     try:
         return cli.main(argv)
     finally:

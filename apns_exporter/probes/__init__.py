@@ -1,7 +1,12 @@
-"""Probe results and the context probes run in; probes never raise for expected failures."""
+"""Probe results, the target state probes share and the run each probe owns.
+
+Probes never raise for expected failures: every outcome is a frozen :class:`ProbeResult`.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,8 +20,12 @@ from apns_exporter.client.dial import Resolver
 from apns_exporter.config import Target
 from apns_exporter.creds.certificates import CertificateSummary
 from apns_exporter.creds.chain import ChainReport
+from apns_exporter.creds.credential import Credential, Loaded
 from apns_exporter.creds.tokens import ProviderToken
+from apns_exporter.errors import CredentialError
 from apns_exporter.receipts.book import ReceiptBook
+
+log = logging.getLogger(__name__)
 
 
 class ProbeKind(StrEnum):
@@ -122,8 +131,8 @@ AUTH_REASON_NAMES = frozenset(
 
 
 @dataclass
-class ProbeContext:
-    """Everything a probe of one target needs: its config, connection and credentials."""
+class TargetContext:
+    """What every run of one target's probes shares: its channels, last chain and credential."""
 
     target: Target
     channel: Channel
@@ -136,33 +145,79 @@ class ProbeContext:
     topic: str | None = None  # apns-topic: configured, or the certificate's UID
     credential_ok: bool = True
     receipts: ReceiptBook | None = None  # set when device canaries expect receipts
+    credential: Credential | None = None  # None for contexts built without credential files
+    loaded: Loaded | None = None  # the credential in use
+    credential_error: CredentialError | None = None  # why the files on disk cannot be used
+
+    def start(self, kind: ProbeKind, deadline: float | None = None) -> ProbeRun:
+        """A new run of one probe, with its own clock start, log and deadline."""
+        return ProbeRun(self, kind, deadline or self.default_timeout, self.clock())
+
+    def channels(self) -> tuple[Channel, ...]:
+        """Every connection channel this target keeps open."""
+        return (self.channel,) if self.auth_channel is None else (self.channel, self.auth_channel)
+
+    async def aclose(self) -> None:
+        """Close every connection of the target."""
+        for channel in self.channels():
+            await channel.aclose()
+
+
+@dataclass
+class ProbeRun:
+    """One run of one probe: its start, its log lines and its deadline, shared with no other run."""
+
+    shared: TargetContext
+    kind: ProbeKind
+    deadline: float
+    started: float
     logs: list[str] = field(default_factory=list)
-    started: float = 0.0
 
-    def begin(self) -> None:
-        """Start a new run: clear the previous run's log and note the time."""
-        self.logs.clear()
-        self.started = self.clock()
+    @property
+    def target(self) -> Target:
+        """The configured target this run probes."""
+        return self.shared.target
 
-    def result(self, kind: ProbeKind, ok: bool, message: str, **details: Any) -> ProbeResult:
-        """The result of the run begun by :meth:`begin`, with its timing and log."""
+    def timeout(self, configured: float | None) -> float:
+        """A probe's configured per-request timeout, or the global default."""
+        return configured or self.shared.default_timeout
+
+    def log(self, message: str) -> None:
+        """Keep a line for this run's log, shown on the probes page."""
+        self.logs.append(f"{self.shared.clock():.3f} {message}")
+
+    def result(self, ok: bool, message: str, **details: Any) -> ProbeResult:
+        """The result of this run, with its own timing and log."""
         return ProbeResult(
             self.target.name,
-            kind,
+            self.kind,
             ok,
             self.started,
-            self.clock() - self.started,
+            self.shared.clock() - self.started,
             message,
             logs=tuple(self.logs),
             **details,
         )
 
-    def log(self, message: str) -> None:
-        """Keep a line for this run's log, shown on the probes page."""
-        self.logs.append(f"{self.clock():.3f} {message}")
+
+Probe = Callable[[ProbeRun], Awaitable[ProbeResult]]
 
 
-def log_goaway(ctx: ProbeContext, conn: Connection) -> None:
+async def perform(probe: Probe, run: ProbeRun, *, margin: float = 0.0) -> ProbeResult:
+    """Run ``probe`` under its run's deadline (plus ``margin``); a hang or crash is a result."""
+    try:
+        async with asyncio.timeout(run.deadline + margin):
+            return await probe(run)
+    except TimeoutError:
+        error = "timeout"
+        message = f"probe did not finish within its {run.deadline:g}s deadline"
+    except Exception as exc:  # a bug in one probe must not take the exporter down
+        log.exception("probe %s of target %s crashed", run.kind, run.target.name)
+        error, message = "internal", f"internal error: {type(exc).__name__}: {exc}"
+    return run.result(False, message, error=error)
+
+
+def log_goaway(ctx: ProbeRun, conn: Connection) -> None:
     """Put the raw GOAWAY debug data in the run's log: it is often the only explanation."""
     if conn.goaway is not None:
         g = conn.goaway
@@ -170,6 +225,3 @@ def log_goaway(ctx: ProbeContext, conn: Connection) -> None:
             f"GOAWAY error_code={g.error_code} last_stream_id={g.last_stream_id} "
             f"debug_data={g.debug_data[:512]!r}"
         )
-
-
-Probe = Callable[[ProbeContext], Awaitable[ProbeResult]]

@@ -12,7 +12,7 @@ from apns_exporter.apns import PushType, Reason
 from apns_exporter.client.channel import Channel, DialReport
 from apns_exporter.client.connection import Connection
 from apns_exporter.errors import ProbeError
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, PushOutcome, log_goaway
+from apns_exporter.probes import ProbeResult, ProbeRun, PushOutcome, log_goaway
 from apns_exporter.receipts import book
 
 # A well-formed token that no device will ever own. APNs checks authentication before the
@@ -26,31 +26,26 @@ _WEDGING_REASONS = frozenset(
 )
 
 
-async def run(ctx: ProbeContext) -> ProbeResult:
+async def run(ctx: ProbeRun) -> ProbeResult:
     """Send the canary pushes of one target and classify each answer."""
-    ctx.begin()
+    shared = ctx.shared
     canary = ctx.target.canary
     assert canary is not None, "the scheduler runs the canary only for targets that have one"
-    timeout = canary.timeout or ctx.default_timeout
-    issued_before = ctx.token.issued_at if ctx.token is not None else None
+    timeout = ctx.timeout(canary.timeout)
+    token = shared.token  # this run's token, even if a credential reload swaps it meanwhile
+    issued_before = token.issued_at if token is not None else None
     body = json.dumps(canary.body(), separators=(",", ":")).encode()
-    if not ctx.credential_ok:
+    if not shared.credential_ok:
         message = "the credential could not be loaded; see apns_credential_load_errors_total"
         ctx.log(message)
-        return ctx.result(
-            ProbeKind.CANARY,
-            False,
-            message,
-            error="credential",
-        )
+        return ctx.result(False, message, error="credential")
 
     try:
-        bearer = ctx.token.bearer() if ctx.token is not None else None
+        bearer = token.bearer() if token is not None else None
     except (ValueError, TypeError, jwt.PyJWTError) as exc:
         # The key loaded but cannot sign (a wrong key type slipping through, say).
         ctx.log(f"cannot sign a provider token: {exc}")
         return ctx.result(
-            ProbeKind.CANARY,
             False,
             f"cannot sign a provider token: {exc}",
             error="credential",
@@ -61,9 +56,9 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     # after every rejection, so it gets a connection of its own.
     groups: list[tuple[Channel, list[tuple[str, str]]]] = []
     if canary.device_tokens:
-        groups.append((ctx.channel, [("device", t) for t in canary.device_tokens]))
+        groups.append((shared.channel, [("device", t) for t in canary.device_tokens]))
     if canary.auth_check:
-        groups.append((ctx.auth_channel or ctx.channel, [("auth_check", AUTH_CHECK_TOKEN)]))
+        groups.append((shared.auth_channel or shared.channel, [("auth_check", AUTH_CHECK_TOKEN)]))
 
     outcomes: list[PushOutcome] = []
     dials: list[DialReport] = []
@@ -84,8 +79,8 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             if outcome.reason in _WEDGING_REASONS or outcome.error == "timeout":
                 # APNs wedges a connection after these; a stream that never answers means
                 # the connection is broken even if the socket looks fine. Start afresh.
-                if outcome.reason == Reason.EXPIRED_PROVIDER_TOKEN and ctx.token is not None:
-                    ctx.token.force_refresh()
+                if outcome.reason == Reason.EXPIRED_PROVIDER_TOKEN and token is not None:
+                    token.force_refresh()
                 ctx.log(f"{outcome.reason or outcome.error}: replacing the connection")
                 await channel.discard()
                 break
@@ -98,9 +93,8 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         message = str(connect_error)
     else:
         message = _describe(failed[0])
-    issued_at = ctx.token.issued_at if ctx.token is not None else None
+    issued_at = token.issued_at if token is not None else None
     return ctx.result(
-        ProbeKind.CANARY,
         ok,
         message,
         error=connect_error.reason
@@ -115,7 +109,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
 
 
 async def _push(
-    ctx: ProbeContext,
+    ctx: ProbeRun,
     bearer: str | None,
     conn: Connection,
     kind: str,
@@ -131,19 +125,21 @@ async def _push(
         ("apns-expiration", str(canary.expiration)),
     ]
     # MDM pushes carry no topic: APNs takes it from the MDM push certificate.
-    if ctx.topic is not None and canary.push_type is not PushType.MDM:
-        headers.insert(0, ("apns-topic", ctx.topic))
+    topic = ctx.shared.topic
+    if topic is not None and canary.push_type is not PushType.MDM:
+        headers.insert(0, ("apns-topic", topic))
     if bearer is not None:
         headers.append(("authorization", f"bearer {bearer}"))
     canary_id = None
-    if ctx.receipts is not None and kind == "device" and canary.delivery is not None:
+    receipts = ctx.shared.receipts
+    if receipts is not None and kind == "device" and canary.delivery is not None:
         # Expect the receipt before sending: a fast device may answer before APNs does.
-        canary_id, sent_at = book.new_canary_id(), ctx.clock()
+        canary_id, sent_at = book.new_canary_id(), ctx.shared.clock()
         tagged = book.canary_payload(
             canary.body(), target=ctx.target.name, canary_id=canary_id, sent_at=sent_at
         )
         body = json.dumps(tagged, separators=(",", ":")).encode()
-        ctx.receipts.expect(ctx.target.name, canary_id, sent_at, canary.delivery.deadline)
+        receipts.expect(ctx.target.name, canary_id, sent_at, canary.delivery.deadline)
     started = time.perf_counter()
     try:
         response = await conn.request(
@@ -153,16 +149,15 @@ async def _push(
         duration = time.perf_counter() - started
         ctx.log(f"{kind} push failed after {duration * 1000:.1f}ms: {exc}")
         log_goaway(ctx, conn)
-        if canary_id is not None and ctx.receipts is not None:
-            ctx.receipts.discard(ctx.target.name, canary_id)
+        if canary_id is not None and receipts is not None:
+            receipts.discard(ctx.target.name, canary_id)
         return PushOutcome(kind, False, duration, error=exc.reason)
-    # Stamped by the connection where frames were written and parsed: loop delays excluded.
-    duration = response.elapsed if response.elapsed is not None else time.perf_counter() - started
-    if canary_id is not None and ctx.receipts is not None:
+    duration = time.perf_counter() - started
+    if canary_id is not None and receipts is not None:
         if response.status == 200:
             ctx.log(f"awaiting the device's receipt for canary {canary_id}")
         else:
-            ctx.receipts.discard(ctx.target.name, canary_id)
+            receipts.discard(ctx.target.name, canary_id)
     reason = Reason.parse(response.reason) if response.status != 200 else None
     if kind == "auth_check":
         ok = response.status == 400 and reason in AUTH_CHECK_OK

@@ -3,26 +3,24 @@
 from __future__ import annotations
 
 from apns_exporter.errors import ProbeError
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, log_goaway
+from apns_exporter.probes import ProbeResult, ProbeRun, log_goaway
 
 
-async def run(ctx: ProbeContext) -> ProbeResult:
+async def run(ctx: ProbeRun) -> ProbeResult:
     """Send one PING and report its round-trip time."""
-    ctx.begin()
-    timeout = ctx.target.ping.timeout or ctx.default_timeout
-    lease = await ctx.channel.acquire()
+    channel = ctx.shared.channel
+    lease = await channel.acquire()
     try:
         if lease.connection is None:
             raise lease.error or ProbeError("connect", "no connection")
-        rtt = await lease.connection.ping(timeout=timeout)
+        rtt = await lease.connection.ping(timeout=ctx.timeout(ctx.target.ping.timeout))
     except ProbeError as exc:
         ctx.log(f"ping failed: {exc}")
         if lease.connection is not None:
             log_goaway(ctx, lease.connection)
             # A connection that cannot answer a PING is dead even if the socket looks open.
-            await ctx.channel.discard()
+            await channel.discard()
         return ctx.result(
-            ProbeKind.PING,
             False,
             str(exc),
             error=exc.reason,
@@ -31,7 +29,6 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         )
     ctx.log(f"PING acknowledged in {rtt * 1000:.2f}ms")
     return ctx.result(
-        ProbeKind.PING,
         True,
         f"PING acknowledged in {rtt * 1000:.2f}ms",
         dials=(lease.dial,) if lease.dial else (),

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from apns_exporter.client import dial
 from apns_exporter.client.dial import Resolver, system_resolver
 from apns_exporter.errors import ConnectFailed
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult, Reach
+from apns_exporter.probes import ProbeResult, ProbeRun, Reach
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -20,13 +20,12 @@ def in_ranges(addresses: Iterable[str], networks: Sequence[Network]) -> bool:
     return all(any(ipaddress.ip_address(a) in n for n in networks) for a in addresses)
 
 
-async def run(ctx: ProbeContext) -> ProbeResult:
+async def run(ctx: ProbeRun) -> ProbeResult:
     """Check every configured host:port and report each family separately."""
-    ctx.begin()
     settings = ctx.target.reachability
     assert settings is not None, "the scheduler runs reachability only when configured"
-    timeout = settings.timeout or ctx.default_timeout
-    resolve = ctx.resolver or system_resolver
+    timeout = ctx.timeout(settings.timeout)
+    resolve = ctx.shared.resolver or system_resolver
     reaches: list[Reach] = []
     for host, port in settings.endpoints(ctx.target):
         reaches += await _check(ctx, host, port, resolve, timeout, settings.apple_ranges)
@@ -40,7 +39,6 @@ async def run(ctx: ProbeContext) -> ProbeResult:
     else:
         message = f"resolved outside Apple's ranges: {', '.join(outside)}"
     return ctx.result(
-        ProbeKind.REACHABILITY,
         ok,
         message,
         error=failed[0].error if failed else None,
@@ -49,7 +47,7 @@ async def run(ctx: ProbeContext) -> ProbeResult:
 
 
 async def _check(
-    ctx: ProbeContext,
+    ctx: ProbeRun,
     host: str,
     port: int,
     resolve: Resolver,
@@ -77,7 +75,7 @@ async def _check(
 
 
 async def _connect(
-    ctx: ProbeContext,
+    ctx: ProbeRun,
     host: str,
     port: int,
     family: str,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from apns_exporter.creds import chain
 from apns_exporter.errors import ConnectFailed
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+from apns_exporter.probes import ProbeResult, ProbeRun
 
 
-async def run(ctx: ProbeContext) -> ProbeResult:
+async def run(ctx: ProbeRun) -> ProbeResult:
     """Inspect the server chain and compare it with the previous inspection."""
-    ctx.begin()
     settings = ctx.target.tls_check
     assert settings is not None, "the scheduler runs tls_check only when configured"
     target = ctx.target
@@ -20,27 +19,26 @@ async def run(ctx: ProbeContext) -> ProbeResult:
             target.port,
             server_hostname=None,
             ca_file=ca_file,
-            timeout=settings.timeout or ctx.default_timeout,
-            resolver=ctx.resolver,
+            timeout=ctx.timeout(settings.timeout),
+            resolver=ctx.shared.resolver,
         )
     except ConnectFailed as exc:
         ctx.log(f"TLS check failed: {exc}")
         return ctx.result(
-            ProbeKind.TLS,
             False,
             str(exc),
             error=exc.reason,
             connected=False,
         )
-    changed = chain.chain_changed(ctx.last_chain, report)
-    ctx.last_chain = report
+    changed = chain.chain_changed(ctx.shared.last_chain, report)
+    ctx.shared.last_chain = report
     ctx.log(
         f"{report.tls_version}: leaf {report.leaf_subject!r} issued by {report.leaf_issuer!r}, "
         f"root {report.root_subject!r}, chain {'complete' if report.full_chain else 'leaf only'}"
     )
     if changed:
         ctx.log("the issuing chain differs from the previous check")
-    expires_in = report.earliest_not_after - ctx.clock()
+    expires_in = report.earliest_not_after - ctx.shared.clock()
     trusted = trusted_by_exporter(report)
     if not trusted:
         message = f"server chain not trusted: {report.verify_error}"
@@ -50,7 +48,6 @@ async def run(ctx: ProbeContext) -> ProbeResult:
         message = f"chain trusted; earliest expiry in {expires_in / 86400:.0f} days"
     ok = trusted and expires_in > 0
     return ctx.result(
-        ProbeKind.TLS,
         ok,
         message,
         error=None if ok else "tls_verify",

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from apns_exporter.probes import Probe, ProbeContext, ProbeKind, ProbeResult
-
-log = logging.getLogger(__name__)
+from apns_exporter.probes import Probe, ProbeKind, ProbeResult, TargetContext, perform
 
 HISTORY_LIMIT = 100
 # The probe has its own per-request timeouts; this extra margin only catches a probe that
@@ -21,9 +18,9 @@ DEADLINE_MARGIN_SECONDS = 5.0
 
 @dataclass(frozen=True)
 class Job:
-    """One probe of one target, and how often to run it."""
+    """One probe of one target, how often to run it and the deadline of each run."""
 
-    context: ProbeContext
+    context: TargetContext
     kind: ProbeKind
     probe: Probe
     interval: float
@@ -111,23 +108,6 @@ class Scheduler:
             await asyncio.sleep(next_run - now)
 
     async def _run_once(self, job: Job) -> ProbeResult:
-        ctx = job.context
-        try:
-            async with asyncio.timeout(job.deadline + self._margin):
-                return await job.probe(ctx)
-        except TimeoutError:
-            error = "timeout"
-            message = f"probe did not finish within its {job.deadline:g}s deadline"
-        except Exception as exc:  # a bug in one probe must not take the exporter down
-            log.exception("probe %s of target %s crashed", job.kind, ctx.target.name)
-            error, message = "internal", f"internal error: {type(exc).__name__}: {exc}"
-        return ProbeResult(
-            ctx.target.name,
-            job.kind,
-            False,
-            ctx.clock(),
-            0.0,
-            message,
-            error=error,
-            logs=tuple(ctx.logs),
-        )
+        # Every run gets its own run object: a PING never touches a waiting canary's log.
+        run = job.context.start(job.kind, job.deadline)
+        return await perform(job.probe, run, margin=self._margin)

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import ssl
+from collections.abc import Callable, Iterator
 
 from aiohttp import hdrs, web
 from prometheus_client.exposition import choose_encoder
@@ -122,6 +123,44 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="text/html")
 
 
+class Site:
+    """One aiohttp application listening on one address; the exporter starts and stops it."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        listen: tuple[str | None, int],
+        *,
+        what: str,
+        ssl_context: ssl.SSLContext | None = None,
+        on_started: Callable[[str], None] | None = None,
+    ) -> None:
+        self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
+        self.url = ""
+        self._listen = listen
+        self._what = what
+        self._ssl_context = ssl_context
+        self._on_started = on_started
+
+    async def start(self) -> None:
+        """Listen; a taken or forbidden address is logged and raised as OSError."""
+        await self.runner.setup()
+        host, port = self._listen
+        try:
+            await web.TCPSite(self.runner, host, port, ssl_context=self._ssl_context).start()
+        except OSError as exc:
+            log.error("cannot listen%s on %s:%s: %s", self._what, host or "*", port, exc.strerror)
+            await self.runner.cleanup()
+            raise
+        self.url = _site_url(self.runner, tls=self._ssl_context is not None)
+        if self._on_started is not None:
+            self._on_started(self.url)
+
+    async def stop(self) -> None:
+        """Stop listening; open requests get a short grace period."""
+        await self.runner.cleanup()
+
+
 async def serve(
     exporter: Exporter,
     listen: tuple[str | None, int],
@@ -138,83 +177,67 @@ async def serve(
     Listeners start before the probes, so a device receipt for the very first canary has
     somewhere to go; ``on_receipts`` gets the receipt URL at that moment.
     """
-    background: set[asyncio.Task[None]] = set()
-    runner = web.AppRunner(
+    site = Site(
         make_app(exporter, telemetry_path=telemetry_path, web_config=web_config),
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_GRACE_SECONDS,
+        listen,
+        what="",
+        ssl_context=web_config.ssl_context() if web_config is not None else None,
     )
-    await runner.setup()
-    runners: list[web.AppRunner] = []
+    listeners = [site]
+    if exporter.measures_delivery:
+        listeners.append(_receipt_site(exporter, on_receipts))
     try:
-        ssl_context = web_config.ssl_context() if web_config is not None else None
-        site = web.TCPSite(runner, listen[0], listen[1], ssl_context=ssl_context)
-        try:
-            await site.start()
-        except OSError as exc:
-            log.error("cannot listen on %s:%s: %s", listen[0] or "*", listen[1], exc.strerror)
-            return 1
-        if exporter.measures_delivery:
-            receipt_runner = await _serve_receipts(exporter)
-            if receipt_runner is None:
-                return 1
-            runners.append(receipt_runner)
-            if on_receipts is not None and exporter.receipt_url is not None:
-                on_receipts(exporter.receipt_url)
-        await exporter.start()
-        if auto_reload_interval:
-            background.add(asyncio.create_task(exporter.watch_file(auto_reload_interval)))
-        if web_config is not None:
-            # Certificates and users rotate without a restart, even when nobody is scraping.
-            background.add(asyncio.create_task(web_config.run()))
-
-        def on_sighup() -> None:
-            background.add(asyncio.create_task(_reload_quietly(exporter)))
+        async with exporter.running(*listeners):
+            if auto_reload_interval:
+                exporter.spawn(exporter.watch_file(auto_reload_interval), "config-watch")
             if web_config is not None:
-                web_config.reload()
+                # Certificates and users rotate without a restart, even when nobody scrapes.
+                exporter.spawn(web_config.run(), "web-config-watch")
 
-        _on_sighup(on_sighup)
-        url = _site_url(runner, tls=ssl_context is not None)
-        log.info("listening on %s", url)
-        if on_listening is not None:
-            on_listening(url)
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
-        for extra in runners:
-            await extra.cleanup()
-        await runner.cleanup()
-        await exporter.stop()
+            def on_sighup() -> None:
+                if exporter.ready:
+                    exporter.spawn(_reload_quietly(exporter), "sighup-reload")
+                if web_config is not None:
+                    web_config.reload()
+
+            with _on_sighup(on_sighup):
+                log.info("listening on %s", site.url)
+                if on_listening is not None:
+                    on_listening(site.url)
+                await stop.wait()
+                log.info("shutting down")
+    except OSError:
+        return 1  # a listener could not bind; it said why
     return 0
 
 
-async def _serve_receipts(exporter: Exporter) -> web.AppRunner | None:
-    """Start the device-facing receipt listener; its own port keeps /metrics private."""
-    address = exporter.config.receipts.listen_address
-    host, port = parse_listen_address(address)
+def _receipt_site(exporter: Exporter, on_receipts: Callable[[str], None] | None) -> Site:
+    """The device-facing receipt listener; its own port keeps /metrics private."""
+
+    def started(url: str) -> None:
+        exporter.receipt_url = url + "/canary/receipt"
+        log.info("receiving canary receipts on %s", exporter.receipt_url)
+        if on_receipts is not None:
+            on_receipts(exporter.receipt_url)
+
     app = make_receipt_app(
         exporter.receipts, exporter.on_receipt, exporter.on_rejected_receipt, clock=exporter.clock
     )
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-    except OSError as exc:
-        log.error("cannot listen for receipts on %s: %s", address, exc.strerror)
-        await runner.cleanup()
-        return None
-    exporter.receipt_url = _site_url(runner, tls=False) + "/canary/receipt"
-    log.info("receiving canary receipts on %s", exporter.receipt_url)
-    return runner
+    listen = parse_listen_address(exporter.config.receipts.listen_address)
+    return Site(app, listen, what=" for receipts", on_started=started)
 
 
-def _on_sighup(callback: Callable[[], None]) -> None:
+@contextlib.contextmanager
+def _on_sighup(callback: Callable[[], None]) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
     # Only the main thread may install signal handlers; elsewhere reload is HTTP-only.
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, callback)
+        loop.add_signal_handler(signal.SIGHUP, callback)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.remove_signal_handler(signal.SIGHUP)
 
 
 async def _reload_quietly(exporter: Exporter) -> None:

@@ -365,16 +365,14 @@ async def test_targets_sharing_a_key_never_churn_tokens_over_three_hours(
         targets = workspace.target(server.port, name="a", devices=(device,), interval="1h")
         targets += workspace.target(server.port, name="b", devices=(device,), interval="1h")
         exporter = Exporter(config.load(workspace.config(targets)), clock=lambda: now[0])
-        await exporter.start()
-        try:
+        async with exporter.running():
             outcomes = []
             for _ in range(36):
                 now[0] += 300
                 for name in ("a", "b"):
-                    result = await canary.run(exporter.targets[name].context)
+                    context = exporter.targets[name].context
+                    result = await canary.run(context.start(ProbeKind.CANARY))
                     outcomes += [(p.status, p.reason) for p in result.pushes]
-        finally:
-            await exporter.stop()
     finally:
         await server.stop()
     assert set(outcomes) == {(200, "none")}

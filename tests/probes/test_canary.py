@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apns_exporter import config
-from apns_exporter.probes import ProbeContext, ProbeKind, canary
+from apns_exporter.probes import ProbeKind, TargetContext, canary
 from apns_exporter.service.metrics import Metrics
 from tests.helpers import Workspace
 
@@ -21,8 +21,8 @@ async def test_signing_failure_is_a_refresh_failure_not_a_crash(workspace: Works
     """A token that cannot be signed fails the canary with error credential and is counted."""
     cfg = config.load(workspace.config(workspace.target(443, devices=("ab" * 32,))))
     target = cfg.targets[0]
-    ctx = ProbeContext(target, channel=None, token=_BrokenToken(), default_timeout=1.0)  # type: ignore[arg-type]
-    result = await canary.run(ctx)
+    ctx = TargetContext(target, channel=None, token=_BrokenToken(), default_timeout=1.0)  # type: ignore[arg-type]
+    result = await canary.run(ctx.start(ProbeKind.CANARY))
     assert (result.ok, result.error, result.token_failed) == (False, "credential", True)
     metrics = Metrics()
     metrics.add_target(

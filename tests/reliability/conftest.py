@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from apns_exporter.probes import ProbeKind, canary, ping
+from apns_exporter.probes import ProbeKind
+from apns_exporter.probes.registry import PROBES
 from tests.reliability.support import Gate
 
 
@@ -17,6 +20,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
     """A gate in front of the canary and ping probes, so a test can park every probe loop."""
     gate = Gate()
-    monkeypatch.setattr(canary, "run", gate.wrap(ProbeKind.CANARY, canary.run))
-    monkeypatch.setattr(ping, "run", gate.wrap(ProbeKind.PING, ping.run))
+    for kind in (ProbeKind.CANARY, ProbeKind.PING):
+        spec = PROBES[kind]
+        monkeypatch.setitem(PROBES, kind, dataclasses.replace(spec, run=gate.wrap(kind, spec.run)))
     return gate

@@ -21,7 +21,7 @@ import aiohttp
 from apns_exporter import config
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+from apns_exporter.probes import Probe, ProbeKind, ProbeResult, ProbeRun
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.web import app as web
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Samples, parse_samples
@@ -143,8 +143,6 @@ async def start_mock(
 
 # -- a gate that parks every probe loop ----------------------------------------------------
 
-Probe = Callable[[ProbeContext], Awaitable[ProbeResult]]
-
 
 class Gate:
     """Wraps the probe functions so a test can park every probe loop between two runs.
@@ -162,7 +160,7 @@ class Gate:
     def wrap(self, kind: ProbeKind, probe: Probe) -> Probe:
         """The probe, preceded by a wait while the gate is closed."""
 
-        async def gated(ctx: ProbeContext) -> ProbeResult:
+        async def gated(ctx: ProbeRun) -> ProbeResult:
             if not self._open.is_set():
                 key = (ctx.target.name, kind)
                 async with self._changed:

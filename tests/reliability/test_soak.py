@@ -1,7 +1,7 @@
 """Soak: 100 000 probes against the mock, with faults on the way, grow nothing that lives on.
 
 The probes are driven directly (``ping.run`` / ``canary.run`` on each target's live
-ProbeContext, results folded into the exporter's metrics), so the run takes seconds rather
+TargetContext, results folded into the exporter's metrics), so the run takes seconds rather
 than the days a real schedule would need; the scheduler itself is configured with hour-long
 intervals and stays out of the way.
 """
@@ -18,7 +18,7 @@ from apns_exporter import config
 from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
-from apns_exporter.probes import ProbeContext, canary, ping
+from apns_exporter.probes import ProbeKind, TargetContext, canary, ping
 from apns_exporter.service.exporter import Exporter
 from tests.reliability.support import Leaks, live_tasks, start_mock, target_yaml, write_config
 
@@ -81,7 +81,6 @@ async def test_soak_100k_probes_with_faults_stays_bounded(
         for i in range(TARGETS)
     ]
     exporter = Exporter(config.load(write_config(tmp_path / "apns.yml", *targets)))
-    await exporter.start()
     registered = mock.devices.get(device)
     assert registered is not None
     inbox = registered.notifications
@@ -89,10 +88,13 @@ async def test_soak_100k_probes_with_faults_stays_bounded(
     phase = 0
     outcomes = {"ok": 0, "failed": 0}
 
-    async def drive(ctx: ProbeContext, count: int) -> None:
+    async def drive(ctx: TargetContext, count: int) -> None:
         nonlocal done, phase
         for i in range(count):
-            result = await (canary.run(ctx) if i % 4 == 0 else ping.run(ctx))
+            if i % 4 == 0:
+                result = await canary.run(ctx.start(ProbeKind.CANARY))
+            else:
+                result = await ping.run(ctx.start(ProbeKind.PING))
             exporter.metrics.record(result)
             outcomes["ok" if result.ok else "failed"] += 1
             done += 1
@@ -109,14 +111,14 @@ async def test_soak_100k_probes_with_faults_stays_bounded(
                 group.create_task(drive(state.context, per_target))
 
     try:
-        await run(WARMUP)
-        rss0, objects0, tasks0 = footprint(mock, device)
-        await run(PROBES - WARMUP)
-        mock.scenario = Scenario()
-        await run(4 * TARGETS)  # every target ends on a healthy run, on a live connection
-        rss1, objects1, tasks1 = footprint(mock, device)
+        async with exporter.running():
+            await run(WARMUP)
+            rss0, objects0, tasks0 = footprint(mock, device)
+            await run(PROBES - WARMUP)
+            mock.scenario = Scenario()
+            await run(4 * TARGETS)  # every target ends on a healthy run, on a live connection
+            rss1, objects1, tasks1 = footprint(mock, device)
     finally:
-        await exporter.stop()
         await mock.stop()
     leaks.check()
     print(

@@ -125,3 +125,40 @@ def test_goaway_and_settings_events() -> None:
     for reason in ("Shutdown", "unknown", "text", "none"):
         assert _value(metrics, "apns_goaway_received_total", reason=reason) == 1
     assert _value(metrics, "apns_max_concurrent_streams") == 1
+
+
+def test_forget_removes_every_series_of_one_target_and_only_that_target() -> None:
+    """Forgetting a target drops all its series, info series included; others stay."""
+    metrics = _metrics()
+    metrics.add_target(
+        "t2",
+        "sandbox",
+        host="127.0.0.1",
+        port=2197,
+        topic="com.example.app",
+        auth_method="token",
+        canary_interval=300,
+        ping_interval=60,
+    )
+    for name in ("t1", "t2"):
+        metrics.record(ProbeResult(name, ProbeKind.PING, True, 0.0, 0.1, "ok", rtt=0.01))
+        metrics.observe(name, SettingsChanged(1000))
+
+    def targets() -> set[str]:
+        return {
+            s.labels["target"]
+            for family in metrics.registry.collect()
+            for s in family.samples
+            if "target" in s.labels
+        }
+
+    assert targets() == {"t1", "t2"}
+    metrics.forget("t1")
+    assert targets() == {"t2"}
+    assert _value(metrics, "apns_ping_rtt_seconds_count") is None
+    assert (
+        metrics.registry.get_sample_value(
+            "apns_ping_rtt_seconds_count", {"target": "t2", "apns_environment": "sandbox"}
+        )
+        == 1
+    )

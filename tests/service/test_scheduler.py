@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from apns_exporter.config import Target
-from apns_exporter.probes import ProbeContext, ProbeKind, ProbeResult
+from apns_exporter.probes import ProbeKind, ProbeResult, ProbeRun, TargetContext
 from apns_exporter.service.scheduler import Job, Scheduler
 
 
@@ -20,22 +20,21 @@ class _Target:
         self.name = name
 
 
-def _context(name: str) -> ProbeContext:
+def _context(name: str) -> TargetContext:
     target: Target = _Target(name)  # type: ignore[assignment]
-    return ProbeContext(target, channel=None, token=None, default_timeout=1.0)  # type: ignore[arg-type]
+    return TargetContext(target, channel=None, token=None, default_timeout=1.0)  # type: ignore[arg-type]
 
 
-async def _ok(ctx: ProbeContext) -> ProbeResult:
-    ctx.begin()
-    return ctx.result(ProbeKind.PING, True, "fine")
+async def _ok(ctx: ProbeRun) -> ProbeResult:
+    return ctx.result(True, "fine")
 
 
-async def _hang(ctx: ProbeContext) -> ProbeResult:
+async def _hang(ctx: ProbeRun) -> ProbeResult:
     await asyncio.Event().wait()
     raise AssertionError("unreachable")
 
 
-async def _crash(ctx: ProbeContext) -> ProbeResult:
+async def _crash(ctx: ProbeRun) -> ProbeResult:
     raise RuntimeError("bug in a probe")
 
 

@@ -1,0 +1,443 @@
+"""The per-target metric families, one small class per probe family group.
+
+Each group defines its families (names, types, labels and HELP texts are a public contract:
+docs/metrics.md is the reference), pre-initialises a new target's series, and folds in the
+results of its probe. A group is the one place to change a family's labels or cardinality.
+Longer than 400 lines because it is the catalogue of the contract, one group after another.
+"""
+
+from __future__ import annotations
+
+from apns_exporter.apns import Reason
+from apns_exporter.client.channel import DialReport
+from apns_exporter.probes import AUTH_REASON_NAMES, LAYERS, ProbeResult
+from apns_exporter.service.series import (
+    CONNECTION_FAILURES,
+    CREDENTIAL_ERRORS,
+    DELIVERY_BUCKETS,
+    GOAWAY_REASONS,
+    LATENCY_BUCKETS,
+    PUSH_KINDS,
+    REQUEST_ERRORS,
+    RTT_BUCKETS,
+    SCHEDULED,
+    Families,
+    Labels,
+    bounded,
+    response_labels,
+    status_label,
+)
+
+
+class TargetSeries:
+    """The target itself, its verdicts and its connections."""
+
+    def __init__(self, make: Families) -> None:
+        self.info = make.gauge(
+            "apns_target_info",
+            "Configured target; always 1.",
+            "host",
+            "port",
+            "topic",
+            "auth_method",
+        )
+        self.up = make.gauge("apns_up", "1 if the last canary or auth check succeeded." + SCHEDULED)
+        self.connection_up = make.gauge(
+            "apns_connection_up",
+            "1 if the HTTP/2 connection is open and the last PING was acknowledged.",
+        )
+        self.attempts = make.counter(
+            "apns_connection_attempts", "Connections the exporter tried to open."
+        )
+        self.failures = make.counter(
+            "apns_connection_failures", "Connection attempts that failed, by layer.", "reason"
+        )
+        self.setup_duration = make.histogram(
+            "apns_connection_setup_duration_seconds",
+            "Time spent opening a connection, by phase.",
+            "phase",
+            buckets=LATENCY_BUCKETS,
+        )
+        self.goaways = make.counter(
+            "apns_goaway_received",
+            "GOAWAY frames received, by APNs reason (none if empty).",
+            "reason",
+        )
+        self.max_streams = make.gauge(
+            "apns_max_concurrent_streams", "MAX_CONCURRENT_STREAMS the server advertises."
+        )
+        self.failing_layer = make.gauge(
+            "apns_failing_layer",
+            "1 for the lowest layer at which the target fails now (dns, tcp, tls, http2, "
+            "auth, apns, exporter); all 0 when healthy.",
+            "layer",
+        )
+
+    def add(self, t: Labels, host: str, port: int, topic: str, auth_method: str) -> None:
+        """Create the target's series at 0."""
+        self.set_layer(t, None)
+        self.info.labels(*t, host, str(port), topic, auth_method).set(1)
+        for gauge in (self.up, self.connection_up):
+            gauge.labels(*t).set(0)
+        self.attempts.labels(*t)
+        for reason in CONNECTION_FAILURES:
+            self.failures.labels(*t, reason)
+        for reason in GOAWAY_REASONS:
+            self.goaways.labels(*t, reason)
+
+    def record_dials(self, t: Labels, dials: tuple[DialReport, ...]) -> None:
+        """Count connection attempts and time the phases of the ones that worked."""
+        for dial in dials:
+            self.attempts.labels(*t).inc()
+            if dial.ok:
+                for phase, seconds in dial.phases.items():
+                    self.setup_duration.labels(*t, phase).observe(seconds)
+            else:
+                self.failures.labels(*t, dial.reason or "connect").inc()
+
+    def set_layer(self, t: Labels, layer: str | None) -> None:
+        """Mark ``layer`` as the one failing now (None: healthy)."""
+        for name in LAYERS:
+            self.failing_layer.labels(*t, name).set(1 if name == layer else 0)
+
+
+class PingSeries:
+    """HTTP/2 PINGs on the kept connection."""
+
+    def __init__(self, make: Families) -> None:
+        self.rtt = make.histogram(
+            "apns_ping_rtt_seconds",
+            "HTTP/2 PING round-trip time." + SCHEDULED,
+            buckets=RTT_BUCKETS,
+        )
+        self.failures = make.counter(
+            "apns_ping_failures", "PINGs that failed, by reason.", "reason"
+        )
+        self.last_success = make.gauge(
+            "apns_ping_last_success_timestamp_seconds", "When a PING last succeeded."
+        )
+        self.interval = make.gauge("apns_ping_interval_seconds", "Configured PING interval.")
+
+    def add(self, t: Labels, interval: float) -> None:
+        """Create the target's series."""
+        self.failures.labels(*t, "timeout")
+        self.interval.labels(*t).set(interval)
+
+    def record(self, t: Labels, result: ProbeResult) -> None:
+        """Fold in one PING run."""
+        if result.ok and result.rtt is not None:
+            self.rtt.labels(*t).observe(result.rtt)
+            self.last_success.labels(*t).set(result.started_at + result.duration)
+        elif not result.ok:
+            self.failures.labels(*t, result.error or "unknown").inc()
+
+
+class CanarySeries:
+    """Canary pushes and how APNs answered them."""
+
+    def __init__(self, make: Families) -> None:
+        self.pushes = make.counter(
+            "apns_canary_pushes", "Canary pushes sent, by kind (device or auth_check).", "kind"
+        )
+        self.responses = make.counter(
+            "apns_canary_responses",
+            "Canary push responses, by HTTP status and APNs reason.",
+            "status",
+            "reason",
+        )
+        self.errors = make.counter(
+            "apns_canary_request_errors", "Canary pushes that got no response, by error.", "error"
+        )
+        self.duration = make.histogram(
+            "apns_canary_duration_seconds",
+            "Canary push latency, request sent to response headers." + SCHEDULED,
+            buckets=LATENCY_BUCKETS,
+        )
+        self.last_success = make.gauge(
+            "apns_canary_last_success_timestamp_seconds", "When a canary run last succeeded."
+        )
+        self.last_attempt = make.gauge(
+            "apns_canary_last_attempt_timestamp_seconds", "When a canary run last finished."
+        )
+        self.interval = make.gauge("apns_canary_interval_seconds", "Configured canary interval.")
+
+    def add(self, t: Labels, interval: float) -> None:
+        """Create the target's series, every documented answer at 0."""
+        self.interval.labels(*t).set(interval)
+        for kind in PUSH_KINDS:
+            self.pushes.labels(*t, kind)
+        for status, reason in response_labels():
+            self.responses.labels(*t, status, reason)
+        for error in REQUEST_ERRORS:
+            self.errors.labels(*t, error)
+
+    def record(self, t: Labels, result: ProbeResult) -> None:
+        """Fold in one canary run."""
+        for push in result.pushes:
+            self.pushes.labels(*t, push.kind).inc()
+            if push.error is not None:
+                self.errors.labels(*t, bounded(push.error, REQUEST_ERRORS, "protocol")).inc()
+            else:
+                status = status_label(push.status)
+                self.responses.labels(*t, status, push.reason or "none").inc()
+                self.duration.labels(*t).observe(push.duration)
+        end = result.started_at + result.duration
+        self.last_attempt.labels(*t).set(end)
+        if result.ok:
+            self.last_success.labels(*t).set(end)
+
+
+class KeySeries:
+    """The signing key and the provider tokens minted from it."""
+
+    def __init__(self, make: Families) -> None:
+        self.token_issued = make.gauge(
+            "apns_provider_token_issued_timestamp_seconds", "iat of the provider JWT in use."
+        )
+        self.token_refreshes = make.counter(
+            "apns_provider_token_refreshes", "Provider JWTs minted."
+        )
+        self.info = make.gauge(
+            "apns_signing_key_info", "Signing key used by a target; always 1.", "key_id", "team_id"
+        )
+        self.rotation_due = make.gauge(
+            "apns_signing_key_rotation_due_timestamp_seconds",
+            "The rotate_by date configured for the signing key (keys never expire by themselves).",
+        )
+        self.verified = make.gauge(
+            "apns_signing_key_last_verified_timestamp_seconds",
+            "When APNs last accepted a request signed with the target's key.",
+        )
+        self.invalid_streak = make.gauge(
+            "apns_signing_key_invalid_streak",
+            "Consecutive InvalidProviderToken answers since the key last worked; a streak "
+            "after earlier successes means the key was probably revoked.",
+        )
+        self.refresh_failures = make.counter(
+            "apns_provider_token_refresh_failures",
+            "Provider JWTs that could not be signed.",
+        )
+        self._worked: set[str] = set()  # targets whose key APNs has accepted
+
+    def add(self, t: Labels, key: tuple[str, str], rotate_by: float | None) -> None:
+        """Create a token target's series."""
+        self.info.labels(*t, *key).set(1)
+        self.invalid_streak.labels(*t).set(0)
+        self.refresh_failures.labels(*t)
+        if rotate_by is not None:
+            self.rotation_due.labels(*t).set(rotate_by)
+        self.token_refreshes.labels(*t)
+
+    def forget(self, target: str) -> None:
+        """Drop what is remembered of a removed target."""
+        self._worked.discard(target)
+
+    def record(self, t: Labels, result: ProbeResult) -> None:
+        """Fold in the token side of one canary run."""
+        if result.token_issued_at is not None:
+            self.token_issued.labels(*t).set(result.token_issued_at)
+        if result.token_minted:
+            self.token_refreshes.labels(*t).inc()
+        if result.token_failed:
+            self.refresh_failures.labels(*t).inc()
+        if result.token_issued_at is None:
+            return
+        end = result.started_at + result.duration
+        for push in result.pushes:
+            if push.reason == Reason.INVALID_PROVIDER_TOKEN:
+                # Only a key that used to work and now fails looks revoked; one that never
+                # worked is a setup error, which the auth-failure alert covers.
+                if t[0] in self._worked:
+                    self.invalid_streak.labels(*t).inc()
+            elif push.status is not None and push.reason not in AUTH_REASON_NAMES:
+                self._worked.add(t[0])
+                self.verified.labels(*t).set(end)
+                self.invalid_streak.labels(*t).set(0)
+
+
+class DeliverySeries:
+    """Canaries confirmed, or never confirmed, by the device's signed receipt."""
+
+    def __init__(self, make: Families) -> None:
+        self.duration = make.histogram(
+            "apns_canary_delivery_duration_seconds",
+            "Canary sent to the device's signed receipt: true end-to-end delivery latency.",
+            buckets=DELIVERY_BUCKETS,
+        )
+        self.deliveries = make.counter(
+            "apns_canary_deliveries", "Canaries confirmed by a valid device receipt."
+        )
+        self.lost = make.counter(
+            "apns_canary_delivery_lost",
+            "Canaries APNs accepted but no valid receipt arrived for within the deadline.",
+        )
+        self.last = make.gauge(
+            "apns_canary_last_delivery_timestamp_seconds", "When the last valid receipt arrived."
+        )
+
+    def add(self, t: Labels) -> None:
+        """Create a delivery-measuring target's counters at 0."""
+        self.deliveries.labels(*t)
+        self.lost.labels(*t)
+
+
+class CredentialSeries:
+    """The key or certificate files and the provider certificate presented."""
+
+    def __init__(self, make: Families) -> None:
+        self.up = make.gauge(
+            "apns_credential_up",
+            "1 if the target's key or certificate file loaded; 0 while a broken file is "
+            "rejected (the previous credential, if any, stays in use).",
+        )
+        self.errors = make.counter(
+            "apns_credential_load_errors",
+            "Failed attempts to load the target's credential files, by reason.",
+            "reason",
+        )
+        self.not_after = make.gauge(
+            "apns_client_certificate_not_after_timestamp_seconds",
+            "notAfter of the provider certificate the target presents.",
+        )
+        self.not_before = make.gauge(
+            "apns_client_certificate_not_before_timestamp_seconds",
+            "notBefore of the provider certificate the target presents.",
+        )
+        self.info = make.gauge(
+            "apns_client_certificate_info",
+            "The provider certificate the target presents; always 1.",
+            "subject_cn",
+            "topics",
+            "environments",
+            "fingerprint_sha256",
+            "mdm",
+        )
+
+    def add(self, t: Labels) -> None:
+        """Create the target's error counters at 0."""
+        for reason in CREDENTIAL_ERRORS:
+            self.errors.labels(*t, reason)
+
+    def record(self, t: Labels, result: ProbeResult) -> None:
+        """Fold in one credential check."""
+        self.up.labels(*t).set(1 if result.ok else 0)
+        if not result.ok:
+            self.errors.labels(*t, bounded(result.error, CREDENTIAL_ERRORS, "bad_pem")).inc()
+        cert = result.certificate
+        if cert is None:
+            return
+        self.not_after.labels(*t).set(cert.not_after)
+        self.not_before.labels(*t).set(cert.not_before)
+        self.info.forget(t[0])  # one info series per target
+        self.info.labels(
+            *t,
+            cert.subject_cn,
+            ",".join(cert.topics),
+            cert.environments_label,
+            cert.fingerprint_sha256,
+            "true" if cert.is_mdm else "false",
+        ).set(1)
+
+
+class ChainSeries:
+    """The server chain APNs presents."""
+
+    def __init__(self, make: Families) -> None:
+        self.not_after = make.gauge(
+            "apns_server_certificate_not_after_timestamp_seconds",
+            "Earliest notAfter in the server chain APNs presents (the leaf only where the "
+            "Python runtime cannot see the chain; see apns_server_certificate_info).",
+        )
+        self.info = make.gauge(
+            "apns_server_certificate_info",
+            "The server chain APNs presents; always 1. presented is chain or leaf_only.",
+            "subject",
+            "issuer",
+            "root",
+            "fingerprint_sha256",
+            "presented",
+        )
+        self.verified = make.gauge(
+            "apns_server_certificate_verified",
+            "1 if the server chain verifies against this trust store: ca_file, system, or "
+            "effective (what the exporter's connections use: system plus ca_file).",
+            "trust_store",
+        )
+        self.changes = make.counter(
+            "apns_server_certificate_chain_changes",
+            "Times the issuing side of the server chain differed from the previous check.",
+        )
+        self.tls_version = make.gauge(
+            "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
+        )
+
+    def add(self, t: Labels) -> None:
+        """Create the target's change counter at 0."""
+        self.changes.labels(*t)
+
+    def record(self, t: Labels, result: ProbeResult) -> None:
+        """Fold in one tls_check run."""
+        report = result.chain
+        if report is None:
+            return  # no handshake happened; the previous chain's series stay as they were
+        self.not_after.labels(*t).set(report.earliest_not_after)
+        self.info.forget(t[0])  # one info series per target: drop the previous chain's
+        self.info.labels(
+            *t,
+            report.leaf_subject,
+            report.leaf_issuer,
+            report.root_subject or "",
+            report.leaf_fingerprint_sha256,
+            "chain" if report.full_chain else "leaf_only",
+        ).set(1)
+        effective = report.verified_system or bool(report.verified_ca_file)
+        self.verified.labels(*t, "effective").set(int(effective))
+        self.verified.labels(*t, "system").set(int(report.verified_system))
+        if report.verified_ca_file is not None:
+            self.verified.labels(*t, "ca_file").set(int(report.verified_ca_file))
+        self.tls_version.forget(t[0])
+        if report.tls_version:
+            self.tls_version.labels(*t, report.tls_version).set(1)
+        if result.chain_changed:
+            self.changes.labels(*t).inc()
+
+
+class ReachabilitySeries:
+    """DNS and TCP reachability of the hosts push depends on."""
+
+    def __init__(self, make: Families) -> None:
+        self.reachable = make.gauge(
+            "apns_reachable",
+            "1 if a TCP connection to host:port over this address family succeeded." + SCHEDULED,
+            "host",
+            "port",
+            "family",
+        )
+        self.connect_seconds = make.gauge(
+            "apns_reachability_connect_seconds",
+            "TCP connect time of the last successful reachability check.",
+            "host",
+            "port",
+            "family",
+        )
+        self.in_apple_range = make.gauge(
+            "apns_address_in_apple_range",
+            "1 if every address the host resolved to lies in Apple's ranges (17.0.0.0/8 and "
+            "Apple's APNs IPv6 ranges); 0 suggests DNS hijacking or a proxy.",
+            "host",
+        )
+
+    def record(self, t: Labels, result: ProbeResult) -> None:
+        """Fold in one reachability run."""
+        for reach in result.reaches:
+            if reach.family != "none":
+                where = (*t, reach.host, str(reach.port), reach.family)
+                self.reachable.labels(*where).set(1 if reach.reachable else 0)
+                if reach.connect_seconds is not None:
+                    self.connect_seconds.labels(*where).set(reach.connect_seconds)
+            else:
+                # The name did not resolve: nothing is reachable on any family.
+                for family in ("ipv4", "ipv6"):
+                    self.reachable.labels(*t, reach.host, str(reach.port), family).set(0)
+            if reach.in_apple_range is not None:
+                self.in_apple_range.labels(*t, reach.host).set(1 if reach.in_apple_range else 0)
