@@ -164,6 +164,8 @@ class Channel:
             # certificate, say) must not turn into a reconnect loop: treat it as a failure.
             failure = conn.failure
             reason = failure.reason if failure is not None else "http2"
+            if reason not in ConnectFailed.REASONS:
+                reason = "http2"  # a hang-up or GOAWAY before any answer: no HTTP/2 service
             self._last_failure = ConnectFailed(
                 reason, f"connection ended before the server answered anything: {failure}"
             )

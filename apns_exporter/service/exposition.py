@@ -243,6 +243,12 @@ class _Family:
         """The family as prometheus_client sees it (for generate_latest and tests)."""
         raise NotImplementedError
 
+    def sample_names(self) -> tuple[str, ...]:
+        """The names its samples carry."""
+        if self.kind == "histogram":
+            return (f"{self.name}_bucket", f"{self.name}_count", f"{self.name}_sum")
+        return (self.name + "_total",) if self.kind == "counter" else (self.name,)
+
     def children(self) -> Iterator[_Child]:
         """Every series, in exposition order."""
         for group in self._series.values():
@@ -371,10 +377,11 @@ class Store:
             total += n * (len(family.bounds) + 2) if family.bounds else n
         return total
 
-    def collect(self) -> Iterator[Metric]:
-        """Every family, as prometheus_client metrics."""
+    def collect(self, names: frozenset[str] | None = None) -> Iterator[Metric]:
+        """Every family (or those that can hold a sample in ``names``), as upstream metrics."""
         for family in self.families:
-            yield family.metric()
+            if names is None or not names.isdisjoint(family.sample_names()):
+                yield family.metric()
 
     def pieces(self, *, openmetrics: bool = False) -> list[bytes]:
         """Every family's HELP and TYPE, then its samples; only changed targets are rendered."""
@@ -457,6 +464,11 @@ class Exposition:
         tail = EOF if openmetrics else b""
         return b"".join((head, self.store.render(openmetrics=openmetrics), tail))
 
+    def restricted(self, names: Iterable[str]) -> Restricted:
+        """Only the samples in ``names`` (``name[]``), collecting only families that hold them."""
+        wanted = frozenset(names)
+        return Restricted(_Chain(self.static, lambda: self.store.collect(wanted)), wanted)
+
     def _static(self, *, openmetrics: bool) -> bytes:
         if not openmetrics:
             return generate_latest(self.static)
@@ -467,6 +479,19 @@ def openmetrics_latest(collector: Collector) -> bytes:
     """prometheus_client's OpenMetrics rendering (typed for mypy)."""
     body: bytes = openmetrics.generate_latest(collector)  # type: ignore[no-untyped-call]
     return body
+
+
+class _Chain:
+    """A registry's families, then more."""
+
+    def __init__(self, first: Collector, then: Callable[[], Iterable[Metric]]) -> None:
+        self._first = first
+        self._then = then
+
+    def collect(self) -> Iterator[Metric]:
+        """Both, in order."""
+        yield from self._first.collect()
+        yield from self._then()
 
 
 class Restricted:

@@ -11,11 +11,6 @@ from apns_exporter.probes.registry import PROBES
 from tests.reliability.support import Gate
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Register the soak marker (bounded, so it runs in CI too)."""
-    config.addinivalue_line("markers", "soak: a bounded long run; still part of the CI suite")
-
-
 @pytest.fixture
 def gate(monkeypatch: pytest.MonkeyPatch) -> Gate:
     """A gate in front of the canary and ping probes, so a test can park every probe loop."""

@@ -244,6 +244,21 @@ class Rig:
                 expected.add((name, ProbeKind.CANARY))
         await self.gate.close(expected)
 
+    async def quiesce_healthy(self, target: str = "t1") -> None:
+        """Park every probe loop where ``target``'s latest canary and PING both succeeded.
+
+        On a busy machine a run after recovery can still time out; then the loops run on
+        until both succeed again, so the comparison starts from a healthy, quiet state.
+        """
+        async with asyncio.timeout(3 * WAIT):
+            while True:
+                await self.recovered(target)
+                await self.quiesce()
+                latest = {r.probe: r.ok for r in self.results if r.target == target}
+                if latest.get(ProbeKind.CANARY) and latest.get(ProbeKind.PING):
+                    return
+                self.resume()
+
     def resume(self) -> None:
         """Let the probe loops run again after :meth:`quiesce`."""
         self.gate.open()
@@ -295,7 +310,16 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1") -> list[str]:
-    """Every count where the exporter's metrics disagree with what the mock actually did."""
+    """Every count where the exporter's metrics disagree with what the mock actually did.
+
+    Counts are compared at a quiescent point (every probe loop parked), so nothing is in
+    flight. One disagreement is inherent and accounted for exactly: a push or PING that the
+    mock answered after the exporter's timeout had fired (a busy machine can delay a healthy
+    answer past 200 ms). The exporter counts it as a timeout, the mock as answered. Such
+    *late* answers are the exporter's timeouts beyond the faults the mock injected (stalled
+    streams, withheld PING ACKs); the mock's answers must exceed the exporter's by exactly
+    that many, and no (status, reason) may have fewer answers at the mock than at the exporter.
+    """
     t = {"target": target, "apns_environment": ENV}
     stats = mock.stats
     problems: list[str] = []
@@ -316,27 +340,24 @@ def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1"
         total(samples, "apns_canary_pushes_total", **t) - lost,
         stats.requests + stats.refused_streams,
     )
+    timeouts = total(samples, "apns_canary_request_errors_total", **t, error="timeout")
+    late_pushes = timeouts - stats.stalled_streams
+    if late_pushes < 0:
+        compare("stalled pushes timed out", timeouts, stats.stalled_streams)
     for (status, reason), count in sorted(stats.responses.items()):
-        compare(
-            f"responses {status} {reason or 'none'}",
-            total(
-                samples,
-                "apns_canary_responses_total",
-                **t,
-                status=str(status),
-                reason=reason or "none",
-            ),
-            count,
+        counted = total(
+            samples,
+            "apns_canary_responses_total",
+            **t,
+            status=str(status),
+            reason=reason or "none",
         )
+        if not count - late_pushes <= counted <= count:
+            compare(f"responses {status} {reason or 'none'}", counted, count)
     compare(
-        "responses in all",
-        total(samples, "apns_canary_responses_total", **t),
+        "responses in all (plus late answers)",
+        total(samples, "apns_canary_responses_total", **t) + late_pushes,
         sum(stats.responses.values()),
-    )
-    compare(
-        "stalled pushes timed out",
-        total(samples, "apns_canary_request_errors_total", **t, error="timeout"),
-        stats.stalled_streams,
     )
     compare(
         "refused streams",
@@ -344,15 +365,14 @@ def ground_truth_mismatches(samples: Samples, mock: MockAPNs, target: str = "t1"
         stats.refused_streams,
     )
     compare("GOAWAYs", total(samples, "apns_goaway_received_total", **t), stats.goaways)
+    ping_timeouts = total(samples, "apns_ping_failures_total", **t, reason="timeout")
+    late_pings = ping_timeouts - stats.ping_acks_withheld
+    if late_pings < 0:
+        compare("PINGs never acknowledged", ping_timeouts, stats.ping_acks_withheld)
     compare(
-        "PINGs acknowledged",
-        total(samples, "apns_ping_rtt_seconds_count", **t),
+        "PINGs acknowledged (plus late ACKs)",
+        total(samples, "apns_ping_rtt_seconds_count", **t) + late_pings,
         stats.pings - stats.ping_acks_withheld,
-    )
-    compare(
-        "PINGs never acknowledged",
-        total(samples, "apns_ping_failures_total", **t, reason="timeout"),
-        stats.ping_acks_withheld,
     )
     attempts = total(samples, "apns_connection_attempts_total", **t)
     failures = total(samples, "apns_connection_failures_total", **t)

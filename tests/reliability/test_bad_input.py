@@ -39,9 +39,18 @@ async def rig(
     key_file = tmp_path / "AuthKey.p8"
     key_file.write_bytes(signing_key.private_pem)
     mock = await start_mock(ca, signing_key, device)
-    cfg = write_config(
-        tmp_path / "apns.yml", target_yaml("t1", mock.port, ca_file, key_file, device=device)
+    # Timeouts far beyond a loopback answer: apns_up must not depend on how busy the machine is.
+    target = target_yaml(
+        "t1",
+        mock.port,
+        ca_file,
+        key_file,
+        device=device,
+        interval="1s",
+        canary_timeout="1s",
+        ping_timeout="1s",
     )
+    cfg = write_config(tmp_path / "apns.yml", target)
     try:
         async with running_exporter(cfg, Gate()) as running:
             await running.wait_canary(ok=True)

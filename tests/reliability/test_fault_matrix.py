@@ -85,8 +85,7 @@ async def bench(
 
 async def settle_and_compare(b: Bench) -> Samples:
     """Recover, park every probe, and require exact agreement with the mock's ground truth."""
-    await b.rig.recovered()
-    await b.rig.quiesce()
+    await b.rig.quiesce_healthy()
     samples = await b.rig.scrape()
     assert ground_truth_mismatches(samples, b.mock) == []
     assert sample(samples, "apns_up", **T) == 1

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from tests.reliability.support import (
     Gate,
     HostileServer,
     Leaks,
+    Rig,
     drain_until_eof,
     raw_frame,
     running_exporter,
@@ -162,6 +164,49 @@ def _error(result: ProbeResult) -> str | None:
     return result.error or next((p.error for p in result.pushes if p.error), None)
 
 
+@contextlib.asynccontextmanager
+async def beside_healthy(
+    tmp_path: Path,
+    ca: CertificateAuthority,
+    signing_key: SigningKeyPair,
+    device: str,
+    behaviour: Behaviour,
+    alpn: list[str] | None = None,
+) -> AsyncIterator[Rig]:
+    """An exporter probing ``behaviour`` as ``hostile`` and the mock as ``healthy``; no leaks."""
+    leaks = Leaks.snapshot()
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    key_file = tmp_path / "AuthKey.p8"
+    key_file.write_bytes(signing_key.private_pem)
+    context = server_context(ca, tmp_path, alpn) if alpn is not None else None
+    mock = await start_mock(ca, signing_key, device)
+    try:
+        async with HostileServer(behaviour, context) as hostile:
+            cfg = write_config(
+                tmp_path / "apns.yml",
+                # Timeouts far beyond a loopback answer, so a busy machine cannot fail it.
+                target_yaml(
+                    "healthy",
+                    mock.port,
+                    ca_file,
+                    key_file,
+                    device=device,
+                    interval="1s",
+                    canary_timeout="1s",
+                    ping_timeout="1s",
+                ),
+                target_yaml(
+                    "hostile", hostile.port, ca_file, key_file, device=device, auth_check=False
+                ),
+            )
+            async with running_exporter(cfg, Gate()) as rig:  # the gate stays open
+                yield rig
+    finally:
+        await mock.stop()
+    leaks.check()
+
+
 @pytest.mark.parametrize(("behaviour", "alpn", "error", "layer"), CASES)
 async def test_hostile_server_fails_clearly_and_spares_the_healthy_target(
     tmp_path: Path,
@@ -174,32 +219,36 @@ async def test_hostile_server_fails_clearly_and_spares_the_healthy_target(
     layer: str,
 ) -> None:
     """The hostile target fails with the expected reason and layer; the healthy one stays up."""
-    leaks = Leaks.snapshot()
-    ca_file = tmp_path / "ca.pem"
-    ca_file.write_bytes(ca.cert_pem)
-    key_file = tmp_path / "AuthKey.p8"
-    key_file.write_bytes(signing_key.private_pem)
-    context = server_context(ca, tmp_path, alpn) if alpn is not None else None
-    mock = await start_mock(ca, signing_key, device)
-    try:
-        async with HostileServer(behaviour, context) as hostile:
-            cfg = write_config(
-                tmp_path / "apns.yml",
-                target_yaml("healthy", mock.port, ca_file, key_file, device=device),
-                target_yaml(
-                    "hostile", hostile.port, ca_file, key_file, device=device, auth_check=False
-                ),
-            )
-            async with running_exporter(cfg, Gate()) as rig:  # the gate stays open
-                failed = await rig.wait_canary("hostile", ok=False)
-                await rig.wait_canary("healthy", ok=True)
-                await rig.wait_ping("healthy", ok=True)
-                samples = await rig.scrape()
-                assert await rig.get("/-/healthy") == (200, "Healthy\n")
-    finally:
-        await mock.stop()
-    leaks.check()
+    async with beside_healthy(tmp_path, ca, signing_key, device, behaviour, alpn) as rig:
+        failed = await rig.wait_canary("hostile", ok=False)
+        await rig.wait_canary("healthy", ok=True)
+        await rig.wait_ping("healthy", ok=True)
+        samples = await rig.scrape()
+        assert await rig.get("/-/healthy") == (200, "Healthy\n")
     assert (_error(failed), failed.layer) == (error, layer), (failed.message, failed.logs)
     assert sample(samples, "apns_up", target="hostile", apns_environment=ENV) == 0
     assert sample(samples, "apns_up", target="healthy", apns_environment=ENV) == 1
     assert sample(samples, "apns_connection_up", target="healthy", apns_environment=ENV) == 1
+
+
+async def hang_up_after_settings(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Send APNs' SETTINGS, then close the connection before answering anything."""
+    writer.write(APPLE_SETTINGS)
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_hang_up_before_any_answer_is_an_http2_failure_not_a_crash(
+    tmp_path: Path, ca: CertificateAuthority, signing_key: SigningKeyPair, device: str
+) -> None:
+    """A connection that ends before any answer fails later runs as http2, never as internal."""
+    async with beside_healthy(
+        tmp_path, ca, signing_key, device, hang_up_after_settings, ["h2"]
+    ) as rig:
+        await rig.wait_canary("hostile", ok=False, count=2)
+        await rig.wait_ping("healthy", ok=True)
+    hostile = [r for r in rig.results if r.target == "hostile"]
+    assert [r for r in hostile if r.error == "internal"] == []
+    assert "http2" in {r.error for r in hostile}, [(r.probe, r.error, r.message) for r in hostile]

@@ -215,6 +215,7 @@ def test_restricted_names_match_upstream_filter() -> None:
         family.labels("a").observe(0.5)  # type: ignore[attr-defined]
     names = ["h_count", "build_info"]
     body = generate_latest(Restricted(pair.exposition.registry, names))
+    assert generate_latest(pair.exposition.restricted(names)) == body
     static = pair.exposition.static.restricted_registry(names)
     assert body == generate_latest(static) + generate_latest(pair.client.restricted_registry(names))
     assert b"h_count" in body
