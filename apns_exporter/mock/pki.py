@@ -4,6 +4,8 @@ CAs, server certificates, provider certificates with Apple's extension layout, a
 signing keys (the content of an Apple ``.p8`` file).
 
 Nothing here is secret or persistent; every test and every ``mock-apns`` run makes its own.
+About 440 lines, on purpose: one CA class issues every kind of certificate (CA, server,
+provider, MDM, expired and not-yet-valid variants) so that their extensions agree in one place.
 """
 
 from __future__ import annotations
