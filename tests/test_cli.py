@@ -263,3 +263,101 @@ async def test_config_page_shows_durations_as_written(
     assert "refresh_interval: 50m" in page
     assert "interval: 1m30s" in page
     assert "3000" not in page
+
+
+async def _stderr_until(proc: asyncio.subprocess.Process, marker: bytes) -> list[str]:
+    """The process's log lines up to and including the first that contains ``marker``."""
+    assert proc.stderr is not None
+    lines = []
+    async with asyncio.timeout(30):
+        while marker not in (line := await proc.stderr.readline()):
+            assert line, f"process exited before logging {marker!r}"
+            lines.append(line.decode())
+    return [*lines, line.decode()]
+
+
+async def test_failed_reloads_log_one_line_per_problem(
+    workspace: Workspace, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """SIGHUP and POST /-/reload failures both log each problem on its own located line."""
+    apns, port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    cfg = workspace.config(workspace.target(apns, devices=("ab" * 32,)))
+    proc = await start_cli(
+        f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}", ready=b"listening on"
+    )
+    try:
+        cfg.write_text(cfg.read_text() + "    colour: blue\n    flavour: mint\n")
+        proc.send_signal(signal.SIGHUP)
+        by_signal = await _stderr_until(proc, b"keeping the running config")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{port}/-/reload") as resp,
+        ):
+            status, body = resp.status, await resp.text()
+        by_post = await _stderr_until(proc, b"keeping the running config")
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert status == 500
+    assert f"{cfg}:" in body
+    for lines in (by_signal, by_post):
+        problems = [line for line in lines if f"{cfg}:" in line]
+        assert len(problems) == 2, lines
+        assert any("colour" in line for line in problems)
+        assert any("flavour" in line for line in problems)
+        assert not any("\\n" in line for line in lines)
+
+
+async def test_reload_applies_a_new_credential_check_interval(
+    workspace: Workspace, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """After a reload from 1h to 1s, a broken key file is noticed without a restart."""
+    apns, port = unused_tcp_port_factory(), unused_tcp_port_factory()
+    target = workspace.target(apns, devices=("ab" * 32,), interval="1h")
+    cfg = workspace.config(target, extra="global: {credential_check_interval: 1h}\n")
+    proc = await start_cli(
+        f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}", ready=b"listening on"
+    )
+    try:
+        workspace.config(target, extra="global: {credential_check_interval: 1s}\n")
+        proc.send_signal(signal.SIGHUP)
+        await _stderr_until(proc, b"configuration reloaded")
+        # A re-added target checks its files once at once; the second change needs the interval.
+        for garbage in ("not a key", "still not a key"):
+            workspace.key_file.write_text(garbage)
+            noticed = await _stderr_until(proc, b"new credential rejected")
+            assert "level=error" in noticed[-1]
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+async def test_reload_says_which_settings_need_a_restart(
+    workspace: Workspace, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """A reload that moves the running receipt listener says, in response and log, to restart."""
+    apns, port, receipts, moved = (unused_tcp_port_factory() for _ in range(4))
+    secret = workspace.path / "receipt.key"
+    secret.write_text("0123456789abcdef0123456789abcdef\n")
+    target = workspace.target(apns, devices=("ab" * 32,), interval="1h")
+    target += f"    delivery: {{secret_file: {secret}}}\n"
+    workspace.config(target, extra=f"receipts: {{listen_address: '127.0.0.1:{receipts}'}}\n")
+    cfg = workspace.path / "apns-exporter.yml"
+    proc = await start_cli(
+        f"--config.file={cfg}", f"--web.listen-address=127.0.0.1:{port}", ready=b"listening on"
+    )
+    try:
+        workspace.config(target, extra=f"receipts: {{listen_address: '127.0.0.1:{moved}'}}\n")
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://127.0.0.1:{port}/-/reload") as resp,
+        ):
+            status, body = resp.status, await resp.text()
+        logged = await _stderr_until(proc, b"needs a restart")
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert status == 200
+    expected = f"receipts.listen_address is now 127.0.0.1:{moved}, but the receipt listener "
+    assert f"Needs a restart: {expected}" in body
+    assert expected in logged[-1]

@@ -166,8 +166,10 @@ class Channel:
             reason = failure.reason if failure is not None else "http2"
             if reason not in ConnectFailed.REASONS:
                 reason = "http2"  # a hang-up or GOAWAY before any answer: no HTTP/2 service
+            # No failure of its own: the exporter gave up on it after a probe's deadline.
+            why = f": {failure}" if failure else " (no answer in time, so the exporter closed it)"
             self._last_failure = ConnectFailed(
-                reason, f"connection ended before the server answered anything: {failure}"
+                reason, f"connection ended before the server answered anything{why}"
             )
             self._retry_at = self._clock() + self._backoff.next_delay()
         # In-flight streams up to the GOAWAY's last-stream-id may still be answered.

@@ -80,6 +80,9 @@ class Exporter:
         self._config_digest = _digest(config_file) if config_file else None
         self.receipts = ReceiptBook(config.receipt_secrets())
         self.receipt_url: str | None = None  # set once the receipt listener runs
+        # The listeners start with the exporter, so they keep the address they started on.
+        self._receipts_listen = config.receipts.listen_address
+        self.restart_needed: list[str] = []  # what the last reload could not apply
         self._reload_lock = asyncio.Lock()
         self._shard = shard
         self.metrics = metrics or Metrics()
@@ -163,15 +166,32 @@ class Exporter:
         for name, target in wanted.items():
             if name not in self.targets:
                 self._add(target)
-        secrets = config.receipt_secrets()
-        self.receipts.set_secrets(secrets)
-        if secrets and self.receipt_url is None:
-            log.warning(
+        self.receipts.set_secrets(config.receipt_secrets())
+        self.restart_needed = self._restart_needed(config)
+        for note in self.restart_needed:
+            log.warning("configuration reloaded, but needs a restart: %s", note)
+        self.metrics.reloaded(True, self.clock())
+        log.info("configuration reloaded: probing %d target(s)", len(self.targets))
+
+    def _restart_needed(self, config: Config) -> list[str]:
+        """What ``config`` asks for that only a restart applies: the listeners start once.
+
+        Every other setting (global ones included, which rebuild every target) is applied
+        by the reload itself.
+        """
+        notes = []
+        if config.receipt_secrets() and self.receipt_url is None:
+            notes.append(
                 "a target now measures delivery, but the receipt listener only starts with "
                 "the exporter: restart it so devices can post receipts"
             )
-        self.metrics.reloaded(True, self.clock())
-        log.info("configuration reloaded: probing %d target(s)", len(self.targets))
+        wanted = config.receipts.listen_address
+        if self.receipt_url is not None and wanted != self._receipts_listen:
+            notes.append(
+                f"receipts.listen_address is now {wanted}, but the receipt listener stays on "
+                f"{self._receipts_listen} until a restart"
+            )
+        return notes
 
     async def reload_file(self) -> None:
         """Re-read the config file and apply it; on any error nothing changes and it raises."""
@@ -181,8 +201,15 @@ class Exporter:
             try:
                 # Parsing a large file takes seconds: /-/healthy and the probes must not wait.
                 config = await asyncio.to_thread(load, self.config_file)
-            except ConfigError:
+            except ConfigError as exc:
                 self.metrics.reloaded(False, self.clock())
+                # One line per problem, each with its file:line:column, whatever asked.
+                for issue in exc.issues:
+                    log.error("config reload: %s", issue)
+                log.error(
+                    "config reload failed (%d problem(s)), keeping the running config",
+                    len(exc.issues),
+                )
                 raise
             self._config_digest = _digest(self.config_file)
             await self.reload(config)
@@ -195,10 +222,9 @@ class Exporter:
                 continue
             try:
                 await self.reload_file()
-            except ConfigError as exc:
+            except ConfigError:
                 # Remember the broken content so it is reported once, not every interval.
                 self._config_digest = _digest(self.config_file)
-                log.error("config reload failed, keeping the running config: %s", exc)
 
     async def probe_once(self, name: str) -> list[ProbeResult]:
         """Run every probe of one target once, now, without the scheduler."""

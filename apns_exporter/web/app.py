@@ -93,7 +93,8 @@ async def reload(request: web.Request) -> web.Response:
         await request.app[EXPORTER_KEY].reload_file()
     except ConfigError as exc:
         return web.Response(status=500, text=f"failed to reload config: {exc}\n")
-    return web.Response(text="Reloaded\n")
+    notes = request.app[EXPORTER_KEY].restart_needed
+    return web.Response(text="Reloaded\n" + "".join(f"Needs a restart: {n}\n" for n in notes))
 
 
 async def show_config(request: web.Request) -> web.Response:
@@ -244,8 +245,8 @@ async def _reload_quietly(exporter: Exporter) -> None:
     try:
         await exporter.reload_file()
         log.info("configuration reloaded on SIGHUP")
-    except ConfigError as exc:
-        log.error("config reload on SIGHUP failed, keeping the running config: %s", exc)
+    except ConfigError:
+        pass  # the exporter has logged each problem
 
 
 def _site_url(runner: web.AppRunner, *, tls: bool) -> str:

@@ -8,6 +8,8 @@ import random
 from apns_exporter.client.channel import Backoff, Channel
 from apns_exporter.client.connection import Endpoint
 from apns_exporter.client.tls import client_context
+from apns_exporter.mock.server import MockAPNs
+from tests.helpers import Workspace
 
 
 def test_backoff_doubles_within_floor_and_ceiling() -> None:
@@ -46,3 +48,19 @@ async def test_refused_connection_storm_is_bounded_by_the_backoff(unused_tcp_por
     assert all(gap >= 0.5 * min(300.0, 2.0**i) for i, gap in enumerate(gaps))
     assert max(gaps) <= 300.0
     await channel.aclose()
+
+
+async def test_a_connection_given_up_before_any_answer_is_explained(
+    mock: MockAPNs, workspace: Workspace
+) -> None:
+    """A connection dropped before the server answered reads as words, never as 'None'."""
+    channel = Channel(
+        Endpoint("127.0.0.1", mock.port), client_context(str(workspace.ca_file)), connect_timeout=5
+    )
+    assert (await channel.acquire()).connection is not None
+    await channel.discard()  # what a probe does when its request or PING goes unanswered
+    lease = await channel.acquire()
+    await channel.aclose()
+    assert lease.error is not None
+    assert "None" not in str(lease.error)
+    assert "before the server answered anything (no answer in time" in str(lease.error)
