@@ -14,9 +14,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from apns_exporter import __version__
-from apns_exporter.mock.pki import CertificateAuthority
-from tests.helpers import TOPIC, Workspace, start_cli
+from apns_exporter import __version__, config
+from apns_exporter.commands import probe
+from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
+from apns_exporter.mock.server import MockAPNs
+from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Workspace, start_cli
 
 CLI = [sys.executable, "-m", "apns_exporter"]
 
@@ -361,3 +363,28 @@ async def test_reload_says_which_settings_need_a_restart(
     expected = f"receipts.listen_address is now 127.0.0.1:{moved}, but the receipt listener "
     assert f"Needs a restart: {expected}" in body
     assert expected in logged[-1]
+
+
+async def test_sandbox_pushes_show_their_apns_unique_id(
+    ca: CertificateAuthority, signing_key: SigningKeyPair, workspace: Workspace, run_exporter
+) -> None:
+    """Each sandbox push's apns-unique-id is on /probes and in the probe command's output."""
+    sandbox = MockAPNs(keypair=ca.issue_server(), environment="sandbox")
+    sandbox.add_signing_key(KEY_ID, TEAM_ID, signing_key.public_key, topics=[TOPIC])
+    await sandbox.start("127.0.0.1", 0)
+    try:
+        target = workspace.target(sandbox.port, auth_check=True, interval="1h")
+        cfg = workspace.config(target.replace("production", "sandbox"))
+        async with run_exporter(cfg) as running:
+            result = await running.wait_canary()
+            page = await running.scrape_text("/probes?target=t1")
+        printed: list[str] = []
+        await probe.run(config.load(cfg), "t1", printed.append)
+    finally:
+        await sandbox.stop()
+    (push,) = result.pushes
+    assert push.unique_id
+    assert f"apns-unique-id {push.unique_id}" in page  # the push's summary line
+    assert f"apns-unique-id={push.unique_id}" in page  # and its log line
+    output = "\n".join(printed)
+    assert re.search(r"auth_check push: 400 BadDeviceToken .*apns-unique-id [0-9a-f-]{36}", output)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from apns_exporter.config import Config
 from apns_exporter.probes import ProbeResult
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.web.pages import log_lines, rfc3339
+from apns_exporter.web.pages import log_lines, push_ids, rfc3339
 
 
 async def run(config: Config, target: str, out: Callable[[str], None] = print) -> int:
@@ -37,7 +37,9 @@ def _describe(result: ProbeResult) -> str:
         lines.append(f"    connect: {'ok' if dial.ok else dial.reason} {phases or dial.message}")
     for push in result.pushes:
         answer = f"{push.status} {push.reason}" if push.error is None else f"error {push.error}"
-        lines.append(f"    {push.kind} push: {answer} in {push.duration * 1000:.1f}ms")
+        lines.append(
+            f"    {push.kind} push: {answer} in {push.duration * 1000:.1f}ms{push_ids(push)}"
+        )
     if result.rtt is not None:
         lines.append(f"    PING round trip: {result.rtt * 1000:.2f}ms")
     for reach in result.reaches:

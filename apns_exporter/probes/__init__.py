@@ -49,6 +49,8 @@ class PushOutcome:
     reason: str | None = None  # APNs reason, "none" on 200
     error: str | None = None  # request error label when there was no response
     apns_id: str | None = None
+    # Sandbox only: the ID Apple's Push Notifications Console finds the delivery log by.
+    unique_id: str | None = None
 
 
 @dataclass(frozen=True)

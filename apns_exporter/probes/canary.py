@@ -164,11 +164,21 @@ async def _push(
     else:
         ok = response.status == 200
     label = reason.value if reason is not None else "none"
+    unique_id = response.headers.get("apns-unique-id")
     ctx.log(
         f"{kind} push: status={response.status} reason={label} apns-id={response.apns_id} "
-        f"in {duration * 1000:.1f}ms"
+        + (f"apns-unique-id={unique_id} " if unique_id else "")
+        + f"in {duration * 1000:.1f}ms"
     )
-    return PushOutcome(kind, ok, duration, response.status, label, apns_id=response.apns_id)
+    return PushOutcome(
+        kind,
+        ok,
+        duration,
+        response.status,
+        label,
+        apns_id=response.apns_id,
+        unique_id=unique_id,
+    )
 
 
 def _describe(outcome: PushOutcome) -> str:

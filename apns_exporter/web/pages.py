@@ -12,7 +12,7 @@ import yaml
 
 from apns_exporter import __version__
 from apns_exporter.config import Config
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
 from apns_exporter.service.exporter import Exporter, TargetState
 
 # Keys whose values are secrets, wherever they appear; file and env references are not.
@@ -126,6 +126,10 @@ def probe_log(exporter: Exporter, target: str, limit: int) -> str:
             f"=== {result.probe} at {rfc3339(result.started_at)}: {status}, "
             f"{result.duration * 1000:.1f}ms",
             f"Message: {result.message}",
+            *(
+                f"Push: {p.kind} {p.status or p.error} {p.reason or ''}{push_ids(p)}".rstrip()
+                for p in result.pushes
+            ),
             "Logs for the probe:",
             *(f"  {line}" for line in log_lines(result)),
         ]
@@ -137,6 +141,13 @@ def rfc3339(seconds: float) -> str:
     """A UNIX time as RFC 3339 in UTC with milliseconds: ``2026-11-29T12:41:25.123Z``."""
     moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def push_ids(push: PushOutcome) -> str:
+    """A push's apns-id and, in sandbox, its apns-unique-id (Push Notifications Console)."""
+    ids = [f"apns-id {push.apns_id}"] if push.apns_id else []
+    ids += [f"apns-unique-id {push.unique_id}"] if push.unique_id else []
+    return f" ({', '.join(ids)})" if ids else ""
 
 
 def log_lines(result: ProbeResult) -> list[str]:
