@@ -26,6 +26,12 @@ from apns_exporter.errors import ConnectFailed, ConnectionLost, ProbeError, Requ
 log = logging.getLogger(__name__)
 
 READ_CHUNK_BYTES = 65536
+# h2 parses at most this much between two turns of the event loop: a read of 64 KiB of
+# PING frames would otherwise hold every other target and the web server for about 200 ms.
+PARSE_SLICE_BYTES = 4096
+# Bytes we may queue for a peer that does not read them (ACKs to its PINGs and SETTINGS)
+# before we stop reading from it: without a bound the queue grows as long as it floods.
+WRITE_BACKLOG_BYTES = 64 * 1024
 # asyncio reports a TLS 1.3 alert about our client certificate as a plain close, so a close
 # before the server's SETTINGS, when we presented a certificate, is most likely that.
 _CERTIFICATE_REJECTED = (
@@ -129,8 +135,12 @@ class Connection:
         return conn
 
     def _start(self) -> None:
+        # drain() then waits until the peer has read most of the backlog.
+        self._writer.transport.set_write_buffer_limits(high=WRITE_BACKLOG_BYTES)
         self._proto.initiate()
-        self._flush()
+        # At once, not at the end of the turn: a server that rejects our certificate
+        # closes right after the handshake, and a later write would hide its TLS alert.
+        self._write()
         self._reader_task = asyncio.create_task(
             self._read_loop(), name=f"apns-reader-{self.endpoint.host}:{self.endpoint.port}"
         )
@@ -169,6 +179,11 @@ class Connection:
             *self._pings.values(),
         ]
         return self._closed is not None or all(f.done() for f in pending)
+
+    @property
+    def write_backlog(self) -> int:
+        """Bytes written to the socket that the peer has not yet taken."""
+        return self._writer.transport.get_write_buffer_size()
 
     @property
     def max_concurrent_streams(self) -> int:
@@ -294,13 +309,26 @@ class Connection:
                     if self.client_certificate and not self._settings_received.done():
                         error = ConnectionLost("tls_handshake", _CERTIFICATE_REJECTED)
                     break
-                events = self._proto.receive_data(data)
-                parsed_at = time.perf_counter()
-                self._flush()
-                for event in events:
-                    await self._dispatch(event, parsed_at)
+                for start in range(0, len(data), PARSE_SLICE_BYTES):
+                    events = self._proto.receive_data(data[start : start + PARSE_SLICE_BYTES])
+                    parsed_at = time.perf_counter()
+                    self._flush()
+                    for event in events:
+                        await self._dispatch(event, parsed_at)
+                    await asyncio.sleep(0)  # the scheduled write runs, and everyone else
+                    if self.write_backlog > WRITE_BACKLOG_BYTES:
+                        log.warning(
+                            "%s:%d does not read what we send: reading paused, %d bytes queued",
+                            self.endpoint.host,
+                            self.endpoint.port,
+                            self.write_backlog,
+                        )
+                        await self._writer.drain()
         except ProbeError as exc:
+            # A protocol error or a flood: send the GOAWAY the protocol queued now. Nothing
+            # more is read, so a flooding peer costs nothing until the channel hangs up.
             error = exc
+            self._write()
         except ssl.SSLError as exc:
             # With TLS 1.3 the server judges our certificate after the handshake, so its
             # alert (expired, unknown CA) arrives here, before its SETTINGS.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import h2.config
@@ -24,6 +25,14 @@ _FRAME_HEADER_BYTES = 9
 _SETTINGS_FRAME = 0x4
 _GOAWAY_FRAME = 0x7
 _GOAWAY_FIXED_BYTES = 8  # last-stream-id and error code, before the debug data
+# Control frames carry no response but cost us work: h2 needs about 55 µs to parse a PING
+# or a SETTINGS frame, and each of those makes us write an ACK. A peer that sends them
+# without end keeps the event loop busy for every other target (the HTTP/2 floods of
+# CVE-2019-9512 PING, -9514 RST_STREAM, -9515 SETTINGS). Like Go's net/http2, we bound them:
+# past this many in one second, the connection ends with GOAWAY ENHANCE_YOUR_CALM. APNs sends
+# a handful per connection per minute.
+MAX_CONTROL_FRAMES_PER_SECOND = 1000
+CONTROL_FRAME_TYPES = {0x3: "RST_STREAM", 0x4: "SETTINGS", 0x6: "PING", 0x8: "WINDOW_UPDATE"}
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,12 @@ class _Stream:
 class ClientProtocol:
     """One HTTP/2 client connection's state; every method is synchronous and does no IO."""
 
-    def __init__(self, authority: str) -> None:
+    def __init__(self, authority: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._authority = authority
+        self._clock = clock
+        # Control frames seen in the current one-second window, and when it began.
+        self._control_frames = 0
+        self._window_start = float("-inf")
         self._h2 = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
@@ -195,7 +208,9 @@ class ClientProtocol:
         """Feed bytes read from the socket and return what they mean."""
         self._check_preface(data)
         events: list[Event] = []
-        for part in self._demux(data):
+        # The whole chunk is scanned (frame headers only) before h2 parses any of it, so a
+        # flood is refused before it costs more than the scan.
+        for part in self._demux(data, self._clock()):
             if isinstance(part, GoAway):
                 self.goaway = part
                 events.append(part)
@@ -208,7 +223,7 @@ class ClientProtocol:
                 events.extend(self._translate(ev))
         return events
 
-    def _demux(self, data: bytes) -> list[bytes | GoAway]:
+    def _demux(self, data: bytes, now: float) -> list[bytes | GoAway]:
         # h2 (4.x) moves to CLOSED on a received GOAWAY and then rejects every later frame and
         # every send, but RFC 9113 §6.8 lets the server still answer streams up to
         # last_stream_id (a graceful GOAWAY), and we may still cancel or PING. So GOAWAY
@@ -226,6 +241,8 @@ class ClientProtocol:
                     break
                 header, self._header = self._header, b""
                 self._left = int.from_bytes(header[:3], "big")
+                if header[3] in CONTROL_FRAME_TYPES:
+                    self._count_control_frame(now)
                 if header[3] != _GOAWAY_FRAME:
                     passthrough += header
                     continue
@@ -254,6 +271,22 @@ class ClientProtocol:
         if passthrough:
             parts.append(bytes(passthrough))
         return parts
+
+    def _count_control_frame(self, now: float) -> None:
+        if now - self._window_start >= 1.0:
+            self._window_start, self._control_frames = now, 0
+        self._control_frames += 1
+        if self._control_frames <= MAX_CONTROL_FRAMES_PER_SECOND:
+            return
+        # The peer may have closed first; then there is nothing left to say.
+        with contextlib.suppress(h2.exceptions.ProtocolError):
+            self._h2.close_connection(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+        kinds = "/".join(CONTROL_FRAME_TYPES.values())
+        raise ConnectionLost(
+            "http2",
+            f"the server sent more than {MAX_CONTROL_FRAMES_PER_SECOND} control frames "
+            f"({kinds}) within a second, a flood: closed with ENHANCE_YOUR_CALM",
+        )
 
     def _check_preface(self, data: bytes) -> None:
         # h2 waits for a whole frame before judging it, so an HTTP/1.1 answer or other

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import os
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -400,9 +401,12 @@ def server_context(ca: CertificateAuthority, directory: Path, alpn: list[str] | 
 class HostileServer:
     """A loopback server that misbehaves as ``behaviour`` says; stops every handler on exit."""
 
-    def __init__(self, behaviour: Behaviour, ssl_context: Any = None) -> None:
+    def __init__(
+        self, behaviour: Behaviour, ssl_context: Any = None, *, receive_buffer: int | None = None
+    ) -> None:
         self._behaviour = behaviour
         self._ssl = ssl_context
+        self._receive_buffer = receive_buffer  # SO_RCVBUF, so a peer that never reads fills up
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -415,7 +419,13 @@ class HostileServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def __aenter__(self) -> HostileServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=self._ssl)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self._receive_buffer is not None:
+            # Set before listen(), so accepted sockets advertise the small window from the start.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
+        sock.bind(("127.0.0.1", 0))
+        self._server = await asyncio.start_server(self._handle, sock=sock, ssl=self._ssl)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

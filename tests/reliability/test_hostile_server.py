@@ -10,26 +10,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from apns_exporter.client import protocol
+from apns_exporter.client.connection import WRITE_BACKLOG_BYTES, Connection, Endpoint
+from apns_exporter.client.protocol import Event, SettingsChanged
+from apns_exporter.client.tls import client_context
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
-from apns_exporter.probes import ProbeResult
+from apns_exporter.probes import ProbeKind, ProbeResult
 from tests.helpers import sample
 from tests.reliability.support import (
     APPLE_SETTINGS,
     ENV,
+    WAIT,
     Behaviour,
     Gate,
     HostileServer,
     Leaks,
     Rig,
-    drain_until_eof,
     raw_frame,
     running_exporter,
     serve_h2,
@@ -39,7 +46,10 @@ from tests.reliability.support import (
     write_config,
 )
 
-DATA, PING, SETTINGS = 0x0, 0x6, 0x4
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7, 0x8
+ENHANCE_YOUR_CALM = 0xB
+HEALTHY_DEADLINE = 3.0  # seconds; /-/healthy answers in milliseconds on a free loop
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 async def no_alpn(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -108,25 +118,6 @@ async def _invalid_frame(conn: Any, stream_id: int, writer: asyncio.StreamWriter
     return b""
 
 
-async def settings_flood(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Send APNs' SETTINGS, then nothing but more SETTINGS, as fast as the socket takes them."""
-    writer.write(APPLE_SETTINGS)
-
-    async def flood() -> None:
-        frames = raw_frame(SETTINGS, b"") * 1000
-        while True:
-            writer.write(frames)
-            await writer.drain()
-
-    task = asyncio.create_task(flood())
-    try:
-        await drain_until_eof(reader)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
-            await task
-
-
 async def reset_in_handshake(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     """Read the ClientHello, then reset the TCP connection."""
     await reader.read(1)
@@ -152,7 +143,6 @@ CASES = [
     pytest.param(_replying(_huge_headers), ["h2"], "http2", "http2", id="oversized-headers"),
     pytest.param(_replying(_huge_body), ["h2"], "stream_reset", "http2", id="huge-body"),
     pytest.param(_replying(_endless_data), ["h2"], "stream_reset", "http2", id="endless-data"),
-    pytest.param(settings_flood, ["h2"], "timeout", "apns", id="settings-flood"),
     pytest.param(_replying(_invalid_frame), ["h2"], "http2", "http2", id="invalid-frame"),
     pytest.param(reset_in_handshake, None, "tls_handshake", "tls", id="reset-in-tls-handshake"),
     pytest.param(trickle, ["h2"], "http2", "http2", id="slowloris"),
@@ -252,3 +242,181 @@ async def test_a_hang_up_before_any_answer_is_an_http2_failure_not_a_crash(
     hostile = [r for r in rig.results if r.target == "hostile"]
     assert [r for r in hostile if r.error == "internal"] == []
     assert "http2" in {r.error for r in hostile}, [(r.probe, r.error, r.message) for r in hostile]
+
+
+@dataclass
+class Flood:
+    """After APNs' SETTINGS, send ``frame`` as fast as the socket takes it, on every connection.
+
+    It reads what the exporter sends: GOAWAY error codes are recorded, and with
+    ``answer_pings`` the exporter's own PINGs are acknowledged, so its PING probe would pass.
+    With ``after_request`` the flood waits for the exporter's first request (h2 refuses
+    RST_STREAM before any stream exists).
+    """
+
+    frame: bytes
+    answer_pings: bool = False
+    after_request: bool = False
+    started_at: float | None = None  # wall clock, like ProbeResult.started_at
+    started: asyncio.Event = field(default_factory=asyncio.Event)
+    goaway_codes: list[int] = field(default_factory=list)
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(APPLE_SETTINGS)
+        requested = asyncio.Event()
+        if not self.after_request:
+            requested.set()
+        task = asyncio.create_task(self._flood(writer, requested))
+        try:
+            await self._read(reader, writer, requested)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
+                await task
+
+    async def _flood(self, writer: asyncio.StreamWriter, requested: asyncio.Event) -> None:
+        await requested.wait()
+        frames = self.frame * 1000
+        while True:
+            writer.write(frames)
+            if not self.started.is_set():
+                self.started_at = time.time()
+                self.started.set()
+            await writer.drain()
+
+    async def _read(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, requested: asyncio.Event
+    ) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            assert await reader.readexactly(len(PREFACE)) == PREFACE
+            while True:
+                header = await reader.readexactly(9)
+                payload = await reader.readexactly(int.from_bytes(header[:3], "big"))
+                if header[3] == HEADERS:
+                    requested.set()
+                elif header[3] == GOAWAY:
+                    self.goaway_codes.append(int.from_bytes(payload[4:8], "big"))
+                elif header[3] == PING and not header[4] & 0x1 and self.answer_pings:
+                    writer.write(raw_frame(PING, payload, flags=0x1))
+
+
+FLOODS = [
+    pytest.param(dict(frame=raw_frame(PING, bytes(8))), id="ping"),
+    pytest.param(
+        dict(frame=raw_frame(PING, bytes(8)), answer_pings=True), id="ping-answering-ours"
+    ),
+    pytest.param(dict(frame=raw_frame(SETTINGS, b"")), id="settings"),
+    # A stream the exporter never opened: h2 ignores it, at the cost of parsing it.
+    pytest.param(
+        dict(
+            frame=raw_frame(RST_STREAM, (8).to_bytes(4, "big"), stream_id=0x7FFFFFFF),
+            after_request=True,
+        ),
+        id="rst-stream",
+    ),
+    pytest.param(dict(frame=raw_frame(WINDOW_UPDATE, (1).to_bytes(4, "big"))), id="window-update"),
+]
+
+
+@pytest.mark.parametrize("spec", FLOODS)
+async def test_control_frame_flood_is_cut_off_and_the_loop_stays_free(
+    tmp_path: Path,
+    ca: CertificateAuthority,
+    signing_key: SigningKeyPair,
+    device: str,
+    spec: dict[str, Any],
+) -> None:
+    """A flood ends in GOAWAY ENHANCE_YOUR_CALM and an http2 failure; the rest keeps running."""
+    flood = Flood(**spec)
+    async with beside_healthy(tmp_path, ca, signing_key, device, flood, ["h2"]) as rig:
+        async with asyncio.timeout(WAIT):
+            await flood.started.wait()
+        before = await rig.scrape()
+        # Answered while the flood is on, within a bound about liveness, not speed: a busy
+        # loop took 1 to 8 s here, a free one takes milliseconds.
+        async with asyncio.timeout(HEALTHY_DEADLINE):
+            assert await rig.get("/-/healthy") == (200, "Healthy\n")
+        assert flood.started_at is not None
+        started_at = flood.started_at
+        fresh = await rig.wait_for(
+            lambda r: (
+                r.target == "healthy"
+                and r.probe is ProbeKind.PING
+                and r.ok
+                and r.started_at > started_at
+            )
+        )
+        failed = await rig.wait_canary("hostile", ok=False)
+        after = await rig.scrape()
+    assert (_error(failed), failed.layer) == ("http2", "http2"), (failed.message, failed.logs)
+    assert ENHANCE_YOUR_CALM in flood.goaway_codes
+    last_ping = "apns_ping_last_success_timestamp_seconds"
+    t = {"target": "healthy", "apns_environment": ENV}
+    assert sample(after, last_ping, **t) > sample(before, last_ping, **t), fresh
+    assert sample(after, "apns_up", target="hostile", apns_environment=ENV) == 0
+
+
+async def test_a_peer_that_floods_and_never_reads_cannot_grow_our_write_buffer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """Against a PING flood that never reads our ACKs, we stop reading instead of queueing MBs."""
+    # The flood bound would end this connection first; this test is about backpressure alone.
+    monkeypatch.setattr(protocol, "MAX_CONTROL_FRAMES_PER_SECOND", 10**9)
+    flood_bytes = 1024 * 1024
+    paused, read_it_all = asyncio.Event(), asyncio.Event()
+
+    class Paused(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "reading paused" in record.getMessage():
+                paused.set()
+
+    async def flood_without_reading(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        writer.write(APPLE_SETTINGS)
+        frames = raw_frame(PING, bytes(8)) * 1024
+        for _ in range(flood_bytes // len(frames)):
+            writer.write(frames)
+            await writer.drain()
+        # A SETTINGS change after the flood: seen only by a client that read all of it.
+        writer.write(raw_frame(SETTINGS, (3).to_bytes(2, "big") + (7).to_bytes(4, "big")))
+        await asyncio.Event().wait()
+
+    def observe(event: Event) -> None:
+        if isinstance(event, SettingsChanged) and event.max_concurrent_streams == 7:
+            read_it_all.set()
+
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(ca.cert_pem)
+    handler = Paused()
+    logging.getLogger("apns_exporter.client.connection").addHandler(handler)
+    leaks = Leaks.snapshot()
+    try:
+        context = server_context(ca, tmp_path, ["h2"])
+        async with HostileServer(flood_without_reading, context, receive_buffer=4096) as hostile:
+            conn = await Connection.open(
+                Endpoint("127.0.0.1", hostile.port),
+                client_context(str(ca_file), system_store=False),
+                timeout=WAIT,
+                observer=observe,
+            )
+            # The kernel's send buffer would otherwise take megabytes of ACKs before ours
+            # sees any; the connection has no public knob for it.
+            sock = conn._writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            waits = [asyncio.ensure_future(e.wait()) for e in (paused, read_it_all)]
+            try:
+                async with asyncio.timeout(WAIT):
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                backlog = conn.write_backlog
+            finally:
+                for waiting in waits:
+                    waiting.cancel()
+                await asyncio.gather(*waits, return_exceptions=True)
+                await conn.aclose()
+    finally:
+        logging.getLogger("apns_exporter.client.connection").removeHandler(handler)
+    leaks.check()
+    # Before backpressure the client read the whole megabyte and queued an ACK for each PING.
+    assert not read_it_all.is_set(), f"read the whole flood; {backlog} bytes queued"
+    assert backlog <= 2 * WRITE_BACKLOG_BYTES
