@@ -68,6 +68,106 @@ def _shard(value: str) -> tuple[int, int]:
     return int(index), int(count)
 
 
+# Flags as (name, add_argument keywords), in groups that subcommands share. Each keeps its
+# "default" here: _Parser fills it in after parsing, for the subcommand that runs.
+Flags = tuple[tuple[str, dict[str, Any]], ...]
+LOG_FLAGS: Flags = (
+    (
+        "--log.level",
+        {
+            "dest": "log_level",
+            "default": "info",
+            "choices": list(logs.LEVELS),
+            "help": "only log messages at this level or above (default: %(default)s)",
+        },
+    ),
+    (
+        "--log.format",
+        {
+            "dest": "log_format",
+            "default": "logfmt",
+            "choices": logs.FORMATS,
+            "help": "log line format (default: %(default)s)",
+        },
+    ),
+)
+WEB_FLAGS: Flags = (
+    (
+        "--web.listen-address",
+        {
+            "dest": "listen_address",
+            "default": DEFAULT_LISTEN,
+            "metavar": "[HOST]:PORT",
+            "help": "address to serve metrics and pages on (default: %(default)s, all interfaces)",
+        },
+    ),
+    (
+        "--web.config.file",
+        {
+            "dest": "web_config_file",
+            "metavar": "FILE",
+            "help": "exporter-toolkit web config (TLS, mTLS, basic auth, headers); re-read on "
+            "change",
+        },
+    ),
+    (
+        "--web.telemetry-path",
+        {
+            "dest": "telemetry_path",
+            "default": "/metrics",
+            "metavar": "PATH",
+            "help": "path under which to expose metrics (default: %(default)s)",
+        },
+    ),
+)
+CONFIG_FILE_FLAG: Flags = (
+    (
+        "--config.file",
+        {
+            "dest": "config_file",
+            "default": DEFAULT_CONFIG,
+            "metavar": "FILE",
+            "help": "YAML configuration file (default: %(default)s)",
+        },
+    ),
+)
+RUN_FLAGS: Flags = (
+    *CONFIG_FILE_FLAG,
+    (
+        "--config.check",
+        {
+            "dest": "config_check",
+            "default": False,
+            "action": "store_true",
+            "help": "validate the configuration and its credential files, print every "
+            "problem and exit 0 (valid) or 1 (invalid)",
+        },
+    ),
+    (
+        "--config.auto-reload-interval",
+        {
+            "dest": "auto_reload",
+            "type": _duration,
+            "metavar": "DURATION",
+            "help": "also reload when the file's content changes, checked this often "
+            "(e.g. 30s; default: off, reload on SIGHUP or POST /-/reload)",
+        },
+    ),
+    (
+        "--targets.shard",
+        {
+            "dest": "shard",
+            "type": _shard,
+            "metavar": "I/N",
+            "help": "probe only this replica's share of the targets, e.g. 0/3 on the first "
+            "of three replicas (stable hash of target names)",
+        },
+    ),
+    *WEB_FLAGS,
+    *LOG_FLAGS,
+)
+
+
 class _Parser(argparse.ArgumentParser):
     """The top-level parser; it fills in flag defaults only after parsing.
 
@@ -82,14 +182,15 @@ class _Parser(argparse.ArgumentParser):
         self.defaults: dict[str, dict[str, object]] = {}  # command -> {dest: default}
         self.flag_names: dict[str, str] = {}  # dest -> --flag
 
-    def flag(self, command: str, parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
-        """Add ``name`` to ``parser`` (the sub-parser of ``command``, or this parser)."""
-        default = kwargs.pop("default", None)
-        if "help" in kwargs:
+    def add_flags(self, command: str, parser: argparse.ArgumentParser, flags: Flags) -> None:
+        """Add ``flags`` to ``parser`` (the sub-parser of ``command``, or this parser)."""
+        for name, spec in flags:
+            kwargs = dict(spec)
+            default = kwargs.pop("default", None)
             kwargs["help"] = kwargs["help"].replace("%(default)s", str(default))
-        parser.add_argument(name, default=argparse.SUPPRESS, **kwargs)
-        self.defaults.setdefault(command, {})[kwargs["dest"]] = default
-        self.flag_names[kwargs["dest"]] = name
+            parser.add_argument(name, default=argparse.SUPPRESS, **kwargs)
+            self.defaults.setdefault(command, {})[kwargs["dest"]] = default
+            self.flag_names[kwargs["dest"]] = name
 
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
@@ -108,66 +209,36 @@ class _Parser(argparse.ArgumentParser):
         return parsed, rest
 
 
-def _add_common(top: _Parser, command: str, parser: argparse.ArgumentParser) -> None:
-    top.flag(
-        command,
-        parser,
-        "--log.level",
-        dest="log_level",
-        default="info",
-        choices=list(logs.LEVELS),
-        help="only log messages at this level or above (default: %(default)s)",
-    )
-    top.flag(
-        command,
-        parser,
-        "--log.format",
-        dest="log_format",
-        default="logfmt",
-        choices=logs.FORMATS,
-        help="log line format (default: %(default)s)",
-    )
-
-
-def _add_web(top: _Parser, command: str, parser: argparse.ArgumentParser) -> None:
-    top.flag(
-        command,
-        parser,
-        "--web.listen-address",
-        dest="listen_address",
-        default=DEFAULT_LISTEN,
-        metavar="[HOST]:PORT",
-        help="address to serve metrics and pages on (default: %(default)s, all interfaces)",
-    )
-    top.flag(
-        command,
-        parser,
-        "--web.config.file",
-        dest="web_config_file",
-        metavar="FILE",
-        help="exporter-toolkit web config (TLS, mTLS, basic auth, headers); re-read on change",
-    )
-    top.flag(
-        command,
-        parser,
-        "--web.telemetry-path",
-        dest="telemetry_path",
-        default="/metrics",
-        metavar="PATH",
-        help="path under which to expose metrics (default: %(default)s)",
-    )
-
-
-def _add_config_file(top: _Parser, command: str, parser: argparse.ArgumentParser) -> None:
-    top.flag(
-        command,
-        parser,
-        "--config.file",
-        dest="config_file",
-        default=DEFAULT_CONFIG,
-        metavar="FILE",
-        help="YAML configuration file (default: %(default)s)",
-    )
+# Subcommand -> (help, description, epilog, flags); mock-apns adds its own flags too.
+COMMANDS: dict[str, tuple[str, str, str | None, Flags]] = {
+    "run": (
+        "run the exporter (the default when no COMMAND is given)",
+        "Run the exporter. These flags may also stand before the word `run`.",
+        EXIT_CODES,
+        RUN_FLAGS,
+    ),
+    "probe": (
+        "probe one target now and print the result",
+        "Run every probe of one target once and print each phase, status, reason and latency.",
+        "exit codes:\n  0  every probe succeeded\n  1  a probe failed, or the configuration "
+        "is invalid\n  2  usage error: no such target, or a bad flag\n",
+        (*CONFIG_FILE_FLAG, *LOG_FLAGS),
+    ),
+    "demo": (
+        "mock APNs + throwaway credentials + exporter, nothing to configure",
+        "Start an embedded mock APNs on loopback with throwaway credentials and an exporter "
+        "probing it every few seconds; prints the URLs. Ctrl-C stops everything.",
+        None,
+        (*WEB_FLAGS, *LOG_FLAGS),
+    ),
+    "mock-apns": (
+        "run the mock APNs server alone",
+        "Run the mock APNs server (HTTP/2 over TLS, Apple's validation order, faults as data) "
+        "to rehearse alerts or test your own push code offline. See docs/mock-apns.md.",
+        None,
+        LOG_FLAGS,
+    ),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,84 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"apns-exporter {__version__}")
+    parser.add_flags("run", parser, RUN_FLAGS)
     # Plain sub-parsers: only the top-level one fills in defaults, after parsing.
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser
     )
-
-    run = commands.add_parser(
-        "run",
-        help="run the exporter (the default when no COMMAND is given)",
-        description="Run the exporter. These flags may also stand before the word `run`.",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    for p in (parser, run):
-        _add_config_file(parser, "run", p)
-        parser.flag(
-            "run",
-            p,
-            "--config.check",
-            dest="config_check",
-            default=False,
-            action="store_true",
-            help="validate the configuration and its credential files, print every problem "
-            "and exit 0 (valid) or 1 (invalid)",
+    for name, (summary, description, epilog, flags) in COMMANDS.items():
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=description,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        parser.flag(
-            "run",
-            p,
-            "--config.auto-reload-interval",
-            dest="auto_reload",
-            type=_duration,
-            metavar="DURATION",
-            help="also reload when the file's content changes, checked this often "
-            "(e.g. 30s; default: off, reload on SIGHUP or POST /-/reload)",
-        )
-        parser.flag(
-            "run",
-            p,
-            "--targets.shard",
-            dest="shard",
-            type=_shard,
-            metavar="I/N",
-            help="probe only this replica's share of the targets, e.g. 0/3 on the first of "
-            "three replicas (stable hash of target names)",
-        )
-        _add_web(parser, "run", p)
-        _add_common(parser, "run", p)
-
-    probe = commands.add_parser(
-        "probe",
-        help="probe one target now and print the result",
-        description="Run every probe of one target once and print each phase, status, reason "
-        "and latency.",
-        epilog="exit codes:\n  0  every probe succeeded\n  1  a probe failed, or the "
-        "configuration is invalid\n  2  usage error: no such target, or a bad flag\n",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_config_file(parser, "probe", probe)
-    probe.add_argument("--target", required=True, metavar="NAME", help="the target to probe")
-    _add_common(parser, "probe", probe)
-
-    demo = commands.add_parser(
-        "demo",
-        help="mock APNs + throwaway credentials + exporter, nothing to configure",
-        description="Start an embedded mock APNs on loopback with throwaway credentials and "
-        "an exporter probing it every few seconds; prints the URLs. Ctrl-C stops everything.",
-    )
-    _add_web(parser, "demo", demo)
-    _add_common(parser, "demo", demo)
-
-    mock = commands.add_parser(
-        "mock-apns",
-        help="run the mock APNs server alone",
-        description="Run the mock APNs server (HTTP/2 over TLS, Apple's validation order, "
-        "faults as data) to rehearse alerts or test your own push code offline. "
-        "See docs/mock-apns.md.",
-    )
-    mock_cli.add_arguments(mock)
-    _add_common(parser, "mock-apns", mock)
+        if name == "probe":
+            sub.add_argument("--target", required=True, metavar="NAME", help="the target to probe")
+        if name == "mock-apns":
+            mock_cli.add_arguments(sub)
+        parser.add_flags(name, sub, flags)
     return parser
 
 
