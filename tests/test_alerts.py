@@ -36,7 +36,7 @@ CONTRACT_METRICS = frozenset(
         "apns_connection_up",
         "apns_connection_attempts_total",
         "apns_connection_failures_total",
-        "apns_connection_setup_duration_seconds",
+        "apns_connection_last_setup_duration_seconds",
         "apns_goaway_received_total",
         "apns_max_concurrent_streams",
         "apns_ping_rtt_seconds",
@@ -78,7 +78,6 @@ CONTRACT_METRICS = frozenset(
 )
 HISTOGRAMS = frozenset(
     {
-        "apns_connection_setup_duration_seconds",
         "apns_ping_rtt_seconds",
         "apns_canary_duration_seconds",
         "apns_canary_delivery_duration_seconds",
@@ -372,6 +371,19 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             reaches=(Reach("api.push.apple.com", 443, "ipv4", True, 0.02, True),),
         ),
         ProbeResult("token", ProbeKind.CREDENTIALS, True, now, 0.0, "ok"),
+        # Failures: their reason and error series appear on the first event.
+        ProbeResult(
+            "token",
+            ProbeKind.CANARY,
+            False,
+            now,
+            5.0,
+            "timeout",
+            pushes=(PushOutcome("device", False, 5.0, error="timeout"),),
+            token_failed=True,
+        ),
+        ProbeResult("token", ProbeKind.PING, False, now, 5.0, "timeout", error="timeout"),
+        ProbeResult("token", ProbeKind.CREDENTIALS, False, now, 0.0, "bad", error="bad_p8"),
     ]
     for name, is_mdm in (("cert", False), ("mdm", True)):
         certificate = CertificateSummary(

@@ -60,6 +60,9 @@ def _registry() -> dict[str, tuple[str, frozenset[str]]]:
             # prometheus_client has no public accessor for a family's label names.
             labels = frozenset(family._labelnames) - set(TARGET)
             found[name] = (described.type, labels)
+        else:  # a per-target family of the exposition store
+            name = family.name + ("_total" if family.kind == "counter" else "")
+            found[name] = (family.kind, frozenset(family.labelnames) - set(TARGET))
     return found
 
 

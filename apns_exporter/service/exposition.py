@@ -60,7 +60,7 @@ class _Child:
 
     __slots__ = ("_family", "_key", "_prefix", "labels")
 
-    def __init__(self, family: _Family, labels: tuple[str, ...]) -> None:
+    def __init__(self, family: Family, labels: tuple[str, ...]) -> None:
         self._family = family
         self._key = labels[0]
         self.labels = labels
@@ -77,7 +77,7 @@ class GaugeChild(_Child):
 
     __slots__ = ("value",)
 
-    def __init__(self, family: _Family, labels: tuple[str, ...]) -> None:
+    def __init__(self, family: Family, labels: tuple[str, ...]) -> None:
         super().__init__(family, labels)
         self.value = 0.0
 
@@ -121,7 +121,7 @@ class HistogramChild(_Child):
 
     __slots__ = ("_lead", "_trail", "buckets", "sum")
 
-    def __init__(self, family: _Family, labels: tuple[str, ...]) -> None:
+    def __init__(self, family: Family, labels: tuple[str, ...]) -> None:
         super().__init__(family, labels)
         self.buckets = [0.0] * len(family.bounds)
         self.sum = 0.0
@@ -151,7 +151,7 @@ class HistogramChild(_Child):
         return "".join(out)
 
 
-class _Family:
+class Family:
     """A metric family whose series are grouped, and cached, by their first label."""
 
     kind = ""
@@ -222,6 +222,14 @@ class _Family:
                 del self._series[key], self._lines[key]
                 self._dirty.discard(key)
 
+    def forget(self, key: str) -> None:
+        """Drop every series of one target."""
+        if self._series.pop(key, None) is not None:
+            del self._lines[key]
+            self._dirty.discard(key)
+            self._block = None
+            self._store.changed = True
+
     def touch(self, key: str) -> None:
         """Mark one target's lines stale."""
         self._dirty.add(key)
@@ -255,7 +263,7 @@ class _Family:
             yield from group.values()
 
 
-class Gauge(_Family):
+class Gauge(Family):
     """A gauge family."""
 
     kind = "gauge"
@@ -290,7 +298,7 @@ class Counter(Gauge):
         return super().labels(*values)  # type: ignore[return-value]
 
 
-class Histogram(_Family):
+class Histogram(Family):
     """A histogram family with fixed bucket bounds (``+Inf`` is added)."""
 
     kind = "histogram"
@@ -339,11 +347,11 @@ class Store:
     """The per-target families, in the order they were defined; a prometheus_client collector."""
 
     def __init__(self) -> None:
-        self.families: list[_Family] = []
+        self.families: list[Family] = []
         self.changed = True
         self._bodies: dict[bool, bytes] = {}
 
-    def add(self, family: _Family) -> None:
+    def add(self, family: Family) -> None:
         """Register a family (families register themselves)."""
         if any(f.name == family.name for f in self.families):
             raise ValueError(f"metric {family.name} is defined twice")
@@ -367,7 +375,7 @@ class Store:
     def forget(self, key: str) -> None:
         """Drop every series of one target."""
         for family in self.families:
-            family.remove_by_labels({family.labelnames[0]: key})
+            family.forget(key)
 
     def series(self, key: str) -> int:
         """How many series one target has (a histogram counts its buckets, count and sum)."""

@@ -12,10 +12,11 @@ from apns_exporter.apns import Reason
 from apns_exporter.client.channel import DialReport
 from apns_exporter.probes import AUTH_REASON_NAMES, LAYERS, ProbeResult
 from apns_exporter.service.series import (
-    CONNECTION_FAILURES,
+    ALERTED_CONNECTION_FAILURES,
+    ALERTED_GOAWAYS,
+    ALERTED_RESPONSES,
     CREDENTIAL_ERRORS,
     DELIVERY_BUCKETS,
-    GOAWAY_REASONS,
     LATENCY_BUCKETS,
     PUSH_KINDS,
     REQUEST_ERRORS,
@@ -24,7 +25,6 @@ from apns_exporter.service.series import (
     Families,
     Labels,
     bounded,
-    response_labels,
     status_label,
 )
 
@@ -52,11 +52,11 @@ class TargetSeries:
         self.failures = make.counter(
             "apns_connection_failures", "Connection attempts that failed, by layer.", "reason"
         )
-        self.setup_duration = make.histogram(
-            "apns_connection_setup_duration_seconds",
-            "Time spent opening a connection, by phase.",
+        # Gauges of the last dial, not a histogram: 3 series instead of 42 per target.
+        self.setup_duration = make.gauge(
+            "apns_connection_last_setup_duration_seconds",
+            "Time the last successful connection took to open, by phase.",
             "phase",
-            buckets=LATENCY_BUCKETS,
         )
         self.goaways = make.counter(
             "apns_goaway_received",
@@ -73,16 +73,20 @@ class TargetSeries:
             "layer",
         )
 
-    def add(self, t: Labels, host: str, port: int, topic: str, auth_method: str) -> None:
-        """Create the target's series at 0."""
-        self.set_layer(t, None)
+    def add(
+        self, t: Labels, host: str, port: int, topic: str, auth_method: str, *, network: bool
+    ) -> None:
+        """Create the target's series at 0 (``network``: it connects to APNs)."""
         self.info.labels(*t, host, str(port), topic, auth_method).set(1)
+        if not network:
+            return
+        self.set_layer(t, None)
         for gauge in (self.up, self.connection_up):
             gauge.labels(*t).set(0)
         self.attempts.labels(*t)
-        for reason in CONNECTION_FAILURES:
+        for reason in ALERTED_CONNECTION_FAILURES:
             self.failures.labels(*t, reason)
-        for reason in GOAWAY_REASONS:
+        for reason in ALERTED_GOAWAYS:
             self.goaways.labels(*t, reason)
 
     def record_dials(self, t: Labels, dials: tuple[DialReport, ...]) -> None:
@@ -91,7 +95,7 @@ class TargetSeries:
             self.attempts.labels(*t).inc()
             if dial.ok:
                 for phase, seconds in dial.phases.items():
-                    self.setup_duration.labels(*t, phase).observe(seconds)
+                    self.setup_duration.labels(*t, phase).set(seconds)
             else:
                 self.failures.labels(*t, dial.reason or "connect").inc()
 
@@ -120,7 +124,6 @@ class PingSeries:
 
     def add(self, t: Labels, interval: float) -> None:
         """Create the target's series."""
-        self.failures.labels(*t, "timeout")
         self.interval.labels(*t).set(interval)
 
     def record(self, t: Labels, result: ProbeResult) -> None:
@@ -162,14 +165,14 @@ class CanarySeries:
         self.interval = make.gauge("apns_canary_interval_seconds", "Configured canary interval.")
 
     def add(self, t: Labels, interval: float) -> None:
-        """Create the target's series, every documented answer at 0."""
+        """Create the target's series, every answer the alert rules name at 0."""
         self.interval.labels(*t).set(interval)
         for kind in PUSH_KINDS:
             self.pushes.labels(*t, kind)
-        for status, reason in response_labels():
+        for status, reason in ALERTED_RESPONSES:
             self.responses.labels(*t, status, reason)
-        for error in REQUEST_ERRORS:
-            self.errors.labels(*t, error)
+        # The per-target dashboard charts this family; one series at 0 keeps it drawn.
+        self.errors.labels(*t, "timeout")
 
     def record(self, t: Labels, result: ProbeResult) -> None:
         """Fold in one canary run."""
@@ -219,14 +222,16 @@ class KeySeries:
         )
         self._worked: set[str] = set()  # targets whose key APNs has accepted
 
-    def add(self, t: Labels, key: tuple[str, str], rotate_by: float | None) -> None:
-        """Create a token target's series."""
+    def add(
+        self, t: Labels, key: tuple[str, str], rotate_by: float | None, *, network: bool
+    ) -> None:
+        """Create a token target's series (``network``: it signs requests to APNs)."""
         self.info.labels(*t, *key).set(1)
-        self.invalid_streak.labels(*t).set(0)
-        self.refresh_failures.labels(*t)
         if rotate_by is not None:
             self.rotation_due.labels(*t).set(rotate_by)
-        self.token_refreshes.labels(*t)
+        if network:
+            self.invalid_streak.labels(*t).set(0)
+            self.token_refreshes.labels(*t)
 
     def forget(self, target: str) -> None:
         """Drop what is remembered of a removed target."""
@@ -312,11 +317,6 @@ class CredentialSeries:
             "fingerprint_sha256",
             "mdm",
         )
-
-    def add(self, t: Labels) -> None:
-        """Create the target's error counters at 0."""
-        for reason in CREDENTIAL_ERRORS:
-            self.errors.labels(*t, reason)
 
     def record(self, t: Labels, result: ProbeResult) -> None:
         """Fold in one credential check."""

@@ -27,6 +27,7 @@ from apns_exporter import __version__
 from apns_exporter.client.protocol import Event, GoAway, SettingsChanged
 from apns_exporter.probes import ProbeKind, ProbeResult
 from apns_exporter.receipts.book import Delivery
+from apns_exporter.service.exposition import Exposition, Family, Store
 from apns_exporter.service.families import (
     CanarySeries,
     ChainSeries,
@@ -58,7 +59,9 @@ class Metrics:
     ) -> None:
         # Every counter's _created twin would double the series for no alerting value.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
-        self.registry = r = registry or CollectorRegistry(auto_describe=True)
+        # prometheus_client's own collectors and the few process-wide families; the
+        # per-target families live in the store, kept rendered (service/exposition.py).
+        r = registry or CollectorRegistry(auto_describe=True)
         if process_metrics:
             # The exporter's own health, as every Prometheus exporter reports it.
             ProcessCollector(registry=r)
@@ -89,7 +92,10 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=r,
         )
-        self._families = make = Families(r)
+        self.exposition = Exposition(r, Store())
+        # Everything /metrics serves, for generate_latest, get_sample_value and tests.
+        self.registry = self.exposition.registry
+        self._families = make = Families(self.exposition.store)
         self.target = TargetSeries(make)
         self.ping = PingSeries(make)
         self.canary = CanarySeries(make)
@@ -102,10 +108,10 @@ class Metrics:
         self._has_canary: dict[str, bool] = {}
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
 
-    def families(self) -> Iterator[MetricWrapperBase]:
+    def families(self) -> Iterator[MetricWrapperBase | Family]:
         """Every metric family the exporter defines (not the process collectors)."""
         yield from (self.build_info, self.receipts_rejected, self.reload_ok, self.reload_time)
-        yield from (family.metric for family in self._families.made)
+        yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
         return (target, self._environments.get(target, ""))
@@ -134,8 +140,7 @@ class Metrics:
 
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""
-        for family in self._families.made:
-            family.forget(name)
+        self.exposition.store.forget(name)
         self._environments.pop(name, None)
         self._has_canary.pop(name, None)
         self.key.forget(name)
@@ -156,21 +161,27 @@ class Metrics:
         key: tuple[str, str] | None = None,
         rotate_by: float | None = None,
         delivery: bool = False,
+        inventory_only: bool = False,
     ) -> None:
-        """Create a target's series, so every known label value reads 0 before any event."""
+        """Create a target's series, so the values alerts select read 0 before any event.
+
+        An ``inventory_only`` target never connects: it gets its credential's series only.
+        """
         self._environments[name] = environment
         self._has_canary[name] = canary_interval is not None
         t = (name, environment)
-        self.target.add(t, host, port, topic, auth_method)
+        network = not inventory_only
+        self.target.add(t, host, port, topic, auth_method, network=network)
+        if key is not None:
+            self.key.add(t, key, rotate_by, network=network)
+        if not network:
+            return
         self.ping.add(t, ping_interval)
         if canary_interval is not None:
             self.canary.add(t, canary_interval)
         self.chain.add(t)
         if delivery:
             self.delivery.add(t)
-        self.credential.add(t)
-        if key is not None:
-            self.key.add(t, key, rotate_by)
 
     def record(self, result: ProbeResult) -> None:
         """Fold one probe result into the metrics."""

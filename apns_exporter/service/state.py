@@ -115,6 +115,7 @@ class TargetBuilder:
             key=(token.key_id, token.team_id) if token is not None else None,
             rotate_by=_epoch(token.rotate_by) if token and token.rotate_by else None,
             delivery=measures_delivery,
+            inventory_only=target.inventory_only,
         )
         context = TargetContext(
             target,

@@ -9,14 +9,13 @@ import signal
 import ssl
 from collections.abc import Callable, Iterator
 
-from aiohttp import hdrs, web
-from prometheus_client.exposition import choose_encoder
+from aiohttp import web
 
 from apns_exporter.errors import ConfigError
 from apns_exporter.receipts.server import make_receipt_app
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.service.scheduler import HISTORY_LIMIT
-from apns_exporter.web import pages, webconfig
+from apns_exporter.web import pages, scrape, webconfig
 from apns_exporter.web.webconfig import WebConfigWatcher
 
 log = logging.getLogger(__name__)
@@ -61,16 +60,8 @@ def make_app(
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The exposition, negotiated (OpenMetrics or text) and rendered off the event loop."""
-    registry = request.app[EXPORTER_KEY].metrics.registry
-    names = request.query.getall("name[]", [])
-    collector = registry.restricted_registry(names) if names else registry
-    encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
-    # Rendering thousands of targets takes seconds; probes must not wait behind it.
-    body = await asyncio.to_thread(encoder, collector)
-    response = web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
-    response.enable_compression()
-    return response
+    """The kept-rendered exposition, negotiated (OpenMetrics or text), gzip on request."""
+    return await scrape.serve(request.app[EXPORTER_KEY].metrics.exposition, request)
 
 
 async def healthy(request: web.Request) -> web.Response:

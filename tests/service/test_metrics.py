@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from apns_exporter.apns import Reason
+from apns_exporter.assets.rules import ALERTED_REASONS
 from apns_exporter.client.channel import DialReport
 from apns_exporter.client.protocol import GoAway, SettingsChanged
+from apns_exporter.creds.chain import ChainReport
 from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
-from apns_exporter.service.metrics import Metrics, response_labels
+from apns_exporter.service.metrics import Metrics
+from apns_exporter.service.series import ALERTED_GOAWAYS, ALERTED_RESPONSES
 
 T = {"target": "t1", "apns_environment": "sandbox"}
 
@@ -31,15 +33,71 @@ def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
     return metrics.registry.get_sample_value(name, {**T, **labels})
 
 
-def test_every_documented_reason_starts_at_zero() -> None:
-    """Each (status, reason) pair APNs documents exists at 0 before any push."""
+def test_alerted_reasons_start_at_zero_and_others_on_first_event() -> None:
+    """The reasons alert rules name exist at 0 before any event; the others do not."""
     metrics = _metrics()
-    pairs = response_labels()
-    assert len(pairs) == len(Reason)  # every reason but unknown, plus (200, none)
-    for status, reason in pairs:
+    for status, reason in ALERTED_RESPONSES:
         assert _value(metrics, "apns_canary_responses_total", status=status, reason=reason) == 0
-    assert ("403", "TooManyProviderTokenUpdates") not in pairs
-    assert ("429", "TooManyProviderTokenUpdates") in pairs
+    for reason in ALERTED_GOAWAYS:
+        assert _value(metrics, "apns_goaway_received_total", reason=reason) == 0
+    assert _value(metrics, "apns_connection_failures_total", reason="tls_verify") == 0
+    assert ("429", "TooManyProviderTokenUpdates") in ALERTED_RESPONSES
+    assert _value(metrics, "apns_canary_responses_total", status="200", reason="none") is None
+    assert _value(metrics, "apns_goaway_received_total", reason="Shutdown") is None
+
+
+def test_preinitialised_reasons_are_the_ones_the_rules_name() -> None:
+    """Per target, the pre-initialised reasons are exactly the alert rules' ALERTED_REASONS."""
+    metrics = _metrics()
+    for name, reasons in ALERTED_REASONS.items():
+        family = next(f for f in metrics.registry.collect() if name.startswith(f.name))
+        started = {s.labels["reason"] for s in family.samples if s.name == name}
+        if "target" in family.samples[0].labels:
+            assert started == set(reasons), name
+        else:  # process-wide: every reason costs one series in all, not one per target
+            assert started >= set(reasons), name
+
+
+def _full_round(metrics: Metrics, target: str) -> None:
+    """One result of every probe, as a healthy target produces them."""
+    dial = DialReport(True, {"resolve": 0.001, "connect": 0.002, "tls": 0.01})
+    chain = ChainReport(
+        "api:443", "TLSv1.3", "leaf", "ca", "root", "ff", 2e9, True, True, True, None, ()
+    )
+    for kind, extra in (
+        (ProbeKind.CANARY, {"pushes": (PushOutcome("device", True, 0.04, 200, None),)}),
+        (ProbeKind.PING, {"rtt": 0.002}),
+        (ProbeKind.CREDENTIALS, {}),
+        (ProbeKind.TLS, {"chain": chain}),
+    ):
+        metrics.record(ProbeResult(target, kind, True, 1.0, 0.1, "ok", dials=(dial,), **extra))
+    metrics.observe(target, SettingsChanged(1000))
+
+
+def test_series_budget_per_target() -> None:
+    """A target with every probe on stays within its budget, an inventory_only one within 15."""
+    metrics = _metrics()
+    _full_round(metrics, "t1")
+    metrics.add_target(
+        "inv",
+        "production",
+        host="api.push.apple.com",
+        port=443,
+        topic="com.example.app",
+        auth_method="token",
+        canary_interval=300,
+        ping_interval=60,
+        key=("K", "T"),
+        rotate_by=0.0,
+        inventory_only=True,
+    )
+    metrics.record(ProbeResult("inv", ProbeKind.CREDENTIALS, True, 1.0, 0.1, "ok"))
+    # docs/metrics.md, "Cardinality": 56 series plus the 25 reason series the alert rules
+    # name, which start at 0 (reachability adds 2-3 per checked host:port).
+    assert metrics.exposition.store.series("t1") <= 56 + len(ALERTED_RESPONSES) + len(
+        ALERTED_GOAWAYS
+    )
+    assert metrics.exposition.store.series("inv") <= 15
 
 
 def test_canary_result_moves_responses_latency_and_up() -> None:
@@ -64,11 +122,12 @@ def test_canary_result_moves_responses_latency_and_up() -> None:
         == 1
     )
     assert _value(metrics, "apns_canary_duration_seconds_bucket", le="0.05") == 1
+    assert _value(metrics, "apns_canary_duration_seconds_bucket", le="0.025") == 0
     assert _value(metrics, "apns_up") == 0
     assert _value(metrics, "apns_canary_last_attempt_timestamp_seconds") == 1000.5
     assert _value(metrics, "apns_canary_last_success_timestamp_seconds") is None
     assert _value(metrics, "apns_connection_attempts_total") == 1
-    assert _value(metrics, "apns_connection_setup_duration_seconds_count", phase="tls") == 1
+    assert _value(metrics, "apns_connection_last_setup_duration_seconds", phase="tls") == 0.01
     assert _value(metrics, "apns_provider_token_issued_timestamp_seconds") == 990.0
     assert _value(metrics, "apns_provider_token_refreshes_total") == 1
 
