@@ -1,4 +1,4 @@
-"""Tests for the generated Grafana dashboards (dashboards/generate.py and its JSON)."""
+"""Tests for the generated Grafana dashboards (apns_exporter/assets and the JSON in dashboards/)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from typing import Any
 import pytest
 import yaml
 
+from apns_exporter.assets import grafana
+from apns_exporter.assets.dashboards import dashboards
 from tests.helpers import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = ROOT / "dashboards"
 PROVISIONING = DASHBOARDS / "provisioning"
 
-
-generate = load_script("apns_dashboards_generate", DASHBOARDS / "generate.py")
 alert_tests = load_script("apns_test_alerts_contract", Path(__file__).with_name("test_alerts.py"))
+generate = load_script("apns_dashboards_generate", ROOT / "alerts" / "generate.py")
 
-BOARDS: dict[str, dict[str, Any]] = generate.dashboards()
+BOARDS: dict[str, dict[str, Any]] = dashboards()
+QUERIES = grafana.panel_queries(BOARDS.values())
 
 
 def _panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -38,19 +40,19 @@ def _content_panels() -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def test_committed_json_matches_the_generator() -> None:
-    """The committed dashboard files are exactly what dashboards/generate.py produces."""
+    """The committed dashboard files are exactly what the package generates."""
     committed = {p.name for p in DASHBOARDS.glob("*.json")}
     assert committed == set(BOARDS)
     for name, board in BOARDS.items():
         text = (DASHBOARDS / name).read_text(encoding="utf-8")
-        assert text == generate.render(board), f"{name} is stale: run python dashboards/generate.py"
+        assert text == grafana.render(board), f"{name} is stale: run python alerts/generate.py"
 
 
 def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
-    """`generate.py --check` fails on a missing or edited file and passes on fresh output."""
-    assert generate.main(["--check", "--out", str(tmp_path)]) == 1
-    assert generate.main(["--out", str(tmp_path)]) == 0
-    assert generate.main(["--check", "--out", str(tmp_path)]) == 0
+    """`alerts/generate.py --check` fails on missing files and passes on fresh output."""
+    assert generate.main(["--check", "--root", str(tmp_path)]) == 1
+    assert generate.main(["--root", str(tmp_path)]) == 0
+    assert generate.main(["--check", "--root", str(tmp_path)]) == 0
 
 
 def test_uids_are_stable_and_unique() -> None:
@@ -67,18 +69,22 @@ def test_dashboards_are_read_only_and_current() -> None:
         assert board["editable"] is False
         assert board["schemaVersion"] >= 39
         assert "apns-exporter" in board["tags"]
-        assert any(link.get("url", "").endswith("docs/runbook.md") for link in board["links"])
+        assert any(link.get("url", "").endswith("runbook.md") for link in board["links"])
+        # No invented project address: the only external link is the configurable runbook.
+        assert [link["url"] for link in board["links"] if link.get("url")] == [
+            "https://runbooks.example.com/apns-exporter/runbook.md"
+        ]
 
 
 def test_template_variables() -> None:
-    """Each dashboard has datasource, job, instance and target variables fed by the datasource."""
+    """Each dashboard has datasource, job, instance, environment and target variables."""
     for board in BOARDS.values():
         variables = {v["name"]: v for v in board["templating"]["list"]}
-        assert list(variables) == ["datasource", "job", "instance", "target"]
+        assert list(variables) == ["datasource", "job", "instance", "environment", "target"]
         assert variables["datasource"]["type"] == "datasource"
         assert variables["datasource"]["query"] == "prometheus"
         assert variables["datasource"]["label"] == "Data Source"
-        for name in ("job", "instance", "target"):
+        for name in ("job", "instance", "environment", "target"):
             var = variables[name]
             assert var["type"] == "query"
             assert var["datasource"]["uid"] == "${datasource}"
@@ -98,33 +104,34 @@ def test_every_panel_has_unit_description_and_datasource() -> None:
 
 
 def test_rates_use_rate_interval() -> None:
-    """Every rate, irate and increase in a dashboard uses [$__rate_interval]."""
-    for q in generate.panel_queries():
-        for window in re.findall(r"\b(?:rate|irate|increase)\([^\[]*\[([^\]]+)\]", q["expr"]):
+    """Every rate uses [$__rate_interval]; no panel shows counts that change with the zoom."""
+    for q in QUERIES:
+        assert "increase(" not in q["expr"], q
+        for window in re.findall(r"\b(?:rate|irate)\([^\[]*\[([^\]]+)\]", q["expr"]):
             assert window == "$__rate_interval", q
 
 
 def test_queries_select_job_instance_and_target() -> None:
-    """Every query selects job and instance, and every per-target metric also target."""
+    """Every selector selects job; per-target ones also instance, environment and target."""
     exporter_level = {
         "up",
         "apns_exporter_config_last_reload_successful",
         "apns_exporter_config_last_reload_success_timestamp_seconds",
     }
-    for q in generate.panel_queries():
-        expr = q["expr"]
-        assert 'job=~"$job"' in expr, q
-        assert 'instance=~"$instance"' in expr, q
-        for name, selector in re.findall(r"\b([a-zA-Z_:][\w:]*)(\{[^}]*\})", expr):
+    for q in QUERIES:
+        for name, selector in re.findall(r"\b([a-zA-Z_:][\w:]*)(\{[^}]*\})", q["expr"]):
             assert 'job=~"$job"' in selector, q
+            if name == "ALERTS":
+                continue  # fleet alerts carry neither instance nor target
             assert 'instance=~"$instance"' in selector, q
-            if name not in exporter_level | {"apns_target_info"}:
+            if name not in exporter_level:
                 assert 'target=~"$target"' in selector, q
+                assert 'apns_environment=~"$environment"' in selector, q
 
 
 def test_dashboards_use_only_contract_metrics() -> None:
     """Dashboard queries only use metrics of the metric contract."""
-    for q in generate.panel_queries():
+    for q in QUERIES:
         unknown = {
             m for m in alert_tests.metric_names(q["expr"]) if not alert_tests.contract_metric(m)
         }
@@ -133,7 +140,7 @@ def test_dashboards_use_only_contract_metrics() -> None:
 
 def test_panel_queries_lists_every_query() -> None:
     """panel_queries() returns one entry per query of every panel."""
-    listed = {(q["dashboard"], q["panel"], q["ref_id"]) for q in generate.panel_queries()}
+    listed = {(q["dashboard"], q["panel"], q["ref_id"]) for q in QUERIES}
     expected = {
         (board["uid"], panel["title"], t["refId"])
         for board in BOARDS.values()
@@ -141,44 +148,45 @@ def test_panel_queries_lists_every_query() -> None:
         for t in panel.get("targets", [])
     }
     assert listed == expected
-    assert len(listed) == len(generate.panel_queries())
+    assert len(listed) == len(QUERIES)
 
 
 def test_expand_query_substitutes_every_variable() -> None:
     """expand_query() leaves no template variable in any panel query."""
-    for q in generate.panel_queries():
-        expanded = generate.expand_query(q["expr"], target="prod", rate_interval="2m")
+    for q in QUERIES:
+        expanded = grafana.expand_query(q["expr"], target="prod", rate_interval="2m")
         assert "$" not in expanded, expanded
     assert (
-        generate.expand_query('rate(x{target=~"$target"}[$__rate_interval])', target="prod")
+        grafana.expand_query('rate(x{target=~"$target"}[$__rate_interval])', target="prod")
         == 'rate(x{target=~"prod"}[1m])'
     )
     with pytest.raises(KeyError, match="unknown dashboard variable"):
-        generate.expand_query('x{a=~"$nope"}')
+        grafana.expand_query('x{a=~"$nope"}')
 
 
-def test_overview_repeats_a_row_per_target() -> None:
-    """The overview repeats a row over the multi-value target variable with the key stats."""
+def test_overview_scales_to_many_targets() -> None:
+    """The overview repeats nothing per target: a table sorted by trouble and the alerts."""
     board = BOARDS["apns-exporter-overview.json"]
-    rows = [p for p in board["panels"] if p["type"] == "row"]
-    assert rows[0]["repeat"] == "target"
+    assert not any(p.get("repeat") for p in _panels(board))
+    titles = [p["title"] for p in _panels(board)]
+    assert {"Targets by trouble", "Firing alerts", "Failing for users"} <= set(titles)
+    table = next(p for p in _panels(board) if p["title"] == "Targets by trouble")
+    assert table["type"] == "table"
+    assert table["options"]["sortBy"] == [{"displayName": "trouble", "desc": True}]
+    names = {
+        prop["value"]
+        for override in table["fieldConfig"]["overrides"]
+        for prop in override["properties"]
+        if prop["id"] == "displayName"
+    }
+    assert {"trouble", "credential days left", "last canary", "firing alerts"} <= names
+    exprs = " ".join(t["expr"] for t in table["targets"])
+    assert "apns_failing_layer" in exprs
+    alerts = next(p for p in _panels(board) if p["title"] == "Firing alerts")
+    assert "ALERTS{" in alerts["targets"][0]["expr"]
     target_var = next(v for v in board["templating"]["list"] if v["name"] == "target")
     assert target_var["multi"]
     assert target_var["includeAll"]
-    first_row = board["panels"][1 : board["panels"].index(rows[1])]
-    titles = [p["title"] for p in first_row]
-    assert titles == [
-        "Canary",
-        "Certificate expires in",
-        "Provider token age",
-        "Connection",
-        "Canary p99 latency",
-        "Delivered",
-        "Delivery p50",
-    ]
-    jwt = next(p for p in first_row if p["title"] == "Provider token age")
-    steps = [s["value"] for s in jwt["fieldConfig"]["defaults"]["thresholds"]["steps"]]
-    assert steps == [None, 20 * 60, 55 * 60, 60 * 60]
 
 
 def test_target_dashboard_has_the_detail_panels() -> None:
@@ -195,6 +203,8 @@ def test_target_dashboard_has_the_detail_panels() -> None:
     assert kinds["Stream limit"] == "timeseries"
     assert kinds["Server certificate chain"] == "table"
     assert kinds["TCP reachability"] == "state-timeline"
+    assert kinds["Failing layer"] == "state-timeline"
+    assert kinds["TLS trust"] == "state-timeline"
 
 
 def test_panels_fit_the_grid_without_overlap() -> None:

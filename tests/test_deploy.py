@@ -162,22 +162,19 @@ def test_service_and_servicemonitor_agree_with_the_pods() -> None:
 
 
 def test_prometheusrule_embeds_exactly_the_rule_file() -> None:
-    """The PrometheusRule's groups equal alerts/apns-exporter.rules.yml, and it is up to date."""
+    """The PrometheusRule's groups equal alerts/apns-exporter.rules.yml, and both are current."""
     rule = manifest("prometheusrule.yaml", "PrometheusRule")
     assert rule["apiVersion"] == "monitoring.coreos.com/v1"
     assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
-    generator = runpy.run_path(str(KUBERNETES / "generate-prometheusrule.py"))
+    generator = runpy.run_path(str(ROOT / "alerts" / "generate.py"))
     assert generator["main"](["--check"]) == 0
 
 
-def test_prometheusrule_generator_keeps_promql_readable() -> None:
-    """Multi-line expressions are written as YAML blocks, not escaped one-liners."""
-    generator = runpy.run_path(str(KUBERNETES / "generate-prometheusrule.py"))
-    text = generator["render"](
-        "groups:\n- name: g\n  rules:\n  - alert: A\n    expr: |\n      a\n      > 1\n"
-    )
-    assert "expr: |\n" in text
-    assert yaml.safe_load(text)["spec"]["groups"][0]["rules"][0]["expr"] == "a\n> 1\n"
+def test_prometheusrule_keeps_promql_readable_and_names_its_operator_version() -> None:
+    """Multi-line expressions are YAML blocks, and the header says keep_firing_for's needs."""
+    text = (KUBERNETES / "prometheusrule.yaml").read_text()
+    assert "expr: |" in text
+    assert "prometheus-operator >= v0.66" in text
 
 
 def test_configmap_config_is_valid(tmp_path: Path) -> None:
@@ -251,7 +248,9 @@ def test_dockerfile_copies_only_what_the_context_keeps() -> None:
 def test_compose_wires_the_stack() -> None:
     """The compose file runs the exporter, the mock, Prometheus and Grafana with our files."""
     services = compose()["services"]
-    assert {"pki", "apns-exporter", "mock-apns", "prometheus", "grafana"} <= services.keys()
+    assert {"pki", "apns-exporter", "mock-apns", "prometheus", "alertmanager", "grafana"} <= (
+        services.keys()
+    )
     for name, service in services.items():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
@@ -289,6 +288,17 @@ def test_compose_prometheus_loads_the_rules_under_the_expected_job() -> None:
     mounts = compose()["services"]["prometheus"]["volumes"]
     rule_mount = next(m for m in mounts if m.startswith("../alerts/"))
     assert rule_mount.split(":")[1] in prometheus["rule_files"]
+
+
+def test_compose_sends_alerts_to_the_shipped_alertmanager_example() -> None:
+    """Prometheus alerts the compose Alertmanager, which runs the package's example config."""
+    prometheus = yaml.safe_load((DEPLOY / "compose" / "prometheus.yml").read_text())
+    (alertmanagers,) = prometheus["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    service = compose()["services"]["alertmanager"]
+    source, destination = service["volumes"][0].split(":")[:2]
+    assert (DEPLOY / source).resolve() == ROOT / "apns_exporter" / "assets" / "alertmanager.yml"
+    assert f"--config.file={destination}" in service["command"]
 
 
 def test_compose_configs_are_valid_against_generated_credentials(tmp_path: Path) -> None:

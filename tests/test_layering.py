@@ -17,6 +17,8 @@ RANKS = {
     "apns_exporter.apns": 0,
     "apns_exporter.logs": 0,
     "apns_exporter.config": 1,
+    # Generates the shipped rules, dashboards and examples: pure, the APNs vocabulary only.
+    "apns_exporter.assets": 1,
     "apns_exporter.client": 1,
     "apns_exporter.creds": 2,
     "apns_exporter.receipts": 2,

@@ -1,10 +1,13 @@
-"""End to end with a real Prometheus: alerts fire per injected fault, every panel has data.
+"""End to end with a real Prometheus and Alertmanager: alerts and pages per injected fault.
 
 One Prometheus (Debian's ``prometheus`` binary, on 127.0.0.1) scrapes one exporter
-(in-process, on 127.0.0.1) every second and evaluates the shipped rules every second.
-The rules are loaded through the documented override ``alerts/fast_rules.py``, which sets
-every ``for:`` to ``FOR`` and drops ``keep_firing_for``; expressions, labels and
-annotations are the shipped ones.
+(in-process, on 127.0.0.1) every second, evaluates the shipped rules every second and
+sends alerts to one Alertmanager (Debian's ``prometheus-alertmanager``) running the
+shipped example config, whose receivers post to a webhook in this test. The rules are
+loaded through the documented override ``alerts/fast_rules.py``, which sets every
+``for:`` to ``FOR`` and drops ``keep_firing_for``; expressions, labels and annotations
+are the shipped ones. Alertmanager's routes, grouping and inhibit rules are the shipped
+ones; only its timers are shorter (tests/functional/alertmanager_support.py).
 
 The exporter probes one target per scenario, each against its own mock APNs on
 127.0.0.1, with every probe interval at 1s:
@@ -21,10 +24,16 @@ revoked-key         the key works, then is revoked in the mock
 goaway-storm        GOAWAY Shutdown after every response
 chain-change        the server switches to a chain under a new (trusted) root
 cert-expiring       a provider certificate that expires in 5 days
+cert-expired        a provider certificate that expired yesterday
+canary-410          the canary app was reinstalled: its device token answers 410
+bad-token           auth checks on, plus a device token the mock does not know
 ==================  ==============================================================
 
 ``EXPECTED`` lists the alerts each must fire, and the test requires exactly those
-(none for the healthy targets and for the exporter itself).
+(none for the healthy targets and for the exporter itself). ``NOTIFIED`` lists the
+notifications Alertmanager must send for them, critical (pager) and warning (tickets)
+apart: one page per cause. Last, every mock starts answering 503: all targets fail, and
+exactly one fleet page may arrive, not one per target.
 
 Expression windows (``[15m]``, ``[1h]``) stay as shipped: they bound how far back an alert
 looks, not how soon it fires, and every scenario here crosses its threshold (three GOAWAYs,
@@ -32,11 +41,11 @@ six reconnects, three rejected canaries) within seconds at 1s intervals. Alerts 
 real elapsed time (a provider token older than 55 minutes, a p99 above 2s, receipts lost
 for an hour) are left to the promtool unit tests in alerts/tests.
 
-The dashboard test evaluates every panel query of dashboards/generate.py against this
+The dashboard test evaluates every panel query of apns_exporter/assets against this
 Prometheus with the variables set to the healthy targets (token and certificate auth, so
 the panels of either method have data) and requires each to return a non-empty result.
 
-The test fails, not skips, when the ``prometheus`` binary is missing.
+The tests fail, not skip, when the ``prometheus`` or Alertmanager binary is missing.
 """
 
 from __future__ import annotations
@@ -47,7 +56,6 @@ import datetime as dt
 import math
 import secrets
 import shutil
-import socket
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -61,17 +69,20 @@ import pytest_asyncio
 import yaml
 
 from apns_exporter import config
-from apns_exporter.mock.faults import GoAwayFault, Scenario
+from apns_exporter.assets import grafana
+from apns_exporter.assets.dashboards import dashboards
+from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.web import app as web
+from tests.functional import alertmanager_support as am
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, load_script
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB = "apns-exporter"  # ApnsExporterDown selects on this job name
+JOB = "apns-exporter"  # the shipped rules select job="apns-exporter"
 FOR = "3s"  # every alert's for: in the fast rule file
 # Alerts must have settled by then; most fire within 15s of the start.
 ALERT_DEADLINE_SECONDS = 90.0
@@ -87,52 +98,58 @@ EXPECTED: dict[str, set[Alert]] = {
     "": set(),
     "healthy": set(),
     "healthy-cert": set(),
+    # Rejected canaries page once; the reason is a warning beside the page. The wedged
+    # connection's reconnects add nothing while the canary fails.
     "expired-jwt": {
         ("ApnsCanaryFailing", "critical", ""),
-        ("ApnsAuthenticationFailing", "critical", "ExpiredProviderToken"),
-        # An expired token wedges the connection at one stream, as APNs does, and the
-        # exporter replaces the wedged connection on every canary.
-        ("ApnsStreamLimitStuckAtOne", "warning", ""),
-        ("ApnsConnectionFlapping", "warning", ""),
+        ("ApnsAuthenticationFailing", "warning", "ExpiredProviderToken"),
     },
     "invalid-key": {
         ("ApnsCanaryFailing", "critical", ""),
-        ("ApnsAuthenticationFailing", "critical", "InvalidProviderToken"),
-        ("ApnsStreamLimitStuckAtOne", "warning", ""),
+        ("ApnsAuthenticationFailing", "warning", "InvalidProviderToken"),
     },
+    # A key that worked and then fails: the page, and the one warning naming the cause.
     "revoked-key": {
         ("ApnsCanaryFailing", "critical", ""),
-        ("ApnsAuthenticationFailing", "critical", "InvalidProviderToken"),
-        ("ApnsSigningKeyRevoked", "critical", ""),
-        ("ApnsStreamLimitStuckAtOne", "warning", ""),
+        ("ApnsSigningKeyRevoked", "warning", ""),
     },
-    "goaway-storm": {
-        ("ApnsGoawayRateHigh", "warning", ""),
-        ("ApnsConnectionFlapping", "warning", ""),
-    },
-    "chain-change": {
-        ("ApnsServerCertificateChainChanged", "info", ""),
-    },
-    "delivery-lost": {
-        # APNs accepts every canary, but the device never confirms one.
-        ("ApnsCanaryDeliveryLost", "warning", ""),
-    },
-    "cert-expiring": {
-        # Both bands: Alertmanager's standard inhibition mutes the warning.
-        ("ApnsClientCertificateExpiring", "critical", ""),
+    # GOAWAYs explain the reconnects: one warning.
+    "goaway-storm": {("ApnsGoawayRateHigh", "warning", "")},
+    "chain-change": {("ApnsServerCertificateChainChanged", "info", "")},
+    # APNs accepts every canary, but the device never confirms one.
+    "delivery-lost": {("ApnsCanaryDeliveryLost", "warning", "")},
+    # Five days left: a warning; the page comes the day before.
+    "cert-expiring": {("ApnsClientCertificateExpiring", "warning", "")},
+    # Expired: the canary fails at the TLS layer and pages; the expiry band is a warning.
+    "cert-expired": {
+        ("ApnsCanaryFailing", "critical", ""),
         ("ApnsClientCertificateExpiring", "warning", ""),
+        ("ApnsCredentialLoadFailed", "warning", ""),
     },
+    # Canary setup problems: warnings, never a page.
+    "canary-410": {("ApnsCanaryDeviceTokenInvalid", "warning", "Unregistered")},
+    "bad-token": {("ApnsCanaryDeviceTokenInvalid", "warning", "BadDeviceToken")},
 }
+# Each (receiver, alertname, severity, target) Alertmanager must send, exactly once.
+NOTIFIED: set[am.Notification] = {
+    *(("pager", "ApnsCanaryFailing", "critical", t) for t in ("expired-jwt", "invalid-key")),
+    ("pager", "ApnsCanaryFailing", "critical", "revoked-key"),
+    ("pager", "ApnsCanaryFailing", "critical", "cert-expired"),
+    ("tickets", "ApnsAuthenticationFailing", "warning", "expired-jwt"),
+    ("tickets", "ApnsAuthenticationFailing", "warning", "invalid-key"),
+    ("tickets", "ApnsSigningKeyRevoked", "warning", "revoked-key"),
+    ("tickets", "ApnsGoawayRateHigh", "warning", "goaway-storm"),
+    ("tickets", "ApnsCanaryDeliveryLost", "warning", "delivery-lost"),
+    ("tickets", "ApnsClientCertificateExpiring", "warning", "cert-expiring"),
+    ("tickets", "ApnsClientCertificateExpiring", "warning", "cert-expired"),
+    ("tickets", "ApnsCredentialLoadFailed", "warning", "cert-expired"),
+    ("tickets", "ApnsCanaryDeviceTokenInvalid", "warning", "canary-410"),
+    ("tickets", "ApnsCanaryDeviceTokenInvalid", "warning", "bad-token"),
+}
+CERTIFICATE_TARGETS = ("healthy-cert", "cert-expiring", "cert-expired")
 
 
 fast_rules = load_script("apns_fast_rules_live", ROOT / "alerts" / "fast_rules.py")
-dashboards = load_script("apns_dashboards_live", ROOT / "dashboards" / "generate.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -145,6 +162,8 @@ class Live:
     session: aiohttp.ClientSession
     started: float
     log: Path
+    alertmanager: str
+    webhook: am.Webhook
 
     async def api(self, path: str, **params: str) -> Any:
         """GET a Prometheus HTTP API path and return its ``data``."""
@@ -226,7 +245,7 @@ async def _mocks(
         for name in EXPECTED:
             if not name:
                 continue
-            if name in ("healthy-cert", "cert-expiring"):
+            if name in CERTIFICATE_TARGETS:
                 mock = MockAPNs(
                     ca.issue_server(),
                     client_ca_pem=client_ca.cert_pem,
@@ -236,6 +255,8 @@ async def _mocks(
                 mock = MockAPNs(ca.issue_server(), scenario=scenarios.get(name))
                 mock.add_signing_key(KEY_ID, TEAM_ID, public_key, topics=[TOPIC])
             mock.devices.register(device, TOPIC)
+            if name == "canary-410":  # the canary app was deleted and installed again
+                mock.devices.unregister(device, at=time.time() * 1000)
             await mock.start("127.0.0.1", 0)
             mocks[name] = mock
         yield mocks
@@ -281,6 +302,9 @@ async def live(
         "cert-expiring": client_ca.issue_provider(
             TOPIC, valid_from=now - dt.timedelta(days=360), valid_until=now + dt.timedelta(days=5)
         ),
+        "cert-expired": client_ca.issue_provider(
+            TOPIC, valid_from=now - dt.timedelta(days=366), valid_until=now - dt.timedelta(days=1)
+        ),
     }
     cert_files = {}
     for name, cert in certs.items():
@@ -317,14 +341,16 @@ async def live(
                 tls_check={"interval": "1s"},
             ),
             lossy,
-            _cert_target(
-                "cert-expiring",
-                mocks["cert-expiring"],
-                ca_file,
-                cert_files["cert-expiring"],
-                device,
+            *(
+                _cert_target(name, mocks[name], ca_file, cert_files[name], device)
+                for name in ("cert-expiring", "cert-expired")
+            ),
+            _token_target("canary-410", mocks["canary-410"], ca_file, key_file, device),
+            _token_target(
+                "bad-token", mocks["bad-token"], ca_file, key_file, secrets.token_hex(32)
             ),
         ]
+        targets[-1]["canary"]["auth_check"] = True
         config_file = tmp / "apns-exporter.yml"
         config_file.write_text(
             yaml.safe_dump(
@@ -357,7 +383,9 @@ async def live(
         )
         prometheus: asyncio.subprocess.Process | None = None
         session = aiohttp.ClientSession()
+        alertmanager = am.running(tmp)
         try:
+            alertmanager_url, webhook = await alertmanager.__aenter__()
             async with asyncio.timeout(15):
                 waiting: set[asyncio.Future[Any]] = {ready, serving}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -376,6 +404,15 @@ async def live(
                             "evaluation_interval": "1s",
                         },
                         "rule_files": [str(rules)],
+                        "alerting": {
+                            "alertmanagers": [
+                                {
+                                    "static_configs": [
+                                        {"targets": [alertmanager_url.removeprefix("http://")]}
+                                    ]
+                                }
+                            ]
+                        },
                         "scrape_configs": [
                             {"job_name": JOB, "static_configs": [{"targets": [instance]}]}
                         ],
@@ -383,7 +420,7 @@ async def live(
                 )
             )
             log = tmp / "prometheus.log"
-            port = _free_port()
+            port = am.free_port()
             with log.open("wb") as out:
                 prometheus = await asyncio.create_subprocess_exec(
                     binary,
@@ -395,19 +432,23 @@ async def live(
                     stderr=asyncio.subprocess.STDOUT,
                     cwd=tmp,
                 )
-            live = Live(f"http://127.0.0.1:{port}", instance, mocks, session, time.monotonic(), log)
+            live = Live(
+                f"http://127.0.0.1:{port}",
+                instance,
+                mocks,
+                session,
+                time.monotonic(),
+                log,
+                alertmanager_url,
+                webhook,
+            )
             await _wait_ready(live, prometheus)
             await _drive_faults(live, next_ca)
             yield live
         finally:
-            if prometheus is not None and prometheus.returncode is None:
-                prometheus.terminate()
-                try:
-                    async with asyncio.timeout(10):
-                        await prometheus.wait()
-                except TimeoutError:
-                    prometheus.kill()
-                    await prometheus.wait()
+            if prometheus is not None:
+                await am.stop(prometheus)
+            await alertmanager.__aexit__(None, None, None)
             await session.close()
             stop.set()
             await serving
@@ -499,14 +540,14 @@ async def test_every_rule_evaluates_without_error(live: Live) -> None:
 
 async def test_every_dashboard_query_returns_data(live: Live) -> None:
     """Every dashboard panel query, variables set to the healthy targets, returns data."""
-    queries = dashboards.panel_queries()
+    queries = grafana.panel_queries(dashboards().values())
     assert queries
     exprs = {
-        (q["dashboard"], q["panel"], q["ref_id"]): dashboards.expand_query(
+        (q["dashboard"], q["panel"], q["ref_id"]): grafana.expand_query(
             q["expr"],
-            job=dashboards.literal(JOB),
-            instance=dashboards.literal(live.instance),
-            target="|".join(dashboards.literal(t) for t in HEALTHY),
+            job=grafana.literal(JOB),
+            instance=grafana.literal(live.instance),
+            target="|".join(grafana.literal(t) for t in HEALTHY),
             rate_interval=RATE_INTERVAL,
         )
         for q in queries
@@ -523,3 +564,49 @@ async def test_every_dashboard_query_returns_data(live: Live) -> None:
     assert pending == {}, "panel queries with no data (a broken panel): " + "; ".join(
         f"{d} / {p} / {r}: {e}" for (d, p, r), e in pending.items()
     )
+
+
+async def _notifications_settle(
+    live: Live, expected: set[am.Notification]
+) -> list[am.Notification]:
+    """Wait until Alertmanager has notified every active alert group, then return all sent.
+
+    Settled means: every group Alertmanager holds as active (not inhibited) now, and every
+    expected one, has been notified, for ``STABLE_POLLS`` polls in a row; or the deadline
+    passed.
+    """
+    deadline = time.monotonic() + ALERT_DEADLINE_SECONDS
+    in_a_row = 0
+    while time.monotonic() < deadline and in_a_row < STABLE_POLLS:
+        active = await am.active_groups(live.session, live.alertmanager)
+        settled = active | expected <= set(live.webhook.received)
+        in_a_row = in_a_row + 1 if settled else 0
+        live.webhook.changed.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1):
+                await live.webhook.changed.wait()
+    return list(live.webhook.received)
+
+
+async def test_one_notification_per_cause(live: Live) -> None:
+    """Alertmanager pages once per failing canary and sends each cause's warning once."""
+    received = await _notifications_settle(live, NOTIFIED)
+    pages = sorted(n for n in received if n[2] == "critical")
+    warnings = sorted(n for n in received if n[2] == "warning")
+    assert pages == sorted(n for n in NOTIFIED if n[2] == "critical")
+    assert warnings == sorted(n for n in NOTIFIED if n[2] == "warning")
+    assert not [n for n in received if n[3] in HEALTHY]
+
+
+async def test_all_targets_failing_page_once_for_the_fleet(live: Live) -> None:
+    """When every mock answers 503, one fleet page arrives instead of one per target."""
+    await _notifications_settle(live, NOTIFIED)
+    before = len(live.webhook.received)
+    outage = Scenario(name="outage", errors=(ErrorFault(reason="ServiceUnavailable"),))
+    for mock in live.mocks.values():
+        mock.scenario = outage
+    fleet = ("pager", "ApnsFleetFailing", "critical", "")
+    received = await _notifications_settle(live, {*NOTIFIED, fleet})
+    new = received[before:]
+    assert sorted(n for n in new if n[2] == "critical") == [fleet]
+    assert [n for n in new if n[2] == "warning"] == []

@@ -1,0 +1,48 @@
+"""What the exporter ships besides itself: alert rules, dashboards, an Alertmanager example.
+
+A pip user has no repository clone, so everything is generated from this package with
+the user's :class:`Params` (``apns-exporter assets --out DIR``); the repository's
+``alerts/``, ``dashboards/`` and ``deploy/kubernetes/prometheusrule.yaml`` are the same
+output with the defaults. Pure: imports only the APNs vocabulary, reads only its own
+package data, writes nothing.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from apns_exporter.assets.dashboards import dashboards
+from apns_exporter.assets.grafana import render
+from apns_exporter.assets.params import DEFAULT_RUNBOOK_URL, DEFAULT_SELECTOR, Params
+from apns_exporter.assets.rules import ALERTED_REASONS, render_prometheus_rule, render_rules
+
+RULES_FILE = "apns-exporter.rules.yml"
+PROMETHEUS_RULE_FILE = "prometheusrule.yaml"
+ALERTMANAGER_FILE = "alertmanager.yml"
+
+
+def alertmanager_example() -> str:
+    """The shipped Alertmanager example (package data), unchanged."""
+    return resources.files(__name__).joinpath(ALERTMANAGER_FILE).read_text(encoding="utf-8")
+
+
+def render_all(params: Params | None = None) -> dict[str, str]:
+    """Every shipped file, by its path relative to the output directory."""
+    p = params or Params()
+    files = {
+        RULES_FILE: render_rules(p),
+        PROMETHEUS_RULE_FILE: render_prometheus_rule(p),
+        ALERTMANAGER_FILE: alertmanager_example(),
+    }
+    files |= {f"dashboards/{name}": render(board) for name, board in dashboards(p).items()}
+    return files
+
+
+__all__ = [
+    "ALERTED_REASONS",
+    "DEFAULT_RUNBOOK_URL",
+    "DEFAULT_SELECTOR",
+    "Params",
+    "alertmanager_example",
+    "render_all",
+]

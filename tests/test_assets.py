@@ -1,0 +1,320 @@
+"""The shipped-assets generator (apns_exporter/assets) and the `assets` subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from apns_exporter import assets
+from apns_exporter.apns import Reason
+from apns_exporter.assets.params import Params, duration_seconds, format_duration, with_settings
+from apns_exporter.assets.rules import ALERTED_REASONS, groups
+from apns_exporter.commands import assets as command
+from apns_exporter.receipts.book import REASONS as RECEIPT_REASONS
+from tests.helpers import load_script
+
+ROOT = Path(__file__).resolve().parents[1]
+generate = load_script("apns_assets_generate", ROOT / "alerts" / "generate.py")
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail("promtool is not installed (Debian/Ubuntu: apt-get install prometheus)")
+    return path
+
+
+def _promtool_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_promtool(), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def _write(out: Path, *extra: str) -> int:
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    lines: list[str] = []
+    code = command.run(parser.parse_args(["--out", str(out), *extra]), lines.append)
+    return code
+
+
+def _alerts(text: str) -> list[dict[str, Any]]:
+    doc = yaml.safe_load(text)
+    return [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
+
+
+def test_repository_copies_match_the_generator(tmp_path: Path) -> None:
+    """alerts/, dashboards/ and the PrometheusRule are the generator's default output."""
+    assert generate.stale() == [], "run python alerts/generate.py"
+    generate.write(tmp_path)
+    (tmp_path / "alerts" / "apns-exporter.rules.yml").write_text("edited\n")
+    assert generate.stale(tmp_path) == ["alerts/apns-exporter.rules.yml"]
+
+
+def test_assets_command_writes_checkable_files_with_the_users_parameters(tmp_path: Path) -> None:
+    """`assets` writes rules promtool accepts, valid dashboards and the Alertmanager example."""
+    code = _write(
+        tmp_path,
+        "--selector",
+        'job="apns"',
+        "--runbook-url",
+        "https://wiki.example.org/apns/runbook.md",
+        "--set",
+        "cert_warning_days=21",
+        "--for",
+        "ApnsCanaryFailing=15m",
+    )
+    assert code == 0
+    rules = tmp_path / "apns-exporter.rules.yml"
+    result = _promtool_run("check", "rules", str(rules), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = rules.read_text()
+    assert 'job="apns-exporter"' not in text
+    assert 'up{job="apns"}' in text
+    alerts = _alerts(text)
+    assert all(
+        a["annotations"]["runbook_url"]
+        == f"https://wiki.example.org/apns/runbook.md#{a['alert'].lower()}"
+        for a in alerts
+    )
+    assert {a["for"] for a in alerts if a["alert"] == "ApnsCanaryFailing"} == {"15m"}
+    assert any("21 * 86400" in a["expr"] for a in alerts)
+    for name in ("apns-exporter-overview.json", "apns-exporter-target.json"):
+        board = json.loads((tmp_path / "dashboards" / name).read_text())
+        assert "https://wiki.example.org/apns/runbook.md" in json.dumps(board["links"])
+    manifest = yaml.safe_load((tmp_path / "prometheusrule.yaml").read_text())
+    assert manifest["spec"]["groups"] == yaml.safe_load(text)["groups"]
+    assert (tmp_path / "alertmanager.yml").read_text() == assets.alertmanager_example()
+    assert _write(tmp_path, "--check", "--selector", 'job="apns"') == 1
+    assert _write(tmp_path, "--selector", 'job="apns"') == 0
+    assert _write(tmp_path, "--check", "--selector", 'job="apns"') == 0
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--set", "nope=1"],
+        ["--set", "cert_warning_days=soon"],
+        ["--set", "canary_window=fifteen"],
+        ["--for", "ApnsCanaryFailing"],
+        ["--for", "ApnsCanaryFailing=later"],
+        ["--runbook-url", ""],
+    ],
+)
+def test_assets_command_rejects_bad_parameters(tmp_path: Path, flags: list[str]) -> None:
+    """A bad --set, --for or runbook URL exits 2 and writes nothing."""
+    assert _write(tmp_path, *flags) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_keep_firing_for_can_be_left_out_for_old_operators() -> None:
+    """--set keep_firing_for= drops the field that prometheus-operator < v0.66 rejects."""
+    text = assets.render_all(with_settings(Params(), {"keep_firing_for": ""}))
+    assert "keep_firing_for" not in json.dumps(_alerts(text["apns-exporter.rules.yml"]))
+    assert "keep_firing_for" in json.dumps(_alerts(assets.render_all()["apns-exporter.rules.yml"]))
+
+
+def test_durations_round_trip() -> None:
+    """Durations parse to seconds and format back to their shortest form."""
+    assert duration_seconds("1h30m") == 5400
+    assert format_duration(3 * duration_seconds("5m")) == "15m"
+    assert format_duration(90061) == "1d1h1m1s"
+    with pytest.raises(ValueError, match="not a Prometheus duration"):
+        duration_seconds("5 minutes")
+
+
+def _named_reasons() -> dict[str, set[str]]:
+    """Reason values each counter is selected by, by name, in any rule."""
+    named: dict[str, set[str]] = {}
+    for group in groups(Params()):
+        for rule in group["rules"]:
+            for metric, matchers in re.findall(r"\b(apns_\w+_total)\{([^}]*)\}", rule["expr"]):
+                for value in re.findall(r'\breason=~?"([^"]+)"', matchers):
+                    named.setdefault(metric, set()).update(value.split("|"))
+    return named
+
+
+def test_alerted_reasons_list_every_reason_the_rules_name() -> None:
+    """ALERTED_REASONS holds exactly the reasons rules select by name, for pre-initialising."""
+    named = _named_reasons()
+    assert named == {metric: set(values) for metric, values in ALERTED_REASONS.items()}
+    apns = {r.value for r in Reason}
+    assert set(ALERTED_REASONS["apns_canary_responses_total"]) <= apns
+    assert set(ALERTED_REASONS["apns_goaway_received_total"]) <= apns
+    assert set(ALERTED_REASONS["apns_canary_receipts_rejected_total"]) <= set(RECEIPT_REASONS)
+
+
+def test_reason_counts_catch_a_series_first_seen_at_one() -> None:
+    """Every rule that selects a reason counts through count(), which sees a new series."""
+    for group in groups(Params()):
+        for rule in group["rules"]:
+            expr = rule["expr"]
+            for selector in re.findall(r"apns_\w+_total\{[^}]*reason[^}]*\}", expr):
+                windows = re.findall(re.escape(selector) + r"\[(\w+)\]", expr)
+                for window in windows:
+                    assert f"{selector} offset {window} or {selector}" in expr, (rule, selector)
+
+
+def test_no_rule_or_panel_uses_the_setup_duration_histogram() -> None:
+    """The setup-phase histogram is being replaced (issue 15): nothing may build on it."""
+    for text in assets.render_all().values():
+        assert "apns_connection_setup_duration" not in text
+
+
+# --------------------------------------------------------------- promtool scenarios
+
+
+def _series(name: str, values: str, target: str | None = "demo", **labels: str) -> dict[str, str]:
+    base = {"job": "apns-exporter", "instance": "exporter:10054"}
+    if target is not None:
+        base |= {"target": target, "apns_environment": "sandbox"}
+    inside = ",".join(f'{k}="{v}"' for k, v in (base | labels).items())
+    return {"series": f"{name}{{{inside}}}", "values": values}
+
+
+def _healthy_demo(steps: int) -> list[dict[str, str]]:
+    """The demo's target at 5 s steps: device canary with receipts and auth check, PINGs."""
+    n = steps
+    lost = " ".join(str(i // 20) for i in range(n + 1))  # one canary in twenty unconfirmed
+    delivered = " ".join(str(i - i // 20) for i in range(n + 1))
+    series = [
+        _series("up", f"1x{n}", target=None),
+        _series("apns_exporter_config_last_reload_successful", f"1x{n}", target=None),
+        _series(
+            "apns_canary_receipts_rejected_total", f"0x{n}", target=None, reason="bad_signature"
+        ),
+        _series("apns_up", f"1x{n}"),
+        _series("apns_connection_up", f"1x{n}"),
+        _series("apns_canary_interval_seconds", f"5x{n}"),
+        _series("apns_ping_interval_seconds", f"5x{n}"),
+        _series("apns_canary_last_attempt_timestamp_seconds", f"0+5x{n}"),
+        _series("apns_canary_last_success_timestamp_seconds", f"0+5x{n}"),
+        _series("apns_ping_last_success_timestamp_seconds", f"0+5x{n}"),
+        _series("apns_provider_token_issued_timestamp_seconds", f"0x{n}"),
+        _series("apns_signing_key_invalid_streak", f"0x{n}"),
+        _series("apns_credential_up", f"1x{n}"),
+        _series("apns_max_concurrent_streams", f"1000x{n}"),
+        _series("apns_connection_attempts_total", f"1x{n}"),
+        _series("apns_canary_pushes_total", f"0+1x{n}", kind="device"),
+        _series("apns_canary_pushes_total", f"0+1x{n}", kind="auth_check"),
+        _series("apns_canary_responses_total", f"0+1x{n}", status="200", reason="none"),
+        _series("apns_canary_responses_total", f"0+1x{n}", status="400", reason="BadDeviceToken"),
+        _series("apns_canary_deliveries_total", delivered),
+        _series("apns_canary_delivery_lost_total", lost),
+        _series("apns_server_certificate_verified", f"1x{n}", trust_store="effective"),
+        _series("apns_server_certificate_chain_changes_total", f"0x{n}"),
+    ]
+    for le, count in (("0.05", "0+1"), ("+Inf", "0+1")):
+        series.append(_series("apns_canary_duration_seconds_bucket", f"{count}x{n}", le=le))
+        series.append(_series("apns_ping_rtt_seconds_bucket", f"{count}x{n}", le=le))
+    for le in ("2.5", "+Inf"):
+        series.append(_series("apns_canary_delivery_duration_seconds_bucket", delivered, le=le))
+    for layer in ("dns", "tcp", "tls", "http2", "auth", "apns", "exporter"):
+        series.append(_series("apns_failing_layer", f"0x{n}", layer=layer))
+    for reason in ("none", "Shutdown"):
+        series.append(_series("apns_goaway_received_total", f"0x{n}", reason=reason))
+    return series
+
+
+def _run_tests(tmp_path: Path, rules_text: str, tests: list[dict[str, Any]]) -> str:
+    (tmp_path / "rules.yml").write_text(rules_text)
+    doc = {"rule_files": ["rules.yml"], "evaluation_interval": "30s", "tests": tests}
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    result = _promtool_run("test", "rules", "test.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_the_healthy_demo_fires_nothing_for_ten_minutes(tmp_path: Path) -> None:
+    """Ten minutes of the demo's healthy metrics, shipped for: durations: no alert fires."""
+    rules = assets.render_all()["apns-exporter.rules.yml"]
+    names = sorted({a["alert"] for a in _alerts(rules)})
+    cases = [
+        {"eval_time": t, "alertname": name, "exp_alerts": []}
+        for t in ("5m", "10m", "12m")
+        for name in names
+    ]
+    steps = 12 * 60 // 5
+    tests = [{"interval": "5s", "input_series": _healthy_demo(steps), "alert_rule_test": cases}]
+    _run_tests(tmp_path, rules, tests)
+
+
+def test_absent_exporter_alert_follows_the_configured_selector(tmp_path: Path) -> None:
+    """ApnsExporterDown's absent() looks for the user's job, not a hard-coded name."""
+    rules = assets.render_all(Params(selector='job="apns"'))["apns-exporter.rules.yml"]
+    up = {"series": 'up{job="apns",instance="e:1"}', "values": "1x20"}
+    tests = [
+        {
+            "interval": "1m",
+            "input_series": [up],
+            "alert_rule_test": [
+                {"eval_time": "10m", "alertname": "ApnsExporterDown", "exp_alerts": []}
+            ],
+        },
+        {
+            "interval": "1m",
+            "input_series": [
+                {"series": 'up{job="apns-exporter",instance="e:1"}', "values": "1x20"}
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": "10m",
+                    "alertname": "ApnsExporterDown",
+                    "exp_alerts": [
+                        {
+                            "exp_labels": {"severity": "warning", "job": "apns"},
+                            "exp_annotations": {
+                                "summary": "The APNs exporter is down.",
+                                "description": re.sub(
+                                    r"\s+",
+                                    " ",
+                                    "Prometheus has no scrape target matching job='apns' for 5 "
+                                    "minutes, so canaries, PINGs and credential expiry of every "
+                                    "target it monitors are no longer watched. Likely causes: the "
+                                    "exporter crashed or is restarting, its listen address or web "
+                                    "config changed, service discovery lost it, or the rules' "
+                                    "selector does not match the scrape job.",
+                                ),
+                                "runbook_url": assets.DEFAULT_RUNBOOK_URL + "#apnsexporterdown",
+                            },
+                        }
+                    ],
+                }
+            ],
+        },
+    ]
+    _run_tests(tmp_path, rules, tests)
+
+
+def test_alertmanager_example_passes_amtool(tmp_path: Path) -> None:
+    """The shipped Alertmanager example is a valid Alertmanager configuration."""
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.fail("amtool is missing: apt-get install prometheus-alertmanager")
+    path = tmp_path / "alertmanager.yml"
+    path.write_text(assets.alertmanager_example())
+    result = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alertmanager_routes_critical_to_the_pager_and_drops_info() -> None:
+    """Routing: critical pages, info goes nowhere, grouping keeps one target per notification."""
+    config = yaml.safe_load(assets.alertmanager_example())
+    route = config["route"]
+    assert {"alertname", "severity", "target"} <= set(route["group_by"])
+    by_severity = {r["matchers"][0]: r["receiver"] for r in route["routes"]}
+    assert by_severity == {"severity = info": "blackhole", "severity = critical": "pager"}
+    receivers = {r["name"]: r for r in config["receivers"]}
+    assert list(receivers["blackhole"]) == ["name"]
+    sources = {r["source_matchers"][0] for r in config["inhibit_rules"]}
+    assert "alertname = ApnsFleetFailing" in sources
