@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from apns_exporter import __version__, config, logs
+from apns_exporter.commands import assets as assets_command
 from apns_exporter.commands import probe
 from apns_exporter.config.durations import parse_duration
 from apns_exporter.creds.credential import Credential
@@ -238,6 +239,14 @@ COMMANDS: dict[str, tuple[str, str, str | None, Flags]] = {
         None,
         LOG_FLAGS,
     ),
+    "assets": (
+        "write the alert rules, dashboards and Alertmanager example",
+        "Write the Prometheus rules (plain and as a PrometheusRule), the Grafana dashboards "
+        "and the Alertmanager example into a directory, with your job selector, runbook "
+        "address, thresholds and for: durations.",
+        None,
+        LOG_FLAGS,
+    ),
 }
 
 
@@ -269,6 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--target", required=True, metavar="NAME", help="the target to probe")
         if name == "mock-apns":
             mock_cli.add_arguments(sub)
+        if name == "assets":
+            assets_command.add_arguments(sub)
         parser.add_flags(name, sub, flags)
     return parser
 
@@ -286,6 +297,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from apns_exporter.commands import demo
 
         return _serve_until_signalled(lambda stop: demo.run(args, stop))
+    if command == "assets":
+        return assets_command.run(args)
     return asyncio.run(mock_cli.run(args))
 
 

@@ -318,3 +318,25 @@ def test_alertmanager_routes_critical_to_the_pager_and_drops_info() -> None:
     assert list(receivers["blackhole"]) == ["name"]
     sources = {r["source_matchers"][0] for r in config["inhibit_rules"]}
     assert "alertname = ApnsFleetFailing" in sources
+
+
+def test_assets_is_a_subcommand_of_the_cli(tmp_path: Path) -> None:
+    """`apns-exporter assets --out DIR` writes every asset; a bad setting exits 2."""
+    from apns_exporter import cli
+
+    assert cli.main(["assets", "--out", str(tmp_path / "a")]) == 0
+    written = {str(p.relative_to(tmp_path / "a")) for p in (tmp_path / "a").rglob("*.*")}
+    assert written == set(assets.render_all())
+    assert cli.main(["assets", "--out", str(tmp_path / "b"), "--set", "nope=1"]) == 2
+
+
+def test_runbook_has_a_section_for_every_failing_layer() -> None:
+    """Each layer the landing page can link to has its '### Failing layer' runbook section."""
+    from apns_exporter.assets.alerts_canary import LAYER_TEXT
+    from apns_exporter.probes import LAYERS
+
+    assert set(LAYER_TEXT) == set(LAYERS)
+    runbook = (ROOT / "docs" / "runbook.md").read_text(encoding="utf-8")
+    for layer in LAYERS:
+        assert f"\n### Failing layer {layer}\n" in runbook
+        assert assets.runbook_section(layer, "x").endswith(f"#failing-layer-{layer}")

@@ -55,7 +55,7 @@ def test_help_explains_flags_subcommands_and_exit_codes() -> None:
     ):
         assert word in done.stdout
     listed = re.findall(r"^    ([a-z-]+)  ", done.stdout, flags=re.MULTILINE)
-    assert listed == ["run", "probe", "demo", "mock-apns"]
+    assert listed == ["run", "probe", "demo", "mock-apns", "assets"]
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from urllib.parse import quote
 import yaml
 
 from apns_exporter import __version__
+from apns_exporter.assets import runbook_section
 from apns_exporter.config import Config
 from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
 from apns_exporter.service.exporter import Exporter, TargetState
@@ -61,7 +62,11 @@ def _target_row(exporter: Exporter, name: str) -> str:
         (r.layer for r in (latest[ProbeKind.CANARY], latest[ProbeKind.PING]) if r and r.layer),
         None,
     )
-    cells.append(html.escape(failing) if failing else "none")
+    if failing:
+        runbook = html.escape(runbook_section(failing), quote=True)
+        cells.append(f'{html.escape(failing)} (<a href="{runbook}">runbook</a>)')
+    else:
+        cells.append("none")
     cells.append(f'<a href="probes?target={quote(name)}">Probe logs</a>')
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
