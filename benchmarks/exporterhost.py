@@ -9,6 +9,8 @@ as JSON with:
   the time the scheduler computed for that run. The scheduler starts the probe in the same
   step it wakes in, so this is exactly "how long after its schedule a probe fired".
 - ``loop``: ``[when, lag]`` of a 100 ms heartbeat task: the classic event-loop lag.
+- ``gc``: ``[when, generation, seconds]`` of every garbage collection of generation 1 or 2
+  (the interpreter stops everything while it runs), from ``gc.callbacks``.
 
 ``when`` is ``time.monotonic()``. The hooks replace the scheduler module's reference to
 ``asyncio`` with a proxy whose ``sleep`` measures itself, and wrap ``Exporter.running`` to start
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import sys
@@ -33,6 +36,16 @@ HEARTBEAT_SECONDS = 0.1
 SAMPLE_LIMIT = 2_000_000
 schedule_lags: list[tuple[float, float]] = []
 loop_lags: list[tuple[float, float]] = []
+collections: list[tuple[float, int, float]] = []
+_gc_started = [0.0]
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.monotonic()
+    elif info["generation"] >= 1 and len(collections) < SAMPLE_LIMIT:
+        now = time.monotonic()
+        collections.append((now, info["generation"], now - _gc_started[0]))
 
 
 class _MeasuredAsyncio:
@@ -64,6 +77,7 @@ async def _heartbeat() -> None:
 def main() -> int:
     """Install the hooks, run the exporter, write the lag file."""
     lag_file, argv = sys.argv[1], sys.argv[2:]
+    gc.callbacks.append(_on_gc)
     scheduler.asyncio = _MeasuredAsyncio()  # type: ignore[attr-defined,assignment]
     running = exporter.Exporter.running
 
@@ -80,7 +94,7 @@ def main() -> int:
         return cli.main(argv)
     finally:
         with open(lag_file, "w") as fh:
-            json.dump({"schedule": schedule_lags, "loop": loop_lags}, fh)
+            json.dump({"schedule": schedule_lags, "loop": loop_lags, "gc": collections}, fh)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from apns_exporter.errors import ConfigError, ConfigIssue
 from apns_exporter.probes import ProbeResult, perform
 from apns_exporter.probes.registry import probes_of
 from apns_exporter.receipts.book import Delivery, ReceiptBook
+from apns_exporter.service import heap
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.scheduler import Job, Scheduler
 from apns_exporter.service.state import TargetBuilder, TargetState
@@ -140,6 +141,7 @@ class Exporter:
         self._scheduler = self._group.create_task(self.scheduler.run([], started), name="scheduler")
         await started.wait()
         self.spawn(self._expire_receipts(), "receipt-expiry")
+        self.spawn(heap.keep_collections_short(), "gc-freeze")
         for target in self._mine(self.config):
             self._add(target)
         self.metrics.reloaded(True, self.clock())
