@@ -15,7 +15,8 @@ from apns_exporter.errors import ConfigError
 from apns_exporter.receipts.server import make_receipt_app
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.service.scheduler import HISTORY_LIMIT
-from apns_exporter.web import pages, scrape, webconfig
+from apns_exporter.web import lifecycle, pages, scrape, webconfig
+from apns_exporter.web.limits import ConnectionGuard, ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+RELOAD_KEY = web.AppKey("reload", lifecycle.ReloadGate)
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
@@ -49,6 +51,7 @@ def make_app(
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
+    app[RELOAD_KEY] = lifecycle.ReloadGate(exporter.reload_file)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
@@ -80,8 +83,12 @@ async def reload(request: web.Request) -> web.Response:
     """POST re-reads the config file; a bad file is reported and never applied."""
     if request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, ["POST"], text="Use POST.\n")
+    refused = lifecycle.cross_site(request)
+    if refused is not None:
+        log.warning("refused POST /-/reload from %s: %s", request.remote, refused)
+        return web.Response(status=403, text=f"Forbidden: cross-site reload ({refused})\n")
     try:
-        await request.app[EXPORTER_KEY].reload_file()
+        await request.app[RELOAD_KEY].reload()
     except ConfigError as exc:
         return web.Response(status=500, text=f"failed to reload config: {exc}\n")
     notes = request.app[EXPORTER_KEY].restart_needed
@@ -126,9 +133,14 @@ class Site:
         what: str,
         ssl_context: ssl.SSLContext | None = None,
         on_started: Callable[[str], None] | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
+        self.guard = ConnectionGuard(limits or ConnectionLimits())
+        # First, so a request waiting for bcrypt already counts as busy, not idle.
+        app.middlewares.insert(0, self.guard.middleware)
         self.runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_SECONDS)
         self.url = ""
+        self._server: asyncio.Server | None = None
         self._listen = listen
         self._what = what
         self._ssl_context = ssl_context
@@ -139,17 +151,19 @@ class Site:
         await self.runner.setup()
         host, port = self._listen
         try:
-            await web.TCPSite(self.runner, host, port, ssl_context=self._ssl_context).start()
+            self._server = await self.guard.listen(self.runner, host, port, self._ssl_context)
         except OSError as exc:
             log.error("cannot listen%s on %s:%s: %s", self._what, host or "*", port, exc.strerror)
             await self.runner.cleanup()
             raise
-        self.url = _site_url(self.runner, tls=self._ssl_context is not None)
+        self.url = _site_url(self._server, tls=self._ssl_context is not None)
         if self._on_started is not None:
             self._on_started(self.url)
 
     async def stop(self) -> None:
         """Stop listening; open requests get a short grace period."""
+        if self._server is not None:
+            self._server.close()
         await self.runner.cleanup()
 
 
@@ -163,6 +177,7 @@ async def serve(
     auto_reload_interval: float | None = None,
     web_config: WebConfigWatcher | None = None,
     on_receipts: Callable[[str], None] | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> int:
     """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads.
 
@@ -174,10 +189,11 @@ async def serve(
         listen,
         what="",
         ssl_context=web_config.ssl_context() if web_config is not None else None,
+        limits=limits,
     )
     listeners = [site]
     if exporter.measures_delivery:
-        listeners.append(_receipt_site(exporter, on_receipts))
+        listeners.append(_receipt_site(exporter, on_receipts, limits))
     try:
         async with exporter.running(*listeners):
             if auto_reload_interval:
@@ -203,7 +219,11 @@ async def serve(
     return 0
 
 
-def _receipt_site(exporter: Exporter, on_receipts: Callable[[str], None] | None) -> Site:
+def _receipt_site(
+    exporter: Exporter,
+    on_receipts: Callable[[str], None] | None,
+    limits: ConnectionLimits | None = None,
+) -> Site:
     """The device-facing receipt listener; its own port keeps /metrics private."""
 
     def started(url: str) -> None:
@@ -216,7 +236,7 @@ def _receipt_site(exporter: Exporter, on_receipts: Callable[[str], None] | None)
         exporter.receipts, exporter.on_receipt, exporter.on_rejected_receipt, clock=exporter.clock
     )
     listen = parse_listen_address(exporter.config.receipts.listen_address)
-    return Site(app, listen, what=" for receipts", on_started=started)
+    return Site(app, listen, what=" for receipts", on_started=started, limits=limits)
 
 
 @contextlib.contextmanager
@@ -240,8 +260,8 @@ async def _reload_quietly(exporter: Exporter) -> None:
         pass  # the exporter has logged each problem
 
 
-def _site_url(runner: web.AppRunner, *, tls: bool) -> str:
-    host, port = runner.addresses[0][:2]
+def _site_url(server: asyncio.Server, *, tls: bool) -> str:
+    host, port = server.sockets[0].getsockname()[:2]
     host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     scheme = "https" if tls else "http"
     return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
