@@ -16,7 +16,6 @@ from apns_exporter.assets.grafana import (
     UP_DOWN,
     _queries,
     dashboard,
-    heatmap,
     or_zero,
     panel,
     per_hour,
@@ -24,12 +23,10 @@ from apns_exporter.assets.grafana import (
     query,
     rate,
     row,
-    stat,
-    state_timeline,
     thresholds,
-    timeseries,
     value_map,
 )
+from apns_exporter.assets.panels import heatmap, stat, state_timeline, timeseries
 from apns_exporter.assets.texts import (
     CANARY_UP,
     CERT_DAYS,

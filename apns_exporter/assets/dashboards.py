@@ -21,10 +21,9 @@ from apns_exporter.assets.grafana import (
     Panel,
     dashboard,
     row,
-    stat,
-    table,
     thresholds,
 )
+from apns_exporter.assets.panels import stat, table
 from apns_exporter.assets.params import Params
 
 OVERVIEW_UID = "apns-exporter-overview"

@@ -46,6 +46,8 @@ Prometheus with the variables set to the healthy targets (token and certificate 
 the panels of either method have data) and requires each to return a non-empty result.
 
 The tests fail, not skip, when the ``prometheus`` or Alertmanager binary is missing.
+(Longer than the usual 400 lines: one module-scoped stack, started once, serves every
+test; the Alertmanager and webhook helpers live in alertmanager_support.py.)
 """
 
 from __future__ import annotations
