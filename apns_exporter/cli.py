@@ -120,6 +120,15 @@ WEB_FLAGS: Flags = (
             "help": "path under which to expose metrics (default: %(default)s)",
         },
     ),
+    (
+        "--web.runbook-url",
+        {
+            "dest": "web_runbook_url",
+            "metavar": "URL",
+            "help": "where your copy of docs/runbook.md is published; the landing page links "
+            "each failing target to its section there (unset: the section is named, not linked)",
+        },
+    ),
 )
 CONFIG_FILE_FLAG: Flags = (
     (
@@ -355,6 +364,7 @@ def _run(args: argparse.Namespace) -> int:
             stop,
             auto_reload_interval=args.auto_reload,
             web_config=web_config,
+            runbook_url=args.web_runbook_url,
         )
     )
 

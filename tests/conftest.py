@@ -73,7 +73,11 @@ def run_exporter() -> Callable[..., contextlib.AbstractAsyncContextManager[Runni
 
     @contextlib.asynccontextmanager
     async def start(
-        config_file: Path, *, on_receipts: Callable[[str], None] | None = None, **options: Any
+        config_file: Path,
+        *,
+        on_receipts: Callable[[str], None] | None = None,
+        runbook_url: str | None = None,
+        **options: Any,
     ) -> AsyncIterator[Running]:
         exporter = Exporter(config.load(config_file), config_file=str(config_file), **options)
         stop = asyncio.Event()
@@ -86,6 +90,7 @@ def run_exporter() -> Callable[..., contextlib.AbstractAsyncContextManager[Runni
                 stop,
                 ready.set_result,
                 on_receipts=on_receipts,
+                runbook_url=runbook_url,
             )
         )
         try:

@@ -4,12 +4,11 @@ A pip user has no repository clone, so everything is generated from this package
 the user's :class:`Params` (``apns-exporter assets --out DIR``); the repository's
 ``alerts/``, ``dashboards/`` and ``deploy/kubernetes/prometheusrule.yaml`` are the same
 output with the defaults. Pure: imports only the APNs vocabulary, reads only its own
-package data (and $APNS_EXPORTER_RUNBOOK_URL for runbook links), writes nothing.
+package data, writes nothing.
 """
 
 from __future__ import annotations
 
-import os
 from importlib import resources
 
 from apns_exporter.assets.dashboards import dashboards
@@ -17,20 +16,19 @@ from apns_exporter.assets.grafana import render
 from apns_exporter.assets.params import DEFAULT_RUNBOOK_URL, DEFAULT_SELECTOR, Params
 from apns_exporter.assets.rules import ALERTED_REASONS, render_prometheus_rule, render_rules
 
-# Where the exporter's landing page sends people for a failing target's runbook section.
-RUNBOOK_URL_ENV = "APNS_EXPORTER_RUNBOOK_URL"
 RULES_FILE = "apns-exporter.rules.yml"
 PROMETHEUS_RULE_FILE = "prometheusrule.yaml"
 ALERTMANAGER_FILE = "alertmanager.yml"
 
 
-def runbook_section(layer: str, base: str | None = None) -> str:
-    """The runbook section for a target failing at ``layer`` (dns, tcp, tls, ...).
+def runbook_title(layer: str) -> str:
+    """The heading of docs/runbook.md's section for a target failing at ``layer``."""
+    return f"Failing layer {layer}"
 
-    ``base`` defaults to $APNS_EXPORTER_RUNBOOK_URL, else the placeholder the rules use.
-    """
-    base = base or os.environ.get(RUNBOOK_URL_ENV) or DEFAULT_RUNBOOK_URL
-    return f"{base}#failing-layer-{layer}"
+
+def runbook_section(layer: str, base: str) -> str:
+    """The address of that section under ``base``, as GitHub-style renderers anchor it."""
+    return f"{base}#{runbook_title(layer).lower().replace(' ', '-')}"
 
 
 def alertmanager_example() -> str:
@@ -58,4 +56,5 @@ __all__ = [
     "alertmanager_example",
     "render_all",
     "runbook_section",
+    "runbook_title",
 ]

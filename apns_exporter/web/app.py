@@ -28,6 +28,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
+RUNBOOK_URL_KEY = web.AppKey("runbook_url", str)
 RELOAD_KEY = web.AppKey("reload", lifecycle.ReloadGate)
 
 
@@ -45,12 +46,14 @@ def make_app(
     *,
     telemetry_path: str = "/metrics",
     web_config: WebConfigWatcher | None = None,
+    runbook_url: str | None = None,
 ) -> web.Application:
     """Build the aiohttp application serving one exporter (TLS and auth per web config)."""
     middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
+    app[RUNBOOK_URL_KEY] = runbook_url or ""
     app[RELOAD_KEY] = lifecycle.ReloadGate(exporter.reload_file)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
@@ -118,7 +121,9 @@ async def show_probes(request: web.Request) -> web.Response:
 
 async def landing(request: web.Request) -> web.Response:
     """A small HTML page listing targets and their latest probe results."""
-    body = pages.landing(request.app[EXPORTER_KEY], request.app[TELEMETRY_PATH_KEY])
+    body = pages.landing(
+        request.app[EXPORTER_KEY], request.app[TELEMETRY_PATH_KEY], request.app[RUNBOOK_URL_KEY]
+    )
     return web.Response(text=body, content_type="text/html")
 
 
@@ -178,6 +183,7 @@ async def serve(
     web_config: WebConfigWatcher | None = None,
     on_receipts: Callable[[str], None] | None = None,
     limits: ConnectionLimits | None = None,
+    runbook_url: str | None = None,
 ) -> int:
     """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads.
 
@@ -185,7 +191,12 @@ async def serve(
     somewhere to go; ``on_receipts`` gets the receipt URL at that moment.
     """
     site = Site(
-        make_app(exporter, telemetry_path=telemetry_path, web_config=web_config),
+        make_app(
+            exporter,
+            telemetry_path=telemetry_path,
+            web_config=web_config,
+            runbook_url=runbook_url,
+        ),
         listen,
         what="",
         ssl_context=web_config.ssl_context() if web_config is not None else None,

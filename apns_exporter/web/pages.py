@@ -11,7 +11,7 @@ from urllib.parse import quote
 import yaml
 
 from apns_exporter import __version__
-from apns_exporter.assets import runbook_section
+from apns_exporter.assets import runbook_section, runbook_title
 from apns_exporter.config import Config
 from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
 from apns_exporter.service.exporter import Exporter, TargetState
@@ -25,10 +25,10 @@ _STYLE = (
 )
 
 
-def landing(exporter: Exporter, telemetry_path: str) -> str:
+def landing(exporter: Exporter, telemetry_path: str, runbook_url: str = "") -> str:
     """The HTML landing page: every target, its credential and its latest results."""
     metrics = html.escape(telemetry_path)
-    rows = "".join(_target_row(exporter, name) for name in exporter.targets)
+    rows = "".join(_target_row(exporter, name, runbook_url) for name in exporter.targets)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>APNs Exporter</title>
 <style>{_STYLE}</style></head>
@@ -43,7 +43,7 @@ def landing(exporter: Exporter, telemetry_path: str) -> str:
 """
 
 
-def _target_row(exporter: Exporter, name: str) -> str:
+def _target_row(exporter: Exporter, name: str, runbook_url: str) -> str:
     state = exporter.targets[name]
     target = state.config
     auth = html.escape(_credential(state))
@@ -63,12 +63,19 @@ def _target_row(exporter: Exporter, name: str) -> str:
         None,
     )
     if failing:
-        runbook = html.escape(runbook_section(failing), quote=True)
-        cells.append(f'{html.escape(failing)} (<a href="{runbook}">runbook</a>)')
+        cells.append(f"{html.escape(failing)} ({_runbook_link(failing, runbook_url)})")
     else:
         cells.append("none")
     cells.append(f'<a href="probes?target={quote(name)}">Probe logs</a>')
     return "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+
+
+def _runbook_link(layer: str, runbook_url: str) -> str:
+    # Without --web.runbook-url there is no real address to send anyone to: name the section.
+    if not runbook_url:
+        return f"runbook: {html.escape(runbook_title(layer))}"
+    href = html.escape(runbook_section(layer, runbook_url), quote=True)
+    return f'<a href="{href}">runbook</a>'
 
 
 def _credential(state: TargetState) -> str:

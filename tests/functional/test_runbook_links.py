@@ -8,7 +8,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from apns_exporter.assets import DEFAULT_RUNBOOK_URL, RUNBOOK_URL_ENV
 from apns_exporter.mock.faults import ErrorFault, Scenario
 from apns_exporter.mock.server import MockAPNs
 from tests.helpers import Workspace
@@ -21,23 +20,35 @@ async def _landing(url: str) -> str:
         return await resp.text()
 
 
-async def test_failing_target_links_to_its_layer_in_the_runbook(
-    mock: MockAPNs,
-    workspace: Workspace,
-    device: str,
-    run_exporter: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A target failing at the apns layer links to #failing-layer-apns at the configured URL."""
-    cfg = workspace.config(workspace.target(mock.port, devices=(device,)))
-    async with run_exporter(cfg) as running:
+async def _failing_landing(
+    mock: MockAPNs, cfg: Any, run_exporter: Callable[..., Any], runbook_url: str | None
+) -> tuple[str, str]:
+    """The landing page while the target is healthy, then while it fails at the apns layer."""
+    mock.scenario = Scenario()
+    async with run_exporter(cfg, runbook_url=runbook_url) as running:
         await running.wait_canary(ok=True)
         healthy = await _landing(running.url)
         mock.scenario = Scenario(errors=(ErrorFault(reason="ServiceUnavailable"),))
         await running.wait_canary(ok=False)
-        default = await _landing(running.url)
-        monkeypatch.setenv(RUNBOOK_URL_ENV, "https://wiki.example.org/apns/runbook.md")
-        configured = await _landing(running.url)
+        return healthy, await _landing(running.url)
+
+
+async def test_failing_target_links_to_its_layer_in_the_runbook(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter: Callable[..., Any]
+) -> None:
+    """With --web.runbook-url a target failing at the apns layer links to that section."""
+    cfg = workspace.config(workspace.target(mock.port, devices=(device,)))
+    base = "https://wiki.example.org/apns/runbook.md"
+    healthy, failing = await _failing_landing(mock, cfg, run_exporter, base)
     assert "#failing-layer-" not in healthy
-    assert f'href="{DEFAULT_RUNBOOK_URL}#failing-layer-apns"' in default
-    assert 'href="https://wiki.example.org/apns/runbook.md#failing-layer-apns"' in configured
+    assert f'href="{base}#failing-layer-apns"' in failing
+
+
+async def test_without_a_runbook_url_the_section_is_named_not_linked(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter: Callable[..., Any]
+) -> None:
+    """Without --web.runbook-url the page names the runbook section and invents no address."""
+    cfg = workspace.config(workspace.target(mock.port, devices=(device,)))
+    _, failing = await _failing_landing(mock, cfg, run_exporter, None)
+    assert "runbook: Failing layer apns" in failing
+    assert "#failing-layer-" not in failing
