@@ -43,3 +43,24 @@ async def test_frozen_cycle_is_reclaimed_only_at_the_scheduled_refreeze() -> Non
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert gc.get_freeze_count() == 0, "cancelling the task thaws the heap"
+
+
+async def test_a_full_collection_freezes_what_survived_it() -> None:
+    """After the interpreter's own full collection, the survivors are frozen."""
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def sleep(seconds: float) -> None:
+        await never
+
+    task = asyncio.create_task(heap.keep_collections_short(sleep=sleep))
+    try:
+        await asyncio.sleep(0)  # the task is running and has hooked the collector
+        assert gc.get_freeze_count() == 0
+        gc.collect()
+        assert gc.get_freeze_count() == 0, "not from inside the collector"
+        await asyncio.sleep(0)  # the loop runs the freeze the collection scheduled
+        assert gc.get_freeze_count() > 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert gc.get_freeze_count() == 0
