@@ -75,6 +75,7 @@ CONTRACT_METRICS = frozenset(
         "apns_canary_receipts_rejected_total",
         "apns_signing_key_rotation_due_timestamp_seconds",
         "apns_reachability_connect_seconds",
+        "apns_tls_check_last_attempt_timestamp_seconds",
         # Promised by the delivery-receipts issue.
         "apns_canary_delivery_duration_seconds",
         "apns_canary_deliveries_total",

@@ -296,36 +296,40 @@ def staleness_alerts(p: Params) -> list[Rule]:
     stale = format_duration(3 * duration_seconds(p.reachability_interval))
     connect = p.select("apns_reachability_connect_seconds")
     ping_age = f"time() - {p.select('apns_ping_last_success_timestamp_seconds')}"
-    description = """The {{ $labels.probe }} probe of target {{ $labels.target }}
-        ({{ $labels.apns_environment }}, exporter {{ $labels.instance }}) has produced no
-        new result for more than three of its intervals, yet its last result still reads
-        as current{{ if eq $labels.probe "ping" }}: apns_connection_up still reads 1{{ end }}.
-        Likely causes: a hung scheduler or probe, a blocked event loop, or a reload that
-        stopped the probe's task."""
+    tls_age = f"time() - {p.select('apns_tls_check_last_attempt_timestamp_seconds')}"
+
+    def stale_alert(probe: str, expr: str, reads: str) -> Rule:
+        # A rule's own labels are not in $labels when annotations are rendered: name the
+        # probe here.
+        description = f"""The {probe} probe of target {{{{ $labels.target }}}}
+            ({{{{ $labels.apns_environment }}}}, exporter {{{{ $labels.instance }}}}) has
+            produced no new result for more than three of its intervals, yet {reads}.
+            Likely causes: a hung scheduler or probe, a blocked event loop, or a reload
+            that stopped the probe's task."""
+        summary = "An APNs probe has stopped producing results."
+        return alert(
+            p, "ApnsProbeStale", expr, "warning", summary, description, for_="5m", probe=probe
+        )
+
     return [
-        alert(
-            p,
-            "ApnsProbeStale",
+        stale_alert(
+            "ping",
             f"{p.select('apns_connection_up')} == 1\nand {ON}\n"
             f"{ping_age} > 3 * {p.select('apns_ping_interval_seconds')}",
-            "warning",
-            "An APNs probe has stopped producing results.",
-            description,
-            for_="5m",
-            probe="ping",
+            "apns_connection_up still reads 1",
         ),
         # The connect time of a reachable host changes with every run (it is measured in
         # nanoseconds); unchanged for three intervals means no run happened.
-        alert(
-            p,
-            "ApnsProbeStale",
+        stale_alert(
+            "reachability",
             f"{p.select('apns_reachable')} == 1\n"
             f"and changes({connect}[{stale}]) == 0\n"
             f"and {connect} offset {stale}",
-            "warning",
-            "An APNs probe has stopped producing results.",
-            description,
-            for_="5m",
-            probe="reachability",
+            "apns_reachable still reads 1",
+        ),
+        stale_alert(
+            "tls_check",
+            f"{tls_age} > {3 * duration_seconds(p.tls_check_interval):g}",
+            "the server certificate series still read as they did at its last run",
         ),
     ]

@@ -78,11 +78,14 @@ class Params:
     # The reachability interval of your targets (not exported as a metric): the probe is
     # stale after three of them without a fresh result.
     reachability_interval: str = "5m"
+    # The same for the server-chain check (tls_check.interval; not exported either, to keep
+    # a target's series within budget).
+    tls_check_interval: str = "1h"
     # alertname -> for: duration, replacing the default of every band of that alert.
     for_overrides: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("canary_window", "reachability_interval"):
+        for name in ("canary_window", "reachability_interval", "tls_check_interval"):
             duration_seconds(getattr(self, name))
         if self.keep_firing_for:
             duration_seconds(self.keep_firing_for)

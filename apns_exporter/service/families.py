@@ -370,6 +370,10 @@ class ChainSeries:
         self.tls_version = make.gauge(
             "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
+        self.last_attempt = make.gauge(
+            "apns_tls_check_last_attempt_timestamp_seconds",
+            "When the server-chain check last finished, whatever its result.",
+        )
 
     def add(self, t: Labels) -> None:
         """Create the target's change counter at 0."""
@@ -377,6 +381,7 @@ class ChainSeries:
 
     def record(self, t: Labels, result: ProbeResult) -> None:
         """Fold in one tls_check run."""
+        self.last_attempt.labels(*t).set(result.started_at + result.duration)
         report = result.chain
         if report is None:
             return  # no handshake happened; the previous chain's series stay as they were
