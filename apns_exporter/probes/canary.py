@@ -152,7 +152,8 @@ async def _push(
         if canary_id is not None and receipts is not None:
             receipts.discard(ctx.target.name, canary_id)
         return PushOutcome(kind, False, duration, error=exc.reason)
-    duration = time.perf_counter() - started
+    # Stamped by the connection where frames were written and parsed: loop delays excluded.
+    duration = response.elapsed if response.elapsed is not None else time.perf_counter() - started
     if canary_id is not None and receipts is not None:
         if response.status == 200:
             ctx.log(f"awaiting the device's receipt for canary {canary_id}")
