@@ -10,12 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from apns_exporter.probes import ProbeKind, ProbeResult
 from apns_exporter.service.exporter import Exporter
+from apns_exporter.service.metrics import Metrics
 
 KEY_ID = "ABC123DEFG"
 TEAM_ID = "DEF123GHIJ"
@@ -162,3 +164,16 @@ async def start_cli(*args: str, ready: bytes, timeout: float = 30) -> asyncio.su
         await proc.wait()
         raise
     return proc
+
+
+def add_target(metrics: Metrics, name: str, environment: str = "sandbox", **options: Any) -> None:
+    """Give ``metrics`` a token-auth target with a canary and PING; ``options`` override."""
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 2197,
+        "topic": "com.example.app",
+        "auth_method": "token",
+        "canary_interval": 300,
+        "ping_interval": 60,
+    }
+    metrics.add_target(name, environment, **(settings | options))

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from apns_exporter.config import Config
 from apns_exporter.mock.pki import generate_signing_key
 from apns_exporter.service.metrics import TARGET, Metrics
+from tests.helpers import add_target
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -69,15 +70,12 @@ def _registry() -> dict[str, tuple[str, frozenset[str]]]:
 def _preinitialised() -> dict[tuple[str, str], set[str]]:
     """(metric, label) -> the values a new target's series start with, every option on."""
     metrics = Metrics(process_metrics=False)
-    metrics.add_target(
+    add_target(
+        metrics,
         "t",
         "production",
         host="api.push.apple.com",
         port=443,
-        topic="com.example.app",
-        auth_method="token",
-        canary_interval=300.0,
-        ping_interval=60.0,
         key=("ABC123DEFG", "DEF123GHIJ"),
         rotate_by=0.0,
         delivery=True,

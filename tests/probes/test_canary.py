@@ -5,7 +5,7 @@ from __future__ import annotations
 from apns_exporter import config
 from apns_exporter.probes import ProbeKind, TargetContext, canary
 from apns_exporter.service.metrics import Metrics
-from tests.helpers import Workspace
+from tests.helpers import Workspace, add_target
 
 
 class _BrokenToken:
@@ -25,13 +25,13 @@ async def test_signing_failure_is_a_refresh_failure_not_a_crash(workspace: Works
     result = await canary.run(ctx.start(ProbeKind.CANARY))
     assert (result.ok, result.error, result.token_failed) == (False, "credential", True)
     metrics = Metrics()
-    metrics.add_target(
+    add_target(
+        metrics,
         "t1",
         "production",
         host="h",
         port=443,
         topic="t",
-        auth_method="token",
         canary_interval=1,
         ping_interval=1,
         key=("K", "T"),

@@ -9,23 +9,14 @@ from apns_exporter.creds.chain import ChainReport
 from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.series import ALERTED_GOAWAYS, ALERTED_RESPONSES
+from tests.helpers import add_target
 
 T = {"target": "t1", "apns_environment": "sandbox"}
 
 
 def _metrics() -> Metrics:
     metrics = Metrics()
-    metrics.add_target(
-        "t1",
-        "sandbox",
-        host="127.0.0.1",
-        port=2197,
-        topic="com.example.app",
-        auth_method="token",
-        canary_interval=300,
-        ping_interval=60,
-        key=("K", "T"),
-    )
+    add_target(metrics, "t1", key=("K", "T"))
     return metrics
 
 
@@ -78,15 +69,12 @@ def test_series_budget_per_target() -> None:
     """A target with every probe on stays within its budget, an inventory_only one within 15."""
     metrics = _metrics()
     _full_round(metrics, "t1")
-    metrics.add_target(
+    add_target(
+        metrics,
         "inv",
         "production",
         host="api.push.apple.com",
         port=443,
-        topic="com.example.app",
-        auth_method="token",
-        canary_interval=300,
-        ping_interval=60,
         key=("K", "T"),
         rotate_by=0.0,
         inventory_only=True,
@@ -189,16 +177,7 @@ def test_goaway_and_settings_events() -> None:
 def test_forget_removes_every_series_of_one_target_and_only_that_target() -> None:
     """Forgetting a target drops all its series, info series included; others stay."""
     metrics = _metrics()
-    metrics.add_target(
-        "t2",
-        "sandbox",
-        host="127.0.0.1",
-        port=2197,
-        topic="com.example.app",
-        auth_method="token",
-        canary_interval=300,
-        ping_interval=60,
-    )
+    add_target(metrics, "t2")
     for name in ("t1", "t2"):
         metrics.record(ProbeResult(name, ProbeKind.PING, True, 0.0, 0.1, "ok", rtt=0.01))
         metrics.observe(name, SettingsChanged(1000))
