@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -177,3 +178,19 @@ def add_target(metrics: Metrics, name: str, environment: str = "sandbox", **opti
         "ping_interval": 60,
     }
     metrics.add_target(name, environment, **(settings | options))
+
+
+# The exporter's command line as a user runs it, in this interpreter.
+CLI = [sys.executable, "-m", "apns_exporter"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI to completion with no stdin, capturing its text output."""
+    return subprocess.run(
+        [*CLI, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )

@@ -6,7 +6,6 @@ import asyncio
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -18,31 +17,18 @@ from apns_exporter import __version__, config
 from apns_exporter.commands import probe
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
-from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Workspace, start_cli
-
-CLI = [sys.executable, "-m", "apns_exporter"]
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+from tests.helpers import CLI, KEY_ID, TEAM_ID, TOPIC, Workspace, run_cli, start_cli
 
 
 def test_version_prints_the_package_version() -> None:
     """--version prints the version and exits 0."""
-    done = _cli("--version")
+    done = run_cli("--version")
     assert (done.returncode, done.stdout.strip()) == (0, f"apns-exporter {__version__}")
 
 
 def test_help_explains_flags_subcommands_and_exit_codes() -> None:
     """--help names the Prometheus-style flags, every subcommand and the exit codes."""
-    done = _cli("--help")
+    done = run_cli("--help")
     assert done.returncode == 0
     for word in (
         "--config.file",
@@ -72,7 +58,7 @@ def test_run_flags_mean_the_same_before_and_after_run(
 ) -> None:
     """--config.file is honoured wherever it stands, before or after the word run."""
     cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)))
-    done = _cli(*(a.format(cfg=cfg) for a in args))
+    done = run_cli(*(a.format(cfg=cfg) for a in args))
     assert done.returncode == 0, done.stderr
     assert f"{cfg}: configuration is valid" in done.stdout
 
@@ -89,7 +75,7 @@ def test_a_flag_the_subcommand_does_not_take_is_refused(
     args: tuple[str, ...], flag: str, command: str
 ) -> None:
     """A run flag before a subcommand that lacks it exits 2 naming both, instead of vanishing."""
-    done = _cli(*args)
+    done = run_cli(*args)
     assert done.returncode == 2
     assert f"{flag} does not apply to {command}" in done.stderr
 
@@ -97,7 +83,7 @@ def test_a_flag_the_subcommand_does_not_take_is_refused(
 def test_probe_of_an_unknown_target_is_a_usage_error(workspace: Workspace) -> None:
     """probe --target with a name not in the config exits 2 and lists the targets there are."""
     cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)))
-    done = _cli("probe", f"--config.file={cfg}", "--target=nope")
+    done = run_cli("probe", f"--config.file={cfg}", "--target=nope")
     assert done.returncode == 2
     assert "no target named 'nope' in the configuration (targets: t1)" in done.stdout
 
@@ -105,7 +91,7 @@ def test_probe_of_an_unknown_target_is_a_usage_error(workspace: Workspace) -> No
 def test_config_check_accepts_a_valid_file(workspace: Workspace) -> None:
     """--config.check on a valid file exits 0 and says so."""
     cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)))
-    done = _cli("--config.check", f"--config.file={cfg}")
+    done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 0, done.stderr
     assert "configuration is valid (1 target(s))" in done.stdout
 
@@ -113,7 +99,7 @@ def test_config_check_accepts_a_valid_file(workspace: Workspace) -> None:
 def test_config_check_rejects_a_bad_file_without_traceback(workspace: Workspace) -> None:
     """--config.check on a broken file exits 1 with located one-line errors, no traceback."""
     cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)) + "  colour: blue\n")
-    done = _cli("--config.check", f"--config.file={cfg}")
+    done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert f"{cfg}:" in done.stderr
@@ -123,7 +109,7 @@ def test_config_check_rejects_a_bad_file_without_traceback(workspace: Workspace)
 def test_missing_config_file_is_one_clear_line(tmp_path: Path) -> None:
     """A config path that does not exist is reported by name, exit 1, no traceback."""
     missing = tmp_path / "nope.yml"
-    done = _cli("--config.check", f"--config.file={missing}")
+    done = run_cli("--config.check", f"--config.file={missing}")
     assert done.returncode == 1
     assert str(missing) in done.stderr
     assert "Traceback" not in done.stderr
@@ -155,7 +141,7 @@ def test_config_check_loads_the_signing_key(workspace: Workspace) -> None:
     """--config.check fails on a .p8 file that is not a key, naming the target and file."""
     workspace.key_file.write_text("not a key")
     cfg = workspace.config(workspace.target(443, devices=("ab" * 32,)))
-    done = _cli("--config.check", f"--config.file={cfg}")
+    done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 1
     assert "target t1" in done.stderr
     assert str(workspace.key_file) in done.stderr
@@ -178,7 +164,7 @@ def test_config_check_locates_a_key_that_is_not_the_certificates(
               key_file: {other_key}
         """
     )
-    done = _cli("--config.check", f"--config.file={cfg}")
+    done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,14 +18,13 @@ from pydantic import BaseModel
 from apns_exporter.config import Config
 from apns_exporter.mock.pki import generate_signing_key
 from apns_exporter.service.metrics import TARGET, Metrics
-from tests.helpers import add_target
+from tests.helpers import CLI, add_target, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 METRICS_DOC = ROOT / "docs" / "metrics.md"
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
 EXAMPLE = ROOT / "examples" / "config.yaml"
-CLI = [sys.executable, "-m", "apns_exporter"]
 TICKED = re.compile(r"`([^`]+)`")
 
 
@@ -232,12 +230,7 @@ def test_example_config_passes_the_config_check(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE, example)
     for key_file in re.findall(r"^\s*key_file: (AuthKey_\w+\.p8)", EXAMPLE.read_text(), re.M):
         (tmp_path / key_file).write_bytes(generate_signing_key().private_pem)
-    done = subprocess.run(
-        [*CLI, "--config.check", f"--config.file={example}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = run_cli("--config.check", f"--config.file={example}")
     assert done.returncode == 0, done.stderr
     assert "configuration is valid" in done.stdout
 

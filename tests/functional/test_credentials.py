@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from apns_exporter.mock.pki import (
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import ProbeKind, ProbeResult, canary
 from apns_exporter.service.exporter import Exporter
-from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Workspace, sample
+from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Workspace, run_cli, sample
 
 T = {"target": "t1", "apns_environment": "production"}
 FAST = "global:\n  credential_check_interval: 200ms\n"
@@ -387,14 +385,7 @@ def test_config_check_warns_about_certificate_mismatches(
     cert = client_ca.issue_provider("com.example.other", environments=("sandbox",))
     path = _write_pem(workspace, cert, "other")
     cfg = workspace.config(_cert_target(workspace, 443, path))
-    done = subprocess.run(
-        [sys.executable, "-m", "apns_exporter", "--config.check", f"--config.file={cfg}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 0, done.stderr
     warnings = [line for line in done.stderr.splitlines() if line.startswith("warning:")]
     assert any(TOPIC in w and "com.example.other" in w for w in warnings), warnings

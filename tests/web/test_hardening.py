@@ -8,7 +8,6 @@ import base64
 import logging
 import os
 import re
-import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -25,7 +24,7 @@ from apns_exporter.mock.server import MockAPNs
 from apns_exporter.web.app import Site
 from apns_exporter.web.limits import ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher, middleware
-from tests.helpers import Workspace
+from tests.helpers import Workspace, run_cli
 from tests.web.test_webconfig import (
     HASH,
     PASSWORD,
@@ -424,14 +423,7 @@ def test_config_check_warns_about_a_key_others_can_read(
     """--config.check warns when the .p8 key is readable by group or others, and passes."""
     workspace.key_file.chmod(mode)
     cfg = workspace.config(workspace.target(443, auth_check=True))
-    done = subprocess.run(
-        [sys.executable, "-m", "apns_exporter", "--config.check", f"--config.file={cfg}"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 0, done.stderr
     assert ("readable by group or others" in done.stderr) is warned
     if warned:
