@@ -38,13 +38,6 @@ async def test_corrupted_der_signature_is_invalid(mock, connect, credentials, cl
     assert await status_reason(client, other) == (403, "InvalidProviderToken")
 
 
-async def test_string_iat_is_accepted(mock, connect, credentials, clock):
-    """An iat sent as a JSON string (as APNSwift did for years) is accepted."""
-    client = await connect(mock)
-    token = credentials.mint(clock.now, extra={"iat": str(int(clock.now))})
-    assert await status_reason(client, token) == (200, None)
-
-
 async def test_resending_the_same_token_is_fine(mock, connect, token, clock):
     """Re-sending the accepted token string is not an update, even minutes later."""
     client = await connect(mock)

@@ -7,26 +7,13 @@ import uuid
 import pytest
 from mock_support import DEVICE, TOPIC, UNKNOWN_DEVICE, push_headers
 
-from apns_exporter.mock import VALIDATION_ORDER, Policy, RateLimit
+from apns_exporter.mock import Policy, RateLimit
 
 
 async def reason_of(client, path=f"/3/device/{DEVICE}", headers=None, body=None):
     kwargs = {"body": body} if body is not None else {}
     response = await client.request(path, headers=headers, **kwargs)
     return response.status, response.reason
-
-
-def test_validation_order_constant_is_apples_precedence():
-    """The documented order is method, path, auth, headers, device token, payload, rate."""
-    assert VALIDATION_ORDER == (
-        "method",
-        "path",
-        "auth",
-        "headers",
-        "device_token",
-        "payload",
-        "rate",
-    )
 
 
 def test_policy_rejects_unknown_steps():
