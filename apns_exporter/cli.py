@@ -14,12 +14,11 @@ from apns_exporter import __version__, config, logs
 from apns_exporter.commands import assets as assets_command
 from apns_exporter.commands import probe
 from apns_exporter.config.durations import parse_duration
-from apns_exporter.creds.credential import Credential
+from apns_exporter.creds.credential import Credential, load_credential
 from apns_exporter.creds.tokens import TokenCache
 from apns_exporter.errors import (
     ConfigError,
     ConfigIssue,
-    CredentialError,
     ExpiredCredential,
     WebConfigError,
 )
@@ -374,14 +373,13 @@ def _credential_problems(path: str, cfg: config.Config) -> list[ConfigIssue]:
     problems = []
     tokens = TokenCache()
     for index, target in enumerate(cfg.targets):
-        try:
-            loaded = Credential(target, tokens).load()
-        except ExpiredCredential as exc:
-            print(f"warning: target {target.name}: {exc}", file=sys.stderr)
-            loaded = exc.loaded
-        except CredentialError as exc:
-            key = config.credential_key(index, target, exc.reason)
-            problems.append(config.locate(path, key, f"target {target.name}: {exc}"))
+        loaded, error = load_credential(Credential(target, tokens))
+        if isinstance(error, ExpiredCredential):
+            print(f"warning: target {target.name}: {error}", file=sys.stderr)
+        elif error is not None:
+            key = config.credential_key(index, target, error.reason)
+            problems.append(config.locate(path, key, f"target {target.name}: {error}"))
+        if loaded is None:
             continue
         for warning in loaded.warnings:
             print(f"warning: target {target.name}: {warning}", file=sys.stderr)

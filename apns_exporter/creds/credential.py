@@ -111,3 +111,18 @@ class Credential:
         if self.target.topic is not None:
             return self.target.topic
         return loaded.certificate.uid if loaded.certificate is not None else None
+
+
+def load_credential(credential: Credential) -> tuple[Loaded | None, CredentialError | None]:
+    """Load a credential: what to use (an expired one still is) and what is wrong with it.
+
+    The one way to load a credential: the probe, the exporter and ``--config.check`` all
+    call it.
+    """
+    try:
+        return credential.load(), None
+    except ExpiredCredential as exc:
+        # Still presented: APNs's TLS alert is the clearest evidence of what is wrong.
+        return exc.loaded, exc
+    except CredentialError as exc:
+        return None, exc

@@ -4,29 +4,17 @@ from __future__ import annotations
 
 import logging
 
-from apns_exporter.creds.credential import Credential, Loaded
-from apns_exporter.errors import CredentialError, ExpiredCredential
+from apns_exporter.creds.credential import Loaded, load_credential
 from apns_exporter.probes import ProbeResult, ProbeRun, TargetContext
 
 log = logging.getLogger(__name__)
-
-
-def load(credential: Credential) -> tuple[Loaded | None, CredentialError | None]:
-    """Load a credential: what to use (an expired one still is) and what is wrong with it."""
-    try:
-        return credential.load(), None
-    except ExpiredCredential as exc:
-        # Still presented: APNs's TLS alert is the clearest evidence of what is wrong.
-        return exc.loaded, exc
-    except CredentialError as exc:
-        return None, exc
 
 
 async def run(ctx: ProbeRun) -> ProbeResult:
     """Reload the target's credential if its files changed, and report the one in use."""
     shared = ctx.shared
     if shared.credential is not None and shared.credential.changed():
-        loaded, error = load(shared.credential)
+        loaded, error = load_credential(shared.credential)
         # An expired credential replaces nothing that still works; a broken one nothing at all.
         if loaded is not None and (error is None or shared.loaded is None):
             await use(shared, loaded)

@@ -15,10 +15,10 @@ from apns_exporter.client.connection import Endpoint
 from apns_exporter.client.dial import Resolver
 from apns_exporter.client.tls import client_context
 from apns_exporter.config import Target
-from apns_exporter.creds.credential import Credential, Loaded
+from apns_exporter.creds.credential import Credential, Loaded, load_credential
 from apns_exporter.creds.tokens import TokenCache
 from apns_exporter.errors import CredentialError, ExpiredCredential
-from apns_exporter.probes import TargetContext, credentials
+from apns_exporter.probes import TargetContext
 from apns_exporter.receipts.book import ReceiptBook
 from apns_exporter.service.metrics import Metrics
 
@@ -74,7 +74,7 @@ class TargetBuilder:
     def build(self, target: Target, default_timeout: float) -> TargetState:
         """Load the target's credential, make its channels and create its series."""
         credential = Credential(target, self._tokens, clock=self._clock)
-        loaded, error = credentials.load(credential)
+        loaded, error = load_credential(credential)
         if isinstance(error, ExpiredCredential):
             log.error("target %s: %s", target.name, error)
         elif error is not None:
