@@ -11,7 +11,8 @@
     ├── ReceiptRejected        bad_signature | malformed | unknown_target | unknown_canary
     │                          | replay | stale | too_large
     └── ProbeError             any of its subclasses' reasons
-        ├── ConnectFailed      dns | connect | tls_verify | tls_handshake | alpn | http2 | timeout
+        ├── ConnectFailed      dns | connect | proxy | tls_verify | tls_handshake | alpn
+        │                      | http2 | timeout
         ├── ConnectionLost     http2 | goaway | connection_reset | tls_handshake
         └── RequestFailed      timeout | stream_reset | connection_reset | protocol | goaway
 
@@ -130,6 +131,7 @@ class ProbeError(ReasonedError):
         {
             "dns",
             "connect",
+            "proxy",
             "tls_verify",
             "tls_handshake",
             "alpn",
@@ -144,10 +146,13 @@ class ProbeError(ReasonedError):
 
 
 class ConnectFailed(ProbeError):
-    """The connection could not be established (DNS, TCP, TLS, ALPN or HTTP/2 preface)."""
+    """The connection could not be established (DNS, TCP, proxy, TLS, ALPN or HTTP/2 preface).
+
+    ``proxy``: the HTTP proxy could not be reached, or refused the CONNECT (407, 403, 5xx).
+    """
 
     REASONS = frozenset(
-        {"dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout"}
+        {"dns", "connect", "proxy", "tls_verify", "tls_handshake", "alpn", "http2", "timeout"}
     )
 
 

@@ -1,4 +1,10 @@
-"""A target's long-lived APNs connection: opened on first use, replaced when it dies."""
+"""A target's long-lived APNs connection: opened on first use, replaced when it dies or ages.
+
+A connection older than ``max_age`` (jittered by ±10 %, so replicas and targets do not
+all redial together) is retired gracefully, without counting a failure, and the next
+:meth:`Channel.acquire` dials again, starting at the next resolved address: over hours
+the kept connection visits each of Apple's servers behind the host name.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +18,16 @@ from dataclasses import dataclass, field
 from apns_exporter.client.connection import Connection, Endpoint
 from apns_exporter.client.dial import Resolver
 from apns_exporter.client.protocol import Event
+from apns_exporter.client.proxy import Proxy
 from apns_exporter.errors import ConnectFailed
 
 # Apple treats rapid connect/disconnect as a denial-of-service attack, so failed dials back
 # off exponentially between a floor and a ceiling, with jitter so replicas do not align.
 BACKOFF_FLOOR_SECONDS = 1.0
 BACKOFF_CEILING_SECONDS = 300.0
+# Kept connections are replaced after about an hour, so they move between Apple's servers.
+DEFAULT_MAX_AGE_SECONDS = 3600.0
+MAX_AGE_JITTER = 0.1
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,10 @@ class DialReport:
     phases: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     message: str = ""
+    # host:port the socket reached (the proxy's when tunnelled), for logs and /probes.
+    peer: str | None = None
+    # Why the previous connection was given up without failing, e.g. "max_connection_age".
+    replaced: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,8 +89,16 @@ class Channel:
         resolver: Resolver | None = None,
         client_certificate: bool = False,
         dial_limit: asyncio.Semaphore | None = None,
+        max_age: float | None = DEFAULT_MAX_AGE_SECONDS,
+        proxy: Proxy | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self._resolver = resolver
+        self._max_age = max_age
+        self._proxy = proxy
+        self._rng = rng or random.Random()
+        self._dials = 0  # which resolved address the next dial starts at
+        self._expires_at = float("inf")
         self._dial_limit = dial_limit or asyncio.Semaphore(1)
         self._client_certificate = client_certificate
         self.endpoint = endpoint
@@ -101,6 +123,11 @@ class Channel:
         """Return a usable connection, dialling if needed, or the reason there is none."""
         async with self._lock:
             conn = self.connection
+            replaced = None
+            if conn is not None and self._clock() >= self._expires_at:
+                # Old enough: drain it (in-flight streams finish) and dial a fresh one.
+                self._retire(conn, failed=False)
+                conn, replaced = None, "max_connection_age"
             if conn is not None:
                 return Lease(conn)
             if self._connection is not None:
@@ -111,6 +138,7 @@ class Channel:
                     self._last_failure.reason, f"{self._last_failure} (next attempt in {wait:.1f}s)"
                 )
                 return Lease(None, error=error)
+            start, self._dials = self._dials, self._dials + 1
             try:
                 async with self._dial_limit:
                     conn = await Connection.open(
@@ -120,14 +148,26 @@ class Channel:
                         observer=self._observer,
                         resolver=self._resolver,
                         client_certificate=self._client_certificate,
+                        proxy=self._proxy,
+                        start=start,
                     )
             except ConnectFailed as exc:
                 self._last_failure = exc
                 self._retry_at = self._clock() + self._backoff.next_delay()
-                return Lease(None, DialReport(False, reason=exc.reason, message=str(exc)), exc)
+                report = DialReport(False, reason=exc.reason, message=str(exc), replaced=replaced)
+                return Lease(None, report, exc)
             self._last_failure = None
             self._connection = conn
-            return Lease(conn, DialReport(True, phases=dict(conn.timings)))
+            self._expires_at = self._deadline()
+            report = DialReport(True, phases=dict(conn.timings), peer=conn.peer, replaced=replaced)
+            return Lease(conn, report)
+
+    def _deadline(self) -> float:
+        """When a connection opened now should be retired: max_age, jittered by ±10 %."""
+        if self._max_age is None:
+            return float("inf")
+        jitter = self._rng.uniform(1 - MAX_AGE_JITTER, 1 + MAX_AGE_JITTER)
+        return self._clock() + self._max_age * jitter
 
     async def replace_ssl_context(
         self, ssl_context: ssl.SSLContext, *, client_certificate: bool

@@ -21,6 +21,7 @@ from apns_exporter.client.protocol import (
     SettingsChanged,
     StreamReset,
 )
+from apns_exporter.client.proxy import Proxy, route
 from apns_exporter.errors import ConnectFailed, ConnectionLost, ProbeError, RequestFailed
 
 log = logging.getLogger(__name__)
@@ -65,10 +66,14 @@ class Connection:
         timings: dict[str, float],
         observer: Callable[[Event], None] | None = None,
         client_certificate: bool = False,
+        proxy: Proxy | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.client_certificate = client_certificate
         self.timings = timings
+        # The proxy this connection tunnels through (None: direct), password masked in str().
+        self.proxy = proxy
+        self.peer = _peer(writer)
         self._reader = reader
         self._writer = writer
         self._observer = observer
@@ -96,10 +101,17 @@ class Connection:
         observer: Callable[[Event], None] | None = None,
         resolver: Resolver | None = None,
         client_certificate: bool = False,
+        proxy: Proxy | None = None,
+        start: int = 0,
     ) -> Connection:
-        """Resolve, connect, handshake and start HTTP/2, timing each phase."""
+        """Resolve, connect, handshake and start HTTP/2, timing each phase.
+
+        ``proxy`` replaces the environment's proxy (``HTTPS_PROXY``; ``NO_PROXY`` applies
+        to both); ``start`` picks which resolved address to try first (see client.dial).
+        """
         timings: dict[str, float] = {}
         where = f"{endpoint.host}:{endpoint.port}"
+        via = route(endpoint.host, proxy)
         try:
             async with asyncio.timeout(timeout) as deadline:
                 reader, writer = await dial(
@@ -108,12 +120,16 @@ class Connection:
                     resolver=resolver,
                     ssl_context=ssl_context,
                     timings=timings,
+                    proxy=via,
+                    routed=True,
+                    start=start,
                 )
         except TimeoutError:
+            through = f" through proxy {via}" if via is not None else ""
             raise ConnectFailed(
-                "timeout", f"connecting to {where} timed out after {timeout:g}s"
+                "timeout", f"connecting to {where}{through} timed out after {timeout:g}s"
             ) from None
-        conn = cls(endpoint, reader, writer, timings, observer, client_certificate)
+        conn = cls(endpoint, reader, writer, timings, observer, client_certificate, via)
         try:
             async with asyncio.timeout_at(deadline.when()):
                 conn._start()
@@ -400,3 +416,12 @@ class Connection:
         for future in futures:
             if not future.done():
                 future.set_exception(error)
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    """``address:port`` the socket is connected to (the proxy's, when tunnelled)."""
+    name = writer.get_extra_info("peername")
+    if not name:
+        return "unknown"
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"

@@ -2,6 +2,8 @@
 
 The APNs connection, the chain check and the reachability probe all dial here, with the
 same injectable :data:`Resolver`, so a DNS or network fault injected once reaches each.
+Through a proxy (``HTTPS_PROXY`` by default, see :mod:`client.proxy`) the TCP leg goes to
+the proxy and a CONNECT tunnel; TLS and HTTP/2 then run to APNs inside it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from apns_exporter.client.proxy import Proxy, open_tunnel, route
 from apns_exporter.errors import ConnectFailed
 
 # host, port -> addresses; injectable so tests can simulate DNS without a network.
@@ -41,12 +44,24 @@ async def resolve(host: str, port: int, resolver: Resolver | None = None) -> lis
     return addresses
 
 
+def rotated(addresses: Sequence[str], start: int) -> list[str]:
+    """``addresses`` starting at index ``start`` (modulo), wrapping round: one per dial."""
+    if not addresses:
+        return []
+    offset = start % len(addresses)
+    return [*addresses[offset:], *addresses[:offset]]
+
+
 async def connect(
-    host: str, port: int, addresses: Sequence[str]
+    host: str, port: int, addresses: Sequence[str], *, start: int = 0
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A TCP connection to the first of ``addresses`` that answers; ConnectFailed(connect)."""
+    """A TCP connection to the first of ``addresses`` (from ``start``) that answers.
+
+    ConnectFailed(connect) when none does. Callers pass a growing ``start`` so that
+    successive dials spread over every address of a host instead of always the first.
+    """
     last_error: OSError | None = None
-    for address in addresses:
+    for address in rotated(addresses, start):
         try:
             return await asyncio.open_connection(address, port)
         except OSError as exc:
@@ -63,21 +78,36 @@ async def dial(
     server_hostname: str | None = None,
     require_h2: bool = True,
     timings: dict[str, float] | None = None,
+    proxy: Proxy | None = None,
+    routed: bool = False,
+    start: int = 0,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """Resolve, connect and complete TLS: every outgoing TLS connection starts here.
 
-    Failures are ConnectFailed with reason dns, connect, tls_verify, tls_handshake or alpn
-    (only with ``require_h2``); a tls_verify failure has the ssl.SSLCertVerificationError as
-    its ``__cause__``. ``timings`` receives the seconds spent in resolve, connect and tls.
+    Failures are ConnectFailed with reason dns, connect, proxy, tls_verify, tls_handshake or
+    alpn (only with ``require_h2``); a tls_verify failure has the ssl.SSLCertVerificationError
+    as its ``__cause__``. ``timings`` receives the seconds spent in resolve, connect and tls
+    (no resolve through a proxy: the proxy resolves APNs' name).
+
+    The route is :func:`client.proxy.route` of ``host`` and ``proxy`` (the environment's
+    proxy unless one is given); with ``routed`` the caller has chosen already and
+    ``proxy`` None means direct. ``start`` rotates the resolved addresses (see
+    :func:`connect`).
     """
     phases = timings if timings is not None else {}
-    started = time.perf_counter()
-    addresses = await resolve(host, port, resolver)
-    phases["resolve"] = time.perf_counter() - started
+    via = proxy if routed else route(host, proxy)
+    if via is not None:
+        started = time.perf_counter()
+        reader, writer = await open_tunnel(via, host, port)
+        phases["connect"] = time.perf_counter() - started
+    else:
+        started = time.perf_counter()
+        addresses = await resolve(host, port, resolver)
+        phases["resolve"] = time.perf_counter() - started
 
-    started = time.perf_counter()
-    reader, writer = await connect(host, port, addresses)
-    phases["connect"] = time.perf_counter() - started
+        started = time.perf_counter()
+        reader, writer = await connect(host, port, addresses, start=start)
+        phases["connect"] = time.perf_counter() - started
 
     started = time.perf_counter()
     try:

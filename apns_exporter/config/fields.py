@@ -6,6 +6,7 @@ import re
 import stat
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -117,6 +118,35 @@ def _endpoint(value: str) -> str:
     return split_endpoint(value) and value
 
 
+def _proxy_url(value: str) -> str:
+    """An ``http://[user@]host[:port]`` proxy URL, never with a password in it."""
+    text = value.strip()
+    parts = urlsplit(text if "://" in text else "http://" + text)
+    if parts.password is not None:
+        user = parts.username or "user"
+        raise ValueError(
+            "the proxy URL holds a password; remove it (http://"
+            f"{user}@{parts.hostname or 'proxy'}:{_safe_port(parts) or 3128}) and put the "
+            "password in a file named by proxy_password_file"
+        )
+    if parts.scheme.lower() != "http":
+        raise ValueError(
+            f"proxy_url must be an http:// URL (CONNECT over plain HTTP), not {parts.scheme}://"
+        )
+    if not parts.hostname or _safe_port(parts) == -1:
+        raise ValueError("proxy_url must be http://[user@]host[:port], e.g. http://proxy:3128")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("proxy_url must not have a path or query: http://[user@]host[:port]")
+    return text
+
+
+def _safe_port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        return -1
+
+
 def _device_token(value: str) -> str:
     problem = ""
     if not _HEX.fullmatch(value):
@@ -135,6 +165,7 @@ _AS_WRITTEN = PlainSerializer(format_duration, return_type=str, when_used="json"
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), _AS_WRITTEN]
 ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
 DeviceToken = Annotated[str, AfterValidator(_device_token)]
+ProxyUrl = Annotated[str, AfterValidator(_proxy_url)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 RefreshInterval = Annotated[
     float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval), _AS_WRITTEN

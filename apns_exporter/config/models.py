@@ -27,6 +27,7 @@ from apns_exporter.config.fields import (
     Interval,
     KeyId,
     Model,
+    ProxyUrl,
     ReadableFile,
     RefreshInterval,
     TargetName,
@@ -38,8 +39,34 @@ from apns_exporter.config.fields import (
 )
 
 _PRIORITIES = (10, 5, 1)
+DEFAULT_MAX_CONNECTION_AGE = 3600.0
 # Every auth method a target may use; exactly one must be configured.
 _AUTH_METHODS = ("token", "certificate")
+
+
+class Egress(Model):
+    """How a target's connections leave: through which proxy, and how long one is kept."""
+
+    # An http:// CONNECT proxy; overrides HTTPS_PROXY (NO_PROXY still applies).
+    proxy_url: ProxyUrl | None = None
+    # The proxy password, read from this file: never inline in proxy_url.
+    proxy_password_file: ReadableFile | None = None
+    # Replace a kept connection after this long (±10 %), so it visits Apple's servers.
+    max_connection_age: Interval | None = DEFAULT_MAX_CONNECTION_AGE
+
+    def proxy_password(self) -> str | None:
+        """The proxy password from proxy_password_file, without a trailing newline."""
+        if self.proxy_password_file is None:
+            return None
+        return self.proxy_password_file.read_bytes().decode("utf-8").rstrip("\r\n")
+
+
+def _password_needs_url(url: str | None, password_file: Path | None) -> None:
+    if password_file is not None and url is None:
+        raise ValueError(
+            "proxy_password_file needs proxy_url beside it (the proxy it is the password "
+            "for, with the username: http://user@proxy:3128)"
+        )
 
 
 class GlobalConfig(Model):
@@ -48,6 +75,14 @@ class GlobalConfig(Model):
     scrape_timeout: Interval = 10.0
     # How often credential files are checked for changes (Secret updates, renewals).
     credential_check_interval: Interval = 30.0
+    proxy_url: ProxyUrl | None = None
+    proxy_password_file: ReadableFile | None = None
+    max_connection_age: Interval = DEFAULT_MAX_CONNECTION_AGE
+
+    @model_validator(mode="after")
+    def _proxy_password(self) -> GlobalConfig:
+        _password_needs_url(self.proxy_url, self.proxy_password_file)
+        return self
 
 
 class TokenAuth(Model):
@@ -263,7 +298,11 @@ class ReachabilityConfig(Timed):
 
 
 class Target(Model):
-    """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label."""
+    """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label.
+
+    ``proxy_url``, ``proxy_password_file`` and ``max_connection_age`` left out here come
+    from ``global`` (see :meth:`Config.egress`).
+    """
 
     name: TargetName
     environment: apns.Environment
@@ -295,6 +334,15 @@ class Target(Model):
 
     # List credentials for their expiry metrics only: no connection, no probes.
     inventory_only: StrictBool = False
+    # None: as in global. A target's proxy_url replaces the global one (and its password).
+    proxy_url: ProxyUrl | None = None
+    proxy_password_file: ReadableFile | None = None
+    max_connection_age: Interval | None = None
+
+    @model_validator(mode="after")
+    def _proxy_password(self) -> Target:
+        _password_needs_url(self.proxy_url, self.proxy_password_file)
+        return self
 
     @field_validator("topic")
     @classmethod
@@ -331,6 +379,16 @@ class Config(Model):
             for t in self.targets
             if t.canary is not None and t.canary.delivery is not None
         }
+
+    def egress(self, target: Target) -> Egress:
+        """The proxy and connection age ``target`` uses: its own, else the global ones."""
+        source: Target | GlobalConfig = target if target.proxy_url is not None else self.global_
+        # Built from validated values: no second validation (files were checked on load).
+        return Egress.model_construct(
+            proxy_url=source.proxy_url,
+            proxy_password_file=source.proxy_password_file,
+            max_connection_age=target.max_connection_age or self.global_.max_connection_age,
+        )
 
     @field_validator("targets")
     @classmethod
