@@ -11,6 +11,17 @@ SANDBOX_HOST = "api.sandbox.push.apple.com"
 DEFAULT_PORT = 443
 ALTERNATE_PORT = 2197
 
+# Broadcast push (iOS 18): channels are managed on their own hosts and ports ("Sending
+# channel management requests to APNs"); broadcasts go to the push hosts ("Sending
+# broadcast push notification requests to APNs").
+PRODUCTION_MANAGEMENT_HOST = "api-manage-broadcast.push.apple.com"
+SANDBOX_MANAGEMENT_HOST = "api-manage-broadcast.sandbox.push.apple.com"
+PRODUCTION_MANAGEMENT_PORT = 2196
+SANDBOX_MANAGEMENT_PORT = 2195
+CHANNELS_PATH = "/1/apps/{bundle_id}/channels"
+ALL_CHANNELS_PATH = "/1/apps/{bundle_id}/all-channels"
+BROADCAST_PATH = "/4/broadcasts/apps/{bundle_id}"
+
 # Device-side courier hosts (N-courier.push.apple.com); devices and MDM need 5223, or 443.
 COURIER_HOST = "1-courier.push.apple.com"
 COURIER_PORTS = (5223, 443)
@@ -45,6 +56,13 @@ class Environment(StrEnum):
     def host(self) -> str:
         """The provider API host name for this environment."""
         return PRODUCTION_HOST if self is Environment.PRODUCTION else SANDBOX_HOST
+
+    @property
+    def management_endpoint(self) -> tuple[str, int]:
+        """Host and port of the broadcast channel-management API for this environment."""
+        if self is Environment.PRODUCTION:
+            return PRODUCTION_MANAGEMENT_HOST, PRODUCTION_MANAGEMENT_PORT
+        return SANDBOX_MANAGEMENT_HOST, SANDBOX_MANAGEMENT_PORT
 
 
 class PushType(StrEnum):
@@ -122,6 +140,14 @@ class Reason(StrEnum):
     INTERNAL_SERVER_ERROR = "InternalServerError"
     SERVICE_UNAVAILABLE = "ServiceUnavailable"
     SHUTDOWN = "Shutdown"
+    # Broadcast push and channel management only (see BROADCAST_REASONS).
+    BAD_CHANNEL_ID = "BadChannelId"
+    BAD_REQUEST_PAYLOAD = "BadRequestPayload"
+    CANNOT_CREATE_CHANNEL_CONFIG = "CannotCreateChannelConfig"
+    CHANNEL_NOT_REGISTERED = "ChannelNotRegistered"
+    FEATURE_NOT_ENABLED = "FeatureNotEnabled"
+    MISSING_CHANNEL_ID = "MissingChannelId"
+    MISSING_PUSH_TYPE = "MissingPushType"
     UNKNOWN = "unknown"
 
     @property
@@ -182,8 +208,31 @@ _STATUS: dict[Reason, int] = {
     Reason.INTERNAL_SERVER_ERROR: 500,
     Reason.SERVICE_UNAVAILABLE: 503,
     Reason.SHUTDOWN: 503,
+    # Statuses of the broadcast reasons where Apple's tables leave room: the mock's choice
+    # (docs/mock-apns.md, conformance rows broadcast-*).
+    Reason.BAD_CHANNEL_ID: 400,
+    Reason.BAD_REQUEST_PAYLOAD: 400,
+    Reason.CANNOT_CREATE_CHANNEL_CONFIG: 400,
+    Reason.CHANNEL_NOT_REGISTERED: 404,
+    Reason.FEATURE_NOT_ENABLED: 403,
+    Reason.MISSING_CHANNEL_ID: 400,
+    Reason.MISSING_PUSH_TYPE: 400,
     Reason.UNKNOWN: 0,
 }
 
+# Reasons only the broadcast and channel-management APIs answer: a device push never gets
+# them, so per-device series need not be pre-initialised for them.
+BROADCAST_REASONS = frozenset(
+    {
+        Reason.BAD_CHANNEL_ID,
+        Reason.BAD_REQUEST_PAYLOAD,
+        Reason.CANNOT_CREATE_CHANNEL_CONFIG,
+        Reason.CHANNEL_NOT_REGISTERED,
+        Reason.FEATURE_NOT_ENABLED,
+        Reason.MISSING_CHANNEL_ID,
+        Reason.MISSING_PUSH_TYPE,
+    }
+)
+
 # Reasons that mean "the credential was not accepted" (as opposed to a bad request).
-AUTH_REASONS = frozenset(r for r in Reason if r.status == 403)
+AUTH_REASONS = frozenset(r for r in Reason if r.status == 403 and r not in BROADCAST_REASONS)

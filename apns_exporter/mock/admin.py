@@ -22,6 +22,8 @@ Endpoints::
     PUT    /latency                        {"seconds"} extra response delay
     POST   /goaway                         {GoAwayFault fields} GOAWAY on every open connection
     GET    /certificates                   server chains and the one new connections get
+    PUT    /certificates/current           {"name"} serve that chain to new connections (a CA
+                                           rollout: see apns_exporter.mock.rollout)
 """
 
 from __future__ import annotations
@@ -190,6 +192,11 @@ def create_app(mock: MockAPNs) -> web.Application:
 
     @routes.get("/certificates")
     async def certificates(request: web.Request) -> web.Response:
+        return _json({"names": mock.keypair_names, "current": mock.current_keypair_name()})
+
+    @routes.put("/certificates/current")
+    async def use_certificate(request: web.Request) -> web.Response:
+        mock.use_keypair(str((await _body(request))["name"]))
         return _json({"names": mock.keypair_names, "current": mock.current_keypair_name()})
 
     app.add_routes(routes)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from apns_exporter.mock import material as material_files
 from apns_exporter.mock.admin import AdminServer
+from apns_exporter.mock.broadcast import ManagementServer
 from apns_exporter.mock.faults import BUILTIN_SCENARIOS, Scenario, load_scenario
 from apns_exporter.mock.mapping import MappingError, from_mapping
 from apns_exporter.mock.policy import Policy
@@ -43,6 +44,8 @@ class KeyConfig:
     key_file: str
     topics: tuple[str, ...] | None = None
     environment: Environment | None = None
+    # False: the channel-management API refuses this key (403 FeatureNotEnabled).
+    broadcast: bool = True
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--listen", help=f"host:port for the APNs endpoint (default {DEFAULT_LISTEN})"
     )
     parser.add_argument("--admin-listen", help="host:port for the admin JSON API (default: off)")
+    parser.add_argument(
+        "--broadcast-listen",
+        help="host:port for the broadcast channel-management API (Apple: 2195 sandbox, "
+        "2196 production; default: off)",
+    )
+    parser.add_argument(
+        "--certificate",
+        choices=["default", "next"],
+        help="which server chain to serve first: default (ca.pem, an old root) or next "
+        "(ca-next.pem, a new root); switch later with PUT /certificates/current",
+    )
     parser.add_argument(
         "--environment",
         choices=["production", "sandbox"],
@@ -149,6 +163,8 @@ async def run(
         host, port = parse_listen(args.listen or config.listen or DEFAULT_LISTEN)
         admin_listen = args.admin_listen or config.admin_listen
         admin_address = parse_listen(admin_listen) if admin_listen else None
+        broadcast_listen = getattr(args, "broadcast_listen", None)
+        broadcast_address = parse_listen(broadcast_listen) if broadcast_listen else None
         scenario = _scenario(args, config)
         extra_keys = [(k, _public_key(Path(k.key_file))) for k in config.keys]
     except (OSError, ValueError, MappingError, yaml.YAMLError) as exc:
@@ -168,12 +184,16 @@ async def run(
         if args.client_certificates:
             config = dataclasses.replace(config, client_certificates=args.client_certificates)
         mock = _build(material, config, args.environment or config.environment, extra_keys)
+        mock.use_keypair(getattr(args, "certificate", None) or "default")
         try:
             mock.scenario = scenario
         except (KeyError, ValueError) as exc:
             log.error("mock-apns: scenario %s: %s", scenario.name, exc)
             return 2
-        return await _serve(mock, material, (host, port), admin_address, started)
+        management = ManagementServer(mock) if broadcast_address else None
+        return await _serve(
+            mock, material, (host, port), admin_address, started, (management, broadcast_address)
+        )
     return 0  # pragma: no cover - the with-block always returns
 
 
@@ -194,7 +214,12 @@ def _build(
     mock.add_signing_key(material.key_id, material.team_id, material.signing_key.public_key)
     for key, public in extra_keys:
         mock.add_signing_key(
-            key.key_id, key.team_id, public, key.topics, environment=key.environment
+            key.key_id,
+            key.team_id,
+            public,
+            key.topics,
+            environment=key.environment,
+            broadcast=key.broadcast,
         )
     active, *gone = material.device_tokens
     mock.devices.register(active, material.topic)
@@ -212,6 +237,7 @@ async def _serve(
     address: tuple[str, int],
     admin_address: tuple[str, int] | None,
     started: Callable[[MockAPNs, AdminServer | None], None] | None,
+    broadcast: tuple[ManagementServer | None, tuple[str, int] | None] = (None, None),
 ) -> int:
     try:
         await mock.start(*address)
@@ -219,10 +245,16 @@ async def _serve(
         log.error("mock-apns: cannot listen on %s:%d: %s", *address, exc)
         return 1
     admin = AdminServer(mock) if admin_address else None
+    management, management_address = broadcast
     try:
         if admin is not None and admin_address is not None:
             await admin.start(*admin_address)
             log.info("mock-apns admin API on http://%s:%d/", admin_address[0], admin.port)
+        if management is not None and management_address is not None:
+            await management.start(*management_address)
+            log.info(
+                "mock-apns channel management on https://%s:%d", management.host, management.port
+            )
         log.info(
             "mock-apns %s on https://%s:%d (scenario %s)",
             mock.environment,
@@ -246,9 +278,11 @@ async def _serve(
                 with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                     loop.remove_signal_handler(sig)
     except OSError as exc:
-        log.error("mock-apns: cannot start the admin API: %s", exc)
+        log.error("mock-apns: cannot start the admin or channel-management API: %s", exc)
         return 1
     finally:
+        if management is not None:
+            await management.stop()
         if admin is not None:
             await admin.stop()
         await mock.stop()

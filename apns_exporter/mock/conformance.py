@@ -25,10 +25,17 @@ TOKEN = "Establishing a token-based connection to APNs"
 CERT = "Establishing a certificate-based connection to APNs"
 RESPONSES = "Handling notification responses from APNs"
 GUIDE = "Local and Remote Notification Programming Guide (legacy): Communicating with APNs"
+MANAGE = "Sending channel management requests to APNs"
+BROADCAST = "Sending broadcast push notification requests to APNs"
+_SDKS = (
+    'APNSwift "Add broadcast push support" (PR #254, APNSBroadcastClient and its test '
+    'server); @parse/node-apn 6.4.0 "channel management and broadcast" (PR #164)'
+)
 
 _A = "tests/mock/test_conformance_aioapns.py::"
 _H = "tests/mock/test_conformance_h2.py::"
 _R = "tests/mock/test_conformance_h2_requests.py::"
+_B = "tests/mock/test_conformance_h2_broadcast.py::"
 
 
 @dataclass(frozen=True)
@@ -516,6 +523,111 @@ ROWS: tuple[Row, ...] = (
         "the preface, then close.",
         _H + "test_rule_wrong_environment_certificate",
         reasons="BadCertificateEnvironment",
+    ),
+    # -- broadcast channel management (iOS 18) ----------------------------------------------
+    _doc(
+        "broadcast-hosts",
+        "Channel management requests go to api-manage-broadcast.sandbox.push.apple.com:2195 "
+        "(development) and api-manage-broadcast.push.apple.com:2196 (production); broadcasts "
+        "themselves are POST /4/broadcasts/apps/<bundle ID> on the usual push hosts.",
+        MANAGE + "; " + BROADCAST,
+        "`apns.Environment.management_endpoint`; the mock runs the management API on its own "
+        "port (`ManagementServer`, `mock-apns --broadcast-listen`) with the push server's "
+        "keys, clock and server chain.",
+        _B + "test_rule_management_hosts_and_ports",
+    ),
+    _doc(
+        "broadcast-create",
+        "Create a channel with POST /1/apps/<bundle ID>/channels and a JSON body naming the "
+        "message-storage-policy (0 or 1) and the push-type LiveActivity; APNs answers 201 "
+        "with the new channel's ID in the apns-channel-id header.",
+        MANAGE,
+        "201, empty body, `apns-channel-id` a base64 string of 16 random bytes.",
+        _B + "test_rule_create_channel",
+    ),
+    _doc(
+        "broadcast-read",
+        "Read a channel's configuration with GET /1/apps/<bundle ID>/channels and its ID in "
+        "the apns-channel-id header.",
+        MANAGE,
+        '200 `{"message-storage-policy":…,"push-type":"LiveActivity"}`.',
+        _B + "test_rule_read_channel",
+    ),
+    _doc(
+        "broadcast-list",
+        "List every channel ID of an app with GET /1/apps/<bundle ID>/all-channels.",
+        MANAGE,
+        '200 `{"channels":[…]}`; read-only, so it is what a monitoring probe should send.',
+        _B + "test_rule_list_all_channels",
+    ),
+    _doc(
+        "broadcast-delete",
+        "Delete a channel with DELETE /1/apps/<bundle ID>/channels and its ID in the "
+        "apns-channel-id header.",
+        MANAGE,
+        "204 with no body; the channel is gone afterwards.",
+        _B + "test_rule_delete_channel",
+    ),
+    _doc(
+        "broadcast-request-id",
+        "apns-request-id: a canonical UUID identifying the request; APNs creates one when you "
+        "don't send it and returns it in the response.",
+        MANAGE,
+        "Every answer, errors included, carries `apns-request-id`: the client's, else a new uuid4.",
+        _B + "test_rule_request_id_on_every_answer",
+    ),
+    _doc(
+        "broadcast-auth",
+        "Channel management requests authenticate with the same provider token or "
+        "certificate as notification requests.",
+        MANAGE,
+        "The push JWT rules (signature, key, environment, one-hour age) with the push reasons; "
+        "a topic-scoped key for another app is 400 TopicDisallowed.",
+        _B + "test_rule_management_authenticates_like_pushes",
+    ),
+    _ours(
+        "broadcast-no-rights",
+        "How is a key (or app) without the broadcast capability refused?",
+        _SDKS + " both list FeatureNotEnabled among the broadcast reasons.",
+        "A key added with `broadcast=False` gets 403 FeatureNotEnabled on every management "
+        "request (403, like the other refusals of a credential; excluded from AUTH_REASONS "
+        "so canary alerts are unchanged).",
+        _B + "test_rule_key_without_broadcast_rights",
+        reasons="FeatureNotEnabled",
+    ),
+    _ours(
+        "broadcast-channel-errors",
+        "Which reason and status for a missing, malformed or unknown apns-channel-id?",
+        _SDKS + " list MissingChannelId, BadChannelId and ChannelNotRegistered.",
+        "400 MissingChannelId, 400 BadChannelId (not base64), 404 ChannelNotRegistered.",
+        _B + "test_rule_channel_id_errors",
+        reasons="MissingChannelId BadChannelId ChannelNotRegistered",
+    ),
+    _ours(
+        "broadcast-create-errors",
+        "Which reasons for a create request with a bad body?",
+        _SDKS + " list MissingPushType and BadRequestPayload.",
+        "400 PayloadEmpty (no body), BadRequestPayload (not a JSON object, or a "
+        "message-storage-policy other than 0 or 1), MissingPushType, InvalidPushType "
+        "(not LiveActivity).",
+        _B + "test_rule_create_errors",
+        reasons="MissingPushType BadRequestPayload",
+    ),
+    _ours(
+        "broadcast-limit",
+        "How many channels may an app have, and what happens beyond?",
+        _SDKS + " list CannotCreateChannelConfig.",
+        "`ChannelStore.limit` (10 000 by default); beyond it 400 CannotCreateChannelConfig.",
+        _B + "test_rule_channel_limit",
+        reasons="CannotCreateChannelConfig",
+    ),
+    _ours(
+        "broadcast-order",
+        "In which order are management requests checked?",
+        _SDKS + " check nothing client-side; no capture of Apple's order is public.",
+        "Path (404 BadPath), method (405 MethodNotAllowed), auth, apns-request-id (400 "
+        "BadMessageId), then the request (channel ID or body).",
+        _B + "test_rule_management_check_order",
     ),
     # -- order -------------------------------------------------------------------------------
     _ours(

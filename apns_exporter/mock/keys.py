@@ -34,6 +34,7 @@ class ProviderKey:
 
     ``topics`` None is a team-scoped key (any topic of the team); a set is a topic-specific
     key. ``environment`` None is valid for both; otherwise only for that environment.
+    ``broadcast`` False is a key the channel-management API refuses (FeatureNotEnabled).
     """
 
     key_id: str
@@ -41,6 +42,7 @@ class ProviderKey:
     public_key: ec.EllipticCurvePublicKey
     topics: frozenset[str] | None = None
     environment: str | None = None
+    broadcast: bool = True
 
     def related_to(self, other: ProviderKey) -> bool:
         """Whether tokens from both keys may share a connection (Apple's "related key")."""
@@ -84,14 +86,17 @@ class KeyRegistry:
         public_key: ec.EllipticCurvePublicKey,
         topics: Iterable[str] | None = None,
         environment: str | None = None,
+        *,
+        broadcast: bool = True,
     ) -> ProviderKey:
-        """Register (or replace) a key."""
+        """Register (or replace) a key; ``broadcast`` False denies it channel management."""
         key = ProviderKey(
             key_id,
             team_id,
             public_key,
             frozenset(topics) if topics is not None else None,
             environment,
+            broadcast,
         )
         self._keys[key_id] = key
         return key

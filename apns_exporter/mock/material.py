@@ -3,7 +3,9 @@
 Layout of the directory (``mock-apns --generate-pki DIR``)::
 
     ca.pem                 trust anchor of the server chain the mock serves by default
-    ca-next.pem            trust anchor of the second chain (for CA-rotation drills)
+                           (named after the old root of Apple's 2025 change)
+    ca-next.pem            trust anchor of the second chain, for CA-rollout drills (named
+                           after the new root; see apns_exporter.mock.rollout)
     ca-bundle.pem          both anchors: a client trusting this survives the rotation
     server.pem/.key        default server chain and key
     server-next.pem/.key   the second server chain
@@ -29,6 +31,7 @@ from apns_exporter.mock.pki import (
     generate_signing_key,
     load_signing_key,
 )
+from apns_exporter.mock.rollout import NEW_ROOT_NAME, OLD_ROOT_NAME
 
 MANIFEST = "mock.json"
 DEFAULT_TOPIC = "com.example.apns-exporter"
@@ -77,8 +80,8 @@ class MockMaterial:
 def generate(directory: Path, topic: str = DEFAULT_TOPIC) -> MockMaterial:
     """Create a fresh set of credentials in ``directory`` (overwriting what is there)."""
     directory.mkdir(parents=True, exist_ok=True)
-    ca = generate_ca("apns-exporter mock root CA")
-    ca_next = generate_ca("apns-exporter mock next CA")
+    ca = generate_ca(OLD_ROOT_NAME)
+    ca_next = generate_ca(NEW_ROOT_NAME)
     client_ca = generate_ca("apns-exporter mock provider CA")
     team_id = _apple_id()
     material = MockMaterial(

@@ -55,6 +55,7 @@ class MockAPNs:
         keypairs: Mapping[str, Keypair] | None = None,
         handshake_timeout: float = 10.0,
         require_alpn: bool = False,
+        serving: str = DEFAULT_KEYPAIR,
     ) -> None:
         self.environment = Environment(environment).value
         self.keys = KeyRegistry()
@@ -70,6 +71,8 @@ class MockAPNs:
         self._client_ca_pem = client_ca_pem
         self._require_client_certificate = require_client_certificate
         self._keypairs: dict[str, Keypair] = {DEFAULT_KEYPAIR: keypair, **(keypairs or {})}
+        self._serving = DEFAULT_KEYPAIR
+        self.use_keypair(serving)
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._policy = policy or Policy()
         self._scenario = Scenario()
@@ -125,9 +128,13 @@ class MockAPNs:
         topics: Iterable[str] | None = None,
         *,
         environment: str | None = None,
+        broadcast: bool = True,
     ) -> ProviderKey:
-        """Accept provider tokens signed by this key (topics None = team-scoped key)."""
-        return self.keys.add(key_id, team_id, public_key, topics, environment)
+        """Accept provider tokens signed by this key (topics None = team-scoped key).
+
+        ``broadcast`` False: the channel-management API answers its tokens FeatureNotEnabled.
+        """
+        return self.keys.add(key_id, team_id, public_key, topics, environment, broadcast=broadcast)
 
     def add_keypair(self, name: str, keypair: Keypair) -> None:
         """Register (or replace) a named server chain that scenarios can switch to."""
@@ -137,6 +144,16 @@ class MockAPNs:
     def set_keypair(self, keypair: Keypair) -> None:
         """Serve a new certificate chain to every connection opened from now on."""
         self.add_keypair(DEFAULT_KEYPAIR, keypair)
+
+    def use_keypair(self, name: str) -> None:
+        """Serve the chain called ``name`` to every connection opened from now on.
+
+        A scenario's ``certificate`` (or ``rotate_certificates``) still takes precedence.
+        """
+        if name not in self._keypairs:
+            known = ", ".join(sorted(self._keypairs))
+            raise ValueError(f"no server chain named {name!r} (known: {known})")
+        self._serving = name
 
     @property
     def keypair_names(self) -> list[str]:
@@ -152,7 +169,14 @@ class MockAPNs:
             names = sorted(self._keypairs)
             elapsed = time.monotonic() - self._started_at
             return names[int(elapsed // scenario.rotate_certificates) % len(names)]
-        return DEFAULT_KEYPAIR
+        return self._serving
+
+    def server_context(self) -> ssl.SSLContext:
+        """The TLS context new connections get (its SNI callback applies chain switches).
+
+        The channel-management server shares it, so it presents the same chain.
+        """
+        return self._context(DEFAULT_KEYPAIR)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
