@@ -77,12 +77,18 @@ class Proxy:
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Proxy | None:
-        """The proxy the environment names for https, with its no_proxy list; None if none."""
+        """The proxy the environment names for https, with its no_proxy list; None if none.
+
+        ConnectFailed("proxy") naming the variable when its value is not a usable proxy URL.
+        """
         env = os.environ if environ is None else environ
-        url = next((env[name] for name in _PROXY_VARIABLES if env.get(name)), None)
-        if url is None:
+        name = next((n for n in _PROXY_VARIABLES if env.get(n)), None)
+        if name is None:
             return None
-        return cls.from_url(url, no_proxy=no_proxy_list(env))
+        try:
+            return cls.from_url(env[name], no_proxy=no_proxy_list(env))
+        except ValueError as exc:
+            raise ConnectFailed("proxy", f"environment variable {name}: {exc}") from None
 
     @property
     def address(self) -> str:

@@ -40,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from apns_exporter.client.dial import Resolver, dial, hang_up
+from apns_exporter.client.proxy import Proxy
 from apns_exporter.client.tls import client_context
 from apns_exporter.errors import ConnectFailed
 
@@ -97,11 +98,16 @@ def _fingerprint(cert: x509.Certificate) -> str:
 
 
 async def _verify(
-    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str, resolver: Resolver | None
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    server_hostname: str,
+    resolver: Resolver | None,
+    proxy: Proxy | None,
 ) -> tuple[bool, str | None, str | None]:
     """``(verified, root subject, error)`` from one verifying handshake."""
     try:
-        _, writer = await _dial(host, port, ctx, server_hostname, resolver)
+        _, writer = await _dial(host, port, ctx, server_hostname, resolver, proxy)
     except ConnectFailed as exc:
         if not isinstance(exc.__cause__, ssl.SSLCertVerificationError):
             raise
@@ -113,7 +119,12 @@ async def _verify(
 
 
 async def _dial(
-    host: str, port: int, ctx: ssl.SSLContext, server_hostname: str, resolver: Resolver | None
+    host: str,
+    port: int,
+    ctx: ssl.SSLContext,
+    server_hostname: str,
+    resolver: Resolver | None,
+    proxy: Proxy | None,
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     # The chain check reports ALPN rather than requiring it.
     return await dial(
@@ -123,13 +134,21 @@ async def _dial(
         resolver=resolver,
         server_hostname=server_hostname,
         require_h2=False,
+        proxy=proxy,
     )
 
 
 async def _inspect(
-    host: str, port: int, server_hostname: str, ca_file: str | None, resolver: Resolver | None
+    host: str,
+    port: int,
+    server_hostname: str,
+    ca_file: str | None,
+    resolver: Resolver | None,
+    proxy: Proxy | None,
 ) -> ChainReport:
-    _, writer = await _dial(host, port, client_context(verify=False), server_hostname, resolver)
+    _, writer = await _dial(
+        host, port, client_context(verify=False), server_hostname, resolver, proxy
+    )
     try:
         ssl_object: ssl.SSLObject = writer.get_extra_info("ssl_object")
         certs, full_chain = peer_chain(ssl_object)
@@ -154,13 +173,13 @@ async def _inspect(
             verified_ca_file, error = False, f"cannot load {ca_file}: {exc}"
         else:
             verified_ca_file, root, error = await _verify(
-                host, port, ca_context, server_hostname, resolver
+                host, port, ca_context, server_hostname, resolver, proxy
             )
             roots.append(root)
         if error:
             errors.append(f"ca_file: {error}")
     verified_system, root, error = await _verify(
-        host, port, client_context(), server_hostname, resolver
+        host, port, client_context(), server_hostname, resolver, proxy
     )
     roots.append(root)
     if error:
@@ -198,11 +217,15 @@ async def inspect(
     ca_file: str | None,
     timeout: float,
     resolver: Resolver | None = None,
+    proxy: Proxy | None = None,
 ) -> ChainReport:
-    """Fetch the chain, verify it per trust store; ConnectFailed if the server is unreachable."""
+    """Fetch the chain, verify it per trust store; ConnectFailed if the server is unreachable.
+
+    ``proxy`` replaces the environment's (``HTTPS_PROXY``), as for the APNs connection.
+    """
     try:
         async with asyncio.timeout(timeout):
-            return await _inspect(host, port, server_hostname or host, ca_file, resolver)
+            return await _inspect(host, port, server_hostname or host, ca_file, resolver, proxy)
     except TimeoutError:
         raise ConnectFailed(
             "timeout", f"TLS check of {host}:{port} timed out after {timeout:g}s"

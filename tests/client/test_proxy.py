@@ -102,6 +102,15 @@ def test_environment_names_follow_curl() -> None:
     assert route("api.push.apple.com", environ={}) is None
 
 
+def test_unusable_environment_proxy_is_reason_proxy() -> None:
+    """A malformed HTTPS_PROXY fails the dial as reason proxy, naming the variable, not crashing."""
+    with pytest.raises(ConnectFailed) as caught:
+        route("api.push.apple.com", environ={"HTTPS_PROXY": "socks5://u:hunter2@proxy:1080"})
+    assert caught.value.reason == "proxy"
+    assert "HTTPS_PROXY" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
 def test_explicit_proxy_overrides_the_environment_but_not_no_proxy() -> None:
     """A configured proxy replaces HTTPS_PROXY, while the environment's NO_PROXY still applies."""
     mine = Proxy.from_url("http://configured:3128")
@@ -275,19 +284,30 @@ async def test_explicit_proxy_beats_a_dead_environment_proxy(
     await _logged_connect(tinyproxy, f"127.0.0.1:{mock.port}")
 
 
+@pytest.mark.parametrize("source", ["environment", "explicit"])
 async def test_tls_check_goes_through_the_proxy(
     tinyproxy: TinyProxy,
     mock: MockAPNs,
     ca: CertificateAuthority,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    source: str,
 ) -> None:
-    """The server-chain check dials through the same proxy and verifies the chain inside it."""
-    monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url())
+    """The server-chain check dials through HTTPS_PROXY or a given proxy, verifying inside it."""
+    explicit = None
+    if source == "environment":
+        monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url())
+    else:
+        explicit = Proxy.from_url(tinyproxy.url())
     ca_file = tmp_path / "ca.pem"
     ca_file.write_bytes(ca.cert_pem)
     report = await chain.inspect(
-        "127.0.0.1", mock.port, server_hostname=None, ca_file=str(ca_file), timeout=10
+        "127.0.0.1",
+        mock.port,
+        server_hostname=None,
+        ca_file=str(ca_file),
+        timeout=10,
+        proxy=explicit,
     )
     assert report.verified_ca_file is True
     await _logged_connect(tinyproxy, f"127.0.0.1:{mock.port}")
