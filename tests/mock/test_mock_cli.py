@@ -105,3 +105,43 @@ async def test_full_run_serves_generated_credentials(tmp_path, connect):
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_broadcast_listen_and_certificate_next(tmp_path, connect, unused_tcp_port):
+    """--broadcast-listen serves channel management with the .p8; --certificate next its chain."""
+    args = parse(
+        "--listen",
+        "127.0.0.1:0",
+        "--broadcast-listen",
+        f"127.0.0.1:{unused_tcp_port}",
+        "--certificate",
+        "next",
+        "--generate-pki",
+        str(tmp_path / "pki"),
+    )
+    ready: asyncio.Future = asyncio.get_running_loop().create_future()
+    task = asyncio.create_task(cli.run(args, started=lambda m, a: ready.set_result(m)))
+    try:
+        mock = await asyncio.wait_for(asyncio.shield(ready), WAIT)
+        assert mock.current_keypair_name() == "next"
+        files = material.load(tmp_path / "pki")
+        key = load_signing_key(files.key_file.read_bytes())
+        token = jwt.encode(
+            {"iss": files.team_id, "iat": int(mock.clock())},
+            key.private_key,
+            algorithm="ES256",
+            headers={"kid": files.key_id},
+        )
+        management = argparse.Namespace(host="127.0.0.1", port=unused_tcp_port)
+        client = await connect(management, cadata=(tmp_path / "pki" / "ca-next.pem").read_bytes())
+        response = await client.request(
+            f"/1/apps/{files.topic}/all-channels",
+            headers=[("authorization", f"bearer {token}")],
+            body=b"",
+            method="GET",
+        )
+        assert (response.status, response.json) == (200, {"channels": []})
+        assert "apns-request-id" in response.headers
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
