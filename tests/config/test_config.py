@@ -209,7 +209,7 @@ TOKEN_RULE = "device token must be an even number of hex digits from 64 to 200; 
 ENDPOINT_RULE = "endpoint must be host:port, e.g. api.push.apple.com:2197 or [::1]:8443"
 TARGET_KEYS = (
     "name, environment, endpoint, auth, topic, ca_file, ping, canary, tls_check, reachability, "
-    "inventory_only"
+    "inventory_only, proxy_url, proxy_password_file, max_connection_age"
 )
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
@@ -288,7 +288,8 @@ BAD_CONFIGS = [
         "global:\n  scrape_timeot: 5s\n" + VALID,
         [
             "apns.yml:2:3: global: unknown key 'scrape_timeot' (did you mean 'scrape_timeout'? "
-            "allowed: scrape_timeout, credential_check_interval)",
+            "allowed: scrape_timeout, credential_check_interval, proxy_url, proxy_password_file, "
+            "max_connection_age)",
         ],
         id="unknown-global-key",
     ),
