@@ -140,6 +140,29 @@ def _proxy_url(value: str) -> str:
     return text
 
 
+# A proxy password is a line of text; anything bigger is the wrong file.
+MAX_PASSWORD_BYTES = 1024
+
+
+def read_password(path: Path) -> str:
+    """The password in ``path``: UTF-8, one line (a trailing newline is dropped), non-empty."""
+    raw = path.read_bytes()
+    if len(raw) > MAX_PASSWORD_BYTES:
+        raise ValueError(f"{path} is larger than {MAX_PASSWORD_BYTES} bytes: not a password file")
+    try:
+        text = raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not UTF-8 text; write the password as plain text") from None
+    if not text or "\n" in text:
+        raise ValueError(f"{path} must hold the password on one line, and nothing else")
+    return text
+
+
+def _password_file(path: Path) -> Path:
+    read_password(path)
+    return path
+
+
 def _safe_port(parts: SplitResult) -> int | None:
     try:
         return parts.port
@@ -166,6 +189,7 @@ Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_pos
 ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
 DeviceToken = Annotated[str, AfterValidator(_device_token)]
 ProxyUrl = Annotated[str, AfterValidator(_proxy_url)]
+PasswordFile = Annotated[Path, BeforeValidator(_readable_file), AfterValidator(_password_file)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 RefreshInterval = Annotated[
     float, BeforeValidator(parse_duration), AfterValidator(_refresh_interval), _AS_WRITTEN

@@ -27,6 +27,7 @@ from apns_exporter.config.fields import (
     Interval,
     KeyId,
     Model,
+    PasswordFile,
     ProxyUrl,
     ReadableFile,
     RefreshInterval,
@@ -35,6 +36,7 @@ from apns_exporter.config.fields import (
     Timed,
     Topic,
     parse_secret,
+    read_password,
     split_endpoint,
 )
 
@@ -50,7 +52,7 @@ class Egress(Model):
     # An http:// CONNECT proxy; overrides HTTPS_PROXY (NO_PROXY still applies).
     proxy_url: ProxyUrl | None = None
     # The proxy password, read from this file: never inline in proxy_url.
-    proxy_password_file: ReadableFile | None = None
+    proxy_password_file: PasswordFile | None = None
     # Replace a kept connection after this long (±10 %), so it visits Apple's servers.
     max_connection_age: Interval | None = DEFAULT_MAX_CONNECTION_AGE
 
@@ -58,7 +60,7 @@ class Egress(Model):
         """The proxy password from proxy_password_file, without a trailing newline."""
         if self.proxy_password_file is None:
             return None
-        return self.proxy_password_file.read_bytes().decode("utf-8").rstrip("\r\n")
+        return read_password(self.proxy_password_file)
 
 
 def _password_needs_url(url: str | None, password_file: Path | None) -> None:
@@ -76,7 +78,7 @@ class GlobalConfig(Model):
     # How often credential files are checked for changes (Secret updates, renewals).
     credential_check_interval: Interval = 30.0
     proxy_url: ProxyUrl | None = None
-    proxy_password_file: ReadableFile | None = None
+    proxy_password_file: PasswordFile | None = None
     max_connection_age: Interval = DEFAULT_MAX_CONNECTION_AGE
 
     @model_validator(mode="after")
@@ -336,7 +338,7 @@ class Target(Model):
     inventory_only: StrictBool = False
     # None: as in global. A target's proxy_url replaces the global one (and its password).
     proxy_url: ProxyUrl | None = None
-    proxy_password_file: ReadableFile | None = None
+    proxy_password_file: PasswordFile | None = None
     max_connection_age: Interval | None = None
 
     @model_validator(mode="after")

@@ -127,3 +127,26 @@ def test_config_page_never_shows_the_proxy_password(config_dir: Path) -> None:
     assert "proxy_url: http://prober@proxy.internal:3128" in shown
     assert "proxy-password" in shown
     assert SECRET not in shown
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b"", "on one line"),
+        (b"first\nsecond\n", "on one line"),
+        (b"\xff\xfe" + SECRET.encode(), "not UTF-8"),
+        (b"x" * 2000, "larger than 1024 bytes"),
+    ],
+)
+def test_bad_password_file_is_a_located_error(config_dir: Path, content: bytes, words: str) -> None:
+    """An empty, multi-line, binary or oversized password file is reported at its key."""
+    (config_dir / "proxy-password").write_bytes(content)
+    text = (
+        "global:\n  proxy_url: http://u@proxy:3128\n  proxy_password_file: proxy-password\n"
+        "targets:\n" + _target()
+    )
+    (problem,) = _problems(text, config_dir)
+    assert problem.startswith("apns.yml:3:")
+    assert "global.proxy_password_file" in problem
+    assert words in problem
+    assert SECRET not in problem
