@@ -105,9 +105,11 @@ class Proxy:
     def __str__(self) -> str:
         return self.url
 
-    def for_host(self, host: str) -> Proxy | None:
-        """The proxy for ``host``: itself, or None when its no_proxy list covers ``host``."""
-        return None if bypasses(host, self.no_proxy) else self
+    def for_host(self, host: str, environ: Mapping[str, str] | None = None) -> Proxy | None:
+        """Itself, or None (go direct) when its no_proxy or the environment's covers ``host``."""
+        if bypasses(host, self.no_proxy) or bypasses(host, no_proxy_list(environ)):
+            return None
+        return self
 
     def authorization(self) -> str | None:
         """The ``Proxy-Authorization`` value for basic auth, when a username is set."""
@@ -131,13 +133,8 @@ def route(
     An explicit ``proxy`` replaces the environment's proxy; the environment's no_proxy
     list applies to either (as with curl), plus the explicit proxy's own list.
     """
-    env = os.environ if environ is None else environ
-    if proxy is None:
-        chosen = Proxy.from_environment(env)
-        return chosen.for_host(host) if chosen is not None else None
-    if bypasses(host, no_proxy_list(env)):
-        return None
-    return proxy.for_host(host)
+    chosen = proxy if proxy is not None else Proxy.from_environment(environ)
+    return chosen.for_host(host, environ) if chosen is not None else None
 
 
 def bypasses(host: str, no_proxy: str) -> bool:
