@@ -217,7 +217,7 @@ async def _connect(
     except (OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         why = "closed the connection" if isinstance(exc, asyncio.IncompleteReadError) else exc
         raise ConnectFailed(
-            "proxy", f"proxy {proxy.url} gave no answer to CONNECT {authority}: {why}"
+            "proxy", f"proxy {proxy.url} gave no usable answer to CONNECT {authority}: {why}"
         ) from None
     words = status.split(" ", 2)
     code = words[1] if len(words) > 1 else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -143,6 +144,46 @@ def test_password_never_shows() -> None:
         assert "hunter2" not in text
     assert str(proxy) == "http://user:***@proxy:3128"
     assert proxy.authorization() == "Basic dXNlcjpodW50ZXIy"
+
+
+# -- a broken proxy --------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def fake_proxy(answer: bytes) -> AsyncIterator[Proxy]:
+    """A loopback server that reads the CONNECT request, writes ``answer`` and hangs up."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        yield Proxy.from_url(f"http://user:hunter2@127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"HTTP/1.1 200 OK\r\n" + (b"X-Pad: " + b"a" * 1000 + b"\r\n") * 20, "longer than 16384"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 150 + b"\r\n", "more than 100 header lines"),
+        (b"SSH-2.0-OpenSSH_9.2\r\n\r\n", "answered CONNECT"),
+        (b"", "closed the connection"),
+        (b"HTTP/1.1 503 Service Unavailable\r\n\r\n", "503 Service Unavailable"),
+    ],
+)
+async def test_broken_proxy_answers_are_reason_proxy(answer: bytes, words: str) -> None:
+    """Endless headers, non-HTTP, silence or a 5xx are ConnectFailed(proxy) with a clear line."""
+    async with fake_proxy(answer) as proxy:
+        with pytest.raises(ConnectFailed) as caught:
+            await open_tunnel(proxy, "api.push.apple.com", 443)
+    assert caught.value.reason == "proxy"
+    assert words in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 # -- through a real proxy --------------------------------------------------------------------
