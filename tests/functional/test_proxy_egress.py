@@ -12,7 +12,7 @@ import pytest
 
 from apns_exporter.mock.server import MockAPNs
 from tests.helpers import Samples, Workspace, parse_samples, sample, start_cli
-from tests.proxy_support import TinyProxy, clear_proxy_environment, running_tinyproxy
+from tests.proxy_support import TinyProxy, clear_proxy_environment, free_port, running_tinyproxy
 
 T = {"target": "t1", "apns_environment": "production"}
 DEADLINE_SECONDS = 30.0
@@ -72,15 +72,20 @@ async def test_exporter_reaches_apns_up_through_the_proxy(
     assert f"CONNECT 127.0.0.1:{mock.port}" in tinyproxy.connects()
 
 
-async def test_exporter_with_a_wrong_proxy_password_counts_reason_proxy(
+@pytest.mark.parametrize("fault", ["wrong-password", "dead-proxy"])
+async def test_exporter_behind_a_failing_proxy_counts_reason_proxy(
     tinyproxy: TinyProxy,
     mock: MockAPNs,
     workspace: Workspace,
     monkeypatch: pytest.MonkeyPatch,
     unused_tcp_port: int,
+    fault: str,
 ) -> None:
-    """A refused CONNECT keeps apns_up at 0 and counts connection failures as reason proxy."""
-    monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url(password="wrong-Pa55"))
+    """A refused CONNECT or a dead proxy keeps apns_up at 0 and counts failures as proxy."""
+    if fault == "wrong-password":
+        monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url(password="wrong-Pa55"))
+    else:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://u:dead-Pa55@127.0.0.1:{free_port()}")
     cfg = workspace.config(workspace.target(mock.port, auth_check=True))
     proc = await start_cli(
         f"--config.file={cfg}",
@@ -98,3 +103,31 @@ async def test_exporter_with_a_wrong_proxy_password_counts_reason_proxy(
         await proc.wait()
     assert sample(samples, "apns_up", **T) == 0
     assert mock.stats.connections == 0
+
+
+async def test_exporter_with_no_proxy_for_the_endpoint_goes_direct(
+    tinyproxy: TinyProxy,
+    mock: MockAPNs,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    unused_tcp_port: int,
+) -> None:
+    """With NO_PROXY covering the endpoint: apns_up 1, and the proxy sees no CONNECT."""
+    monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url())
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    cfg = workspace.config(workspace.target(mock.port, auth_check=True))
+    proc = await start_cli(
+        f"--config.file={cfg}",
+        f"--web.listen-address=127.0.0.1:{unused_tcp_port}",
+        ready=b"listening on",
+    )
+    try:
+        await _scrape_until(
+            f"http://127.0.0.1:{unused_tcp_port}/metrics",
+            lambda s: sample(s, "apns_up", **T) == 1,
+            proc,
+        )
+    finally:
+        proc.terminate()
+        await proc.wait()
+    assert tinyproxy.connects() == []
