@@ -114,6 +114,11 @@ class Channel:
         self._draining: set[asyncio.Task[None]] = set()
 
     @property
+    def failures(self) -> int:
+        """Failed connections in a row: 0 after a success or a graceful retirement."""
+        return self._backoff.failures
+
+    @property
     def connection(self) -> Connection | None:
         """The connection in use, if one is open and usable."""
         conn = self._connection

@@ -105,7 +105,7 @@ async def test_aged_connection_is_replaced_on_the_next_address(
             assert second.dial.ok
             assert second.dial.replaced == "max_connection_age"
             assert second.connection.peer == f"127.0.0.2:{port}"
-            assert channel._backoff.failures == 0  # an aged connection is no failure
+            assert channel.failures == 0  # an aged connection is no failure
             await _until_closed(servers[0])
             assert servers[1].stats.active_connections == 1
         finally:
