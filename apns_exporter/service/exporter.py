@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -21,13 +22,14 @@ from typing import Any, Protocol
 from apns_exporter.client.dial import Resolver
 from apns_exporter.config import Config, Target, load
 from apns_exporter.errors import ConfigError, ConfigIssue
-from apns_exporter.probes import ProbeResult, perform
+from apns_exporter.probes import ProbeKind, ProbeResult, ProbeRun, perform
 from apns_exporter.probes.registry import probes_of
 from apns_exporter.receipts.book import Delivery, ReceiptBook
 from apns_exporter.service import heap
+from apns_exporter.service.journal import Journal
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.scheduler import Job, Scheduler
-from apns_exporter.service.state import TargetBuilder, TargetState
+from apns_exporter.service.state import TargetBuilder, TargetState, describe
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,11 @@ def _digest(path: str) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+def _start(state: TargetState, kind: ProbeKind, deadline: float) -> ProbeRun:
+    """A run of ``kind`` on a snapshot of ``state`` taken now."""
+    return state.snapshot().start(kind, deadline)
 
 
 def shard_of(name: str, count: int) -> int:
@@ -87,11 +94,13 @@ class Exporter:
         self._reload_lock = asyncio.Lock()
         self._shard = shard
         self.metrics = metrics or Metrics()
-        self.scheduler = Scheduler(self.metrics.record)
+        self.journal = Journal()
+        self.scheduler = Scheduler(self.apply)
         self.targets: dict[str, TargetState] = {}
         self.clock = clock
+        # Called with every applied result; tests and tools wait on results through it.
+        self.listeners: list[Callable[[ProbeResult], None]] = []
         self._builder = TargetBuilder(
-            self.metrics,
             self.receipts,
             clock=clock,
             resolver=resolver,
@@ -155,7 +164,7 @@ class Exporter:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._scheduler = None
-        await asyncio.gather(*(s.context.aclose() for s in self.targets.values()))
+        await asyncio.gather(*(s.aclose() for s in self.targets.values()))
 
     async def reload(self, config: Config) -> None:
         """Apply a new, already validated config; unchanged targets keep running untouched."""
@@ -232,13 +241,27 @@ class Exporter:
         """Run every probe of one target once, now, without the scheduler."""
         target = next(t for t in self.config.targets if t.name == name)
         state = self._builder.build(target, self.config.global_.scrape_timeout)
+        results = []
         try:
-            return [
-                await perform(job.probe, state.context.start(job.kind, job.deadline))
-                for job in self._jobs(state)
-            ]
+            for job in self._jobs(state):
+                result = await perform(job.probe, job.start())
+                await state.apply(result)  # e.g. a credential reloaded for the next probe
+                results.append(result)
         finally:
-            await state.context.aclose()
+            await state.aclose()
+        return results
+
+    async def apply(self, result: ProbeResult) -> None:
+        """The one road of a result: target state, then metrics, the journal and listeners."""
+        state = self.targets.get(result.target)
+        if state is None:
+            return  # the target was removed while this run was in flight
+        before = state.status
+        status = await state.apply(result)
+        self.metrics.record(result, status)
+        self.journal.record(result, before, status)
+        for listener in self.listeners:
+            listener(result)
 
     def _mine(self, config: Config) -> list[Target]:
         """The targets this replica probes: all of them, or its shard."""
@@ -250,30 +273,35 @@ class Exporter:
     def _add(self, target: Target) -> None:
         state = self._builder.build(target, self.config.global_.scrape_timeout)
         self.targets[target.name] = state
+        self.metrics.add_target(describe(state))
         for job in self._jobs(state):
             self.scheduler.add(job)
 
     async def _remove(self, name: str) -> None:
         state = self.targets.pop(name)
         await self.scheduler.remove(name)
-        await state.context.aclose()
+        await state.aclose()
         self.metrics.forget(name)
+        self.journal.forget(name)
 
     def _jobs(self, state: TargetState) -> Sequence[Job]:
-        timeout = state.context.default_timeout
-        return [
-            Job(
-                state.context,
-                spec.kind,
-                spec.run,
-                interval,
-                spec.deadline(state.config, timeout),
-                # Network probes start spread out (local ones go first), so a thousand
-                # targets started together do not all dial in the same instant.
-                stagger=min(interval, STAGGER_SECONDS) if spec.network else 0.0,
+        timeout = state.default_timeout
+        jobs = []
+        for spec, interval in probes_of(state.config, self.config.global_):
+            deadline = spec.deadline(state.config, timeout)
+            jobs.append(
+                Job(
+                    state.name,
+                    spec.kind,
+                    spec.run,
+                    functools.partial(_start, state, spec.kind, deadline),
+                    interval,
+                    # Network probes start spread out (local ones go first), so a thousand
+                    # targets started together do not all dial in the same instant.
+                    stagger=min(interval, STAGGER_SECONDS) if spec.network else 0.0,
+                )
             )
-            for spec, interval in probes_of(state.config, self.config.global_)
-        ]
+        return jobs
 
     @property
     def measures_delivery(self) -> bool:

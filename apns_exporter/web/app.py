@@ -14,7 +14,7 @@ from aiohttp import web
 from apns_exporter.errors import ConfigError
 from apns_exporter.receipts.server import make_receipt_app
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.service.scheduler import HISTORY_LIMIT
+from apns_exporter.service.journal import HISTORY_LIMIT
 from apns_exporter.web import lifecycle, pages, scrape, webconfig
 from apns_exporter.web.limits import ConnectionGuard, ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher

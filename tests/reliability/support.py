@@ -212,7 +212,7 @@ class Rig:
                 if seen >= count:
                     found.set_result(result)
 
-        self.exporter.scheduler.subscribe(listener)
+        self.exporter.listeners.append(listener)
         async with asyncio.timeout(timeout):
             return await found
 
@@ -293,7 +293,7 @@ async def running_exporter(config_file: Path, gate: Gate, **options: Any) -> Asy
             await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
         assert ready.done(), f"exporter exited before listening: {task.result()}"
         rig = Rig(exporter, ready.result(), gate)
-        exporter.scheduler.subscribe(rig.results.append)
+        exporter.listeners.append(rig.results.append)
         yield rig
     finally:
         gate.open()  # parked loops must see their cancellation, not wait for the gate
