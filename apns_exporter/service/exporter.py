@@ -1,9 +1,11 @@
 """The running service: owns the config, the targets, the scheduler and every long-lived task.
 
 One :class:`asyncio.TaskGroup`, entered by :meth:`Exporter.running`, holds the scheduler,
-the receipt expiry, the config watchers and reloads. Listeners (the web and receipt servers)
-start first, so a receipt for the very first canary has somewhere to go, and stop last:
-shutdown stops the probes, closes the connections, then stops the listeners.
+the receipt expiry, the config watchers and reloads. Every probe result takes one road,
+:meth:`Exporter.apply`: the target's state, then metrics, the journal and listeners.
+Listeners (the web and receipt servers) start first, so a receipt for the very first
+canary has somewhere to go, and stop last: shutdown stops the probes, closes the
+connections, then stops the listeners.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from apns_exporter.config import Config, Target, load
 from apns_exporter.errors import ConfigError, ConfigIssue
 from apns_exporter.probes import ProbeKind, ProbeResult, ProbeRun, perform
 from apns_exporter.probes.registry import probes_of
-from apns_exporter.receipts.book import Delivery, ReceiptBook
+from apns_exporter.receipts.desk import ReceiptDesk, ReceiptOutcomes
 from apns_exporter.service import heap
 from apns_exporter.service.journal import Journal
 from apns_exporter.service.metrics import Metrics
@@ -86,14 +88,20 @@ class Exporter:
         self.config = config
         self.config_file = config_file
         self._config_digest = _digest(config_file) if config_file else None
-        self.receipts = ReceiptBook(config.receipt_secrets())
-        self.receipt_url: str | None = None  # set once the receipt listener runs
-        # The listeners start with the exporter, so they keep the address they started on.
-        self._receipts_listen = config.receipts.listen_address
         self.restart_needed: list[str] = []  # what the last reload could not apply
         self._reload_lock = asyncio.Lock()
         self._shard = shard
         self.metrics = metrics or Metrics()
+        self.receipts = ReceiptDesk(
+            config.receipt_secrets(),
+            config.receipts.listen_address,
+            ReceiptOutcomes(
+                delivered=lambda d: self.metrics.delivered(d, self.clock()),
+                rejected=self.metrics.receipt_rejected,
+                lost=self.metrics.lost,
+            ),
+            clock=clock,
+        )
         self.journal = Journal()
         self.scheduler = Scheduler(self.apply)
         self.targets: dict[str, TargetState] = {}
@@ -101,7 +109,7 @@ class Exporter:
         # Called with every applied result; tests and tools wait on results through it.
         self.listeners: list[Callable[[ProbeResult], None]] = []
         self._builder = TargetBuilder(
-            self.receipts,
+            self.receipts.book,
             clock=clock,
             resolver=resolver,
             dial_limit=asyncio.Semaphore(MAX_CONCURRENT_DIALS),
@@ -149,7 +157,7 @@ class Exporter:
         started = asyncio.Event()
         self._scheduler = self._group.create_task(self.scheduler.run([], started), name="scheduler")
         await started.wait()
-        self.spawn(self._expire_receipts(), "receipt-expiry")
+        self.spawn(self.receipts.expire_forever(), "receipt-expiry")
         self.spawn(heap.keep_collections_short(), "gc-freeze")
         for target in self._mine(self.config):
             self._add(target)
@@ -177,32 +185,14 @@ class Exporter:
         for name, target in wanted.items():
             if name not in self.targets:
                 self._add(target)
-        self.receipts.set_secrets(config.receipt_secrets())
-        self.restart_needed = self._restart_needed(config)
+        self.receipts.book.set_secrets(config.receipt_secrets())
+        self.restart_needed = self.receipts.restart_notes(
+            config.receipt_secrets(), config.receipts.listen_address
+        )
         for note in self.restart_needed:
             log.warning("configuration reloaded, but needs a restart: %s", note)
         self.metrics.reloaded(True, self.clock())
         log.info("configuration reloaded: probing %d target(s)", len(self.targets))
-
-    def _restart_needed(self, config: Config) -> list[str]:
-        """What ``config`` asks for that only a restart applies: the listeners start once.
-
-        Every other setting (global ones included, which rebuild every target) is applied
-        by the reload itself.
-        """
-        notes = []
-        if config.receipt_secrets() and self.receipt_url is None:
-            notes.append(
-                "a target now measures delivery, but the receipt listener only starts with "
-                "the exporter: restart it so devices can post receipts"
-            )
-        wanted = config.receipts.listen_address
-        if self.receipt_url is not None and wanted != self._receipts_listen:
-            notes.append(
-                f"receipts.listen_address is now {wanted}, but the receipt listener stays on "
-                f"{self._receipts_listen} until a restart"
-            )
-        return notes
 
     async def reload_file(self) -> None:
         """Re-read the config file and apply it; on any error nothing changes and it raises."""
@@ -261,7 +251,10 @@ class Exporter:
         self.metrics.record(result, status)
         self.journal.record(result, before, status)
         for listener in self.listeners:
-            listener(result)
+            try:
+                listener(result)
+            except Exception:  # a watcher's bug must not stop the probe that fed it
+                log.exception("a result listener failed on a %s result", result.probe)
 
     def _mine(self, config: Config) -> list[Target]:
         """The targets this replica probes: all of them, or its shard."""
@@ -302,29 +295,3 @@ class Exporter:
                 )
             )
         return jobs
-
-    @property
-    def measures_delivery(self) -> bool:
-        """Whether any target waits for device receipts (so the receipt listener must run)."""
-        return bool(self.config.receipt_secrets())
-
-    def on_receipt(self, delivery: Delivery) -> None:
-        """A device confirmed a canary."""
-        self.metrics.delivered(delivery, self.clock())
-
-    def on_rejected_receipt(self, reason: str, target: str | None) -> None:
-        """The receipt listener refused a request."""
-        self.metrics.receipt_rejected(reason)
-        log.debug("receipt rejected (%s) for target %s", reason, target or "?")
-
-    async def _expire_receipts(self) -> None:
-        while True:
-            now = self.clock()
-            for target, canary_id in self.receipts.expire(now):
-                self.metrics.lost(target)
-                log.info(
-                    "target %s: no receipt for canary %s before its deadline", target, canary_id
-                )
-            due = self.receipts.next_due()
-            # Wake at the next deadline, but at least once a second for newly sent canaries.
-            await asyncio.sleep(max(0.05, min(1.0, (due - now) if due is not None else 1.0)))
