@@ -5,6 +5,8 @@
     ExporterError
     ├── ConfigError            issues: every (location, message) found
     ├── WebConfigError         one line naming the web config file and key
+    ├── FileError              not_found | permission_denied | not_regular | too_large
+    │                          | unreadable | malformed: one line naming the file
     ├── CredentialError        not_found | permission_denied | bad_pem | bad_pkcs12
     │   │                      | bad_passphrase | bad_p8 | key_mismatch | expired
     │   └── ExpiredCredential  expired, carrying what loaded so it can still be presented
@@ -75,6 +77,21 @@ class WebConfigError(ExporterError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class FileError(ReasonedError):
+    """A file the exporter reads that cannot be used; the message names it and what to do."""
+
+    REASONS = frozenset(
+        {"not_found", "permission_denied", "not_regular", "too_large", "unreadable", "malformed"}
+    )
+
+    def __init__(self, reason: str, message: str, *, path: str, problem: str = "") -> None:
+        super().__init__(reason, message)
+        self.path = path
+        # What is wrong and what to do, without the file's name: for a message that names
+        # the file already (``apns.yml: <problem>``).
+        self.problem = problem or message
 
 
 class CredentialError(ReasonedError):

@@ -427,7 +427,7 @@ BAD_FILES = {
     ),
     "cert-not-pem": (
         "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
-        "web.yml:2:3: tls_server_config.cert_file: no PEM certificate in the file",
+        "web.yml:2:3: tls_server_config.cert_file: no PEM or DER certificate in the file",
     ),
     "header-not-allowed": (
         "http_server_config:\n  headers:\n    Server: nginx\n",
