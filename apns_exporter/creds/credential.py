@@ -169,13 +169,14 @@ def check_files(path: str, cfg: Config) -> FileCheck:
     tokens = TokenCache()
     for index, target in enumerate(cfg.targets):
         name = target.name
-        for keys, problem in _unreadable_extras(index, target):
+        extras = _unreadable_extras(index, target)
+        for keys, problem in extras:
             problems.append(config.locate(path, keys, f"target {name}: {problem}"))
         loaded, error = load_credential(Credential(target, tokens))
         if isinstance(error, ExpiredCredential):
             warnings.append(f"target {name}: {error}")
-        elif error is not None:
-            keys = _key_of(index, target, error)
+        elif error is not None and (keys := _key_of(index, target, error)) not in dict(extras):
+            # (A broken CA file fails the credential too: it is reported once, above.)
             problems.append(config.locate(path, keys, f"target {name}: {error}"))
         warnings += [f"target {name}: {w}" for w in (loaded.warnings if loaded else ())]
     return FileCheck(tuple(problems), tuple(warnings))

@@ -216,6 +216,35 @@ def test_bad_config_file_is_refused_in_one_line(
     assert refusal(kind) in done.stderr
 
 
+@pytest.mark.parametrize("mode", ["check", "start"])
+def test_ca_file_in_der_is_trusted_and_junk_is_one_located_line(
+    workspace: Workspace, ca: CertificateAuthority, unused_tcp_port: int, mode: str
+) -> None:
+    """A DER ca_file (as Apple ships roots) passes --config.check; junk is a located line."""
+    der = workspace.path / "AppleRootCA.cer"
+    der.write_bytes(ca.certificate.public_bytes(serialization.Encoding.DER))
+    block = workspace.target(1, auth_check=True).replace(str(workspace.ca_file), str(der))
+    cfg = workspace.config(block)
+    if mode == "check":
+        done = run("--config.check", f"--config.file={cfg}")
+        assert done.code == 0, done.stderr
+    der.write_bytes(b"\x30\x82\x01\x00" + b"\x00" * 16)  # a damaged DER certificate
+    flags = (
+        ["--config.check"]
+        if mode == "check"
+        else [f"--web.listen-address=127.0.0.1:{unused_tcp_port}"]
+    )
+    done = run(*flags, f"--config.file={cfg}")
+    assert done.code == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(
+        rf"^error: {re.escape(str(cfg))}:\d+:\d+: targets\[0\]\.ca_file: no PEM or DER "
+        r"certificate could be read from it \(check the file's content\)$",
+        done.stderr,
+        re.MULTILINE,
+    ), done.stderr
+
+
 # --- a running process: reload (SIGHUP and POST /-/reload) and credential rotation ----------
 
 
