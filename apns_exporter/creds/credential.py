@@ -149,6 +149,13 @@ def load_credential(credential: Credential) -> tuple[Loaded | None, CredentialEr
         return None, exc
 
 
+async def load_credential_async(
+    credential: Credential,
+) -> tuple[Loaded | None, CredentialError | None]:
+    """:func:`load_credential` in a worker thread, for a re-check while the loop serves."""
+    return await asyncio.to_thread(load_credential, credential)
+
+
 @dataclass(frozen=True)
 class FileCheck:
     """What loading every file a config names found: problems refuse it, warnings do not."""

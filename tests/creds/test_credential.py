@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from apns_exporter import config
-from apns_exporter.creds.credential import Credential, check_files, load_credential
+from apns_exporter import config, files
+from apns_exporter.creds.credential import (
+    Credential,
+    check_files,
+    load_credential,
+    load_credential_async,
+)
 from apns_exporter.creds.tokens import TokenCache
 from apns_exporter.mock.pki import CertificateAuthority
 from tests.helpers import TOPIC, Workspace, run_cli
-
-LOCATED = "{cfg}:{line}:"
 
 
 def _certificate_config(ws: Workspace, cert: Path, key: Path, extra: str = "") -> Path:
@@ -148,3 +153,24 @@ def test_group_read_of_a_key_is_not_warned(workspace: Workspace, mode: int) -> N
     checked = check_files(str(cfg), config.load(cfg))
     assert checked.problems == ()
     assert checked.warnings == ()
+
+
+async def test_async_load_reads_in_a_worker_thread(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """load_credential_async reads the key file off the event loop's thread."""
+    cfg = workspace.config(workspace.target(1, auth_check=True))
+    credential = Credential(config.load(cfg).targets[0], TokenCache())
+    threads: list[int] = []
+    real = files.read_bytes
+
+    def spy(*args: Any, **kwargs: Any) -> bytes:
+        threads.append(threading.get_ident())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(files, "read_bytes", spy)
+    loaded, error = await load_credential_async(credential)
+    assert error is None
+    assert loaded is not None
+    assert threads
+    assert threading.get_ident() not in threads
