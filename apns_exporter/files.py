@@ -130,12 +130,13 @@ def check(path: str | os.PathLike[str], *, kind: str, limit: int) -> None:
         os.close(fd)
 
 
-def digest(path: str | os.PathLike[str], *, kind: str, limit: int) -> str | None:
-    """SHA-256 of the file's content, or None when it cannot be read (that is a state too)."""
+def digest(path: str | os.PathLike[str], *, kind: str, limit: int) -> str:
+    """SHA-256 of the file's content, or why it cannot be read (a distinct state per problem)."""
+    # A FIFO swapped for /dev/zero is then a change; the same problem again is not.
     try:
         return hashlib.sha256(read_bytes(path, kind=kind, limit=limit)).hexdigest()
-    except FileError:
-        return None
+    except FileError as exc:
+        return f"unreadable: {exc}"
 
 
 def ca_data(data: bytes, *, path: str, kind: str = "CA file") -> str | bytes:

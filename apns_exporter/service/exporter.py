@@ -49,7 +49,7 @@ class Listener(Protocol):
         """Stop listening and finish open requests."""
 
 
-def _digest(path: str) -> str | None:
+def _digest(path: str) -> str:
     # Content, not mtime: editors and ConfigMap updates change mtimes without changes.
     return files.digest(path, kind="config file", limit=files.CONFIG_LIMIT)
 

@@ -291,17 +291,18 @@ class Process:
 @pytest.fixture
 async def exporter_process(
     unused_tcp_port: int,
-) -> AsyncIterator[Callable[[Path], Coroutine[Any, Any, Process]]]:
+) -> AsyncIterator[Callable[..., Coroutine[Any, Any, Process]]]:
     """Start ``apns-exporter`` on a config file; SIGTERM must stop it within seconds."""
     started: list[Process] = []
 
-    async def start(cfg: Path) -> Process:
+    async def start(cfg: Path, *flags: str) -> Process:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "apns_exporter",
             f"--config.file={cfg}",
             f"--web.listen-address=127.0.0.1:{unused_tcp_port}",
+            *flags,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
@@ -345,7 +346,7 @@ async def test_failed_reloads_keep_the_old_config_and_sigterm_still_stops(
     workspace: Workspace,
     device: str,
     ca: CertificateAuthority,
-    exporter_process: Callable[[Path], Coroutine[Any, Any, Process]],
+    exporter_process: Callable[..., Coroutine[Any, Any, Process]],
 ) -> None:
     """Bad files named by a reload (SIGHUP and POST) are refused, each problem logged once."""
     t1 = workspace.target(mock.port, name="t1", devices=(device,))
@@ -459,6 +460,31 @@ async def test_credential_rotation_to_bad_files_never_stalls_the_loop(
         staging.symlink_to(real)
         os.replace(staging, link)
         await poll(process, "apns_credential_up", 1, target="t1")
+    assert process.peak_rss_kib() < RSS_LIMIT_KIB
+    process.proc.terminate()
+    async with asyncio.timeout(10):
+        assert await process.proc.wait() == 0
+
+
+async def test_auto_reload_of_a_bad_config_file_never_stalls_the_loop(
+    mock: MockAPNs,
+    workspace: Workspace,
+    device: str,
+    exporter_process: Callable[..., Coroutine[Any, Any, Process]],
+) -> None:
+    """With auto-reload on, a config file turned FIFO, /dev/zero or sparse is refused at once."""
+    cfg = workspace.config(workspace.target(mock.port, name="t1", devices=(device,)))
+    process = await exporter_process(cfg, "--config.auto-reload-interval=1s")
+    await poll(process, "apns_up", 1, target="t1")
+    for kind in KINDS:
+        cfg.unlink()
+        make_bad(cfg, kind)
+        waiting = asyncio.create_task(process.log_until("config reload failed"))
+        while not waiting.done():
+            assert await process.request("GET", "/-/healthy") == (200, "Healthy\n")
+            await asyncio.wait({waiting}, timeout=0.2)
+        assert any(refusal(kind) in line for line in waiting.result())
+        await assert_old_config_serves(process)
     assert process.peak_rss_kib() < RSS_LIMIT_KIB
     process.proc.terminate()
     async with asyncio.timeout(10):
