@@ -428,6 +428,7 @@ def test_config_check_warns_about_a_key_others_can_read(
     cfg = workspace.config(workspace.target(443, auth_check=True))
     done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 0, done.stderr
+    assert ("warning:" in done.stderr) is warned
     assert ("the private key is accessible to" in done.stderr) is warned
     if warned:
         assert f"chmod 600 {workspace.key_file}" in done.stderr
