@@ -13,18 +13,17 @@ from typing import Any
 from apns_exporter import __version__, config, logs
 from apns_exporter.commands import assets as assets_command
 from apns_exporter.commands import probe
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.config.durations import parse_duration
-from apns_exporter.creds.credential import Credential, load_credential
-from apns_exporter.creds.tokens import TokenCache
+from apns_exporter.creds.credential import check_files
 from apns_exporter.errors import (
     ConfigError,
     ConfigIssue,
-    ExpiredCredential,
     WebConfigError,
 )
 from apns_exporter.mock import cli as mock_cli
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.web.app import parse_listen_address, serve
+from apns_exporter.web.app import parse_listen_address
 from apns_exporter.web.webconfig import WebConfigWatcher
 
 log = logging.getLogger("apns_exporter")
@@ -358,32 +357,24 @@ def _run(args: argparse.Namespace) -> int:
     return _serve_until_signalled(
         lambda stop: serve(
             exporter,
-            listen,
-            args.telemetry_path,
+            Listening(
+                listen,
+                args.telemetry_path,
+                web_config=web_config,
+                runbook_url=args.web_runbook_url,
+                auto_reload_interval=args.auto_reload,
+            ),
             stop,
-            auto_reload_interval=args.auto_reload,
-            web_config=web_config,
-            runbook_url=args.web_runbook_url,
         )
     )
 
 
-def _credential_problems(path: str, cfg: config.Config) -> list[ConfigIssue]:
-    """Load every credential once, so --config.check catches unreadable keys; print warnings."""
-    problems = []
-    tokens = TokenCache()
-    for index, target in enumerate(cfg.targets):
-        loaded, error = load_credential(Credential(target, tokens))
-        if isinstance(error, ExpiredCredential):
-            print(f"warning: target {target.name}: {error}", file=sys.stderr)
-        elif error is not None:
-            key = config.credential_key(index, target, error.reason)
-            problems.append(config.locate(path, key, f"target {target.name}: {error}"))
-        if loaded is None:
-            continue
-        for warning in loaded.warnings:
-            print(f"warning: target {target.name}: {warning}", file=sys.stderr)
-    return problems
+def _credential_problems(path: str, cfg: config.Config) -> tuple[ConfigIssue, ...]:
+    """Load every file the config names (as a reload does); print the warnings."""
+    checked = check_files(path, cfg)
+    for warning in checked.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return checked.problems
 
 
 def _serve_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:

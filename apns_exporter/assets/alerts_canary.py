@@ -20,6 +20,7 @@ _SETUP = "|".join(SETUP_REASONS)
 # What each value of apns_failing_layer means, for descriptions.
 LAYER_TEXT = {
     "dns": "the APNs host name does not resolve",
+    "proxy": "the egress proxy refuses the tunnel to APNs or cannot be reached",
     "tcp": "TCP connections to APNs fail or time out",
     "tls": "the TLS handshake fails: TLS verification of APNs' certificate, or APNs "
     "refusing the client certificate",

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from apns_exporter.client.connection import Connection, Endpoint
 from apns_exporter.client.dial import Resolver
-from apns_exporter.client.protocol import Event
+from apns_exporter.client.protocol import Event, GoAway, SettingsChanged
 from apns_exporter.client.proxy import Proxy
 from apns_exporter.errors import ConnectFailed
 
@@ -28,6 +28,9 @@ BACKOFF_CEILING_SECONDS = 300.0
 # Kept connections are replaced after about an hour, so they move between Apple's servers.
 DEFAULT_MAX_AGE_SECONDS = 3600.0
 MAX_AGE_JITTER = 0.1
+# GOAWAYs kept for the next probe run; one per connection, so only a reconnect storm with no
+# run in between could fill this.
+MAX_KEPT_EVENTS = 32
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,6 @@ class Channel:
         ssl_context: ssl.SSLContext,
         *,
         connect_timeout: float,
-        observer: Callable[[Event], None] | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
@@ -104,7 +106,7 @@ class Channel:
         self.endpoint = endpoint
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
-        self._observer = observer
+        self._events: list[Event] = []
         self._backoff = backoff or Backoff()
         self._clock = clock
         self._connection: Connection | None = None
@@ -150,7 +152,7 @@ class Channel:
                         self.endpoint,
                         self._ssl_context,
                         timeout=self._connect_timeout,
-                        observer=self._observer,
+                        observer=self._keep,
                         resolver=self._resolver,
                         client_certificate=self._client_certificate,
                         proxy=self._proxy,
@@ -173,6 +175,19 @@ class Channel:
             return float("inf")
         jitter = self._rng.uniform(1 - MAX_AGE_JITTER, 1 + MAX_AGE_JITTER)
         return self._clock() + self._max_age * jitter
+
+    def take_events(self) -> tuple[Event, ...]:
+        """The GOAWAYs and latest SETTINGS received since the last call, for a probe's result."""
+        events, self._events = tuple(self._events), []
+        return events
+
+    def _keep(self, event: Event) -> None:
+        if isinstance(event, GoAway) and len(self._events) < MAX_KEPT_EVENTS:
+            self._events.append(event)
+        elif isinstance(event, SettingsChanged):
+            # Only the stream limit in force matters: a newer SETTINGS replaces an older one.
+            self._events = [e for e in self._events if not isinstance(e, SettingsChanged)]
+            self._events.append(event)
 
     async def replace_ssl_context(
         self, ssl_context: ssl.SSLContext, *, client_certificate: bool

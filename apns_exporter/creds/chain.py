@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import hashes
 from apns_exporter.client.dial import Resolver, dial, hang_up
 from apns_exporter.client.proxy import Proxy
 from apns_exporter.client.tls import client_context
-from apns_exporter.errors import ConnectFailed
+from apns_exporter.errors import ConnectFailed, FileError
 
 # The private accessor's Certificate.public_bytes() takes _ssl's encoding constant.
 _ENCODING_DER: int = getattr(_ssl, "ENCODING_DER", 2)
@@ -65,6 +65,11 @@ class ChainReport:
     verify_error: str | None
     chain_fingerprints: tuple[str, ...]
     alpn_protocol: str | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """Whether the exporter's own connections (system store plus ca_file) accept the chain."""
+        return self.verified_system or bool(self.verified_ca_file)
 
 
 def _ders(ssl_object: Any, which: str) -> list[bytes] | None:
@@ -169,8 +174,8 @@ async def _inspect(
     if ca_file is not None:
         try:
             ca_context = client_context(ca_file, system_store=False)
-        except (OSError, ssl.SSLError) as exc:
-            verified_ca_file, error = False, f"cannot load {ca_file}: {exc}"
+        except FileError as exc:
+            verified_ca_file, error = False, str(exc)
         else:
             verified_ca_file, root, error = await _verify(
                 host, port, ca_context, server_hostname, resolver, proxy

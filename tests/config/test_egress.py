@@ -135,7 +135,7 @@ def test_config_page_never_shows_the_proxy_password(config_dir: Path) -> None:
         (b"", "on one line"),
         (b"first\nsecond\n", "on one line"),
         (b"\xff\xfe" + SECRET.encode(), "not UTF-8"),
-        (b"x" * 2000, "larger than 1024 bytes"),
+        (b"x" * 2000, "larger than 1 KiB"),
     ],
 )
 def test_bad_password_file_is_a_located_error(config_dir: Path, content: bytes, words: str) -> None:

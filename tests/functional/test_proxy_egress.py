@@ -81,7 +81,7 @@ async def test_exporter_behind_a_failing_proxy_counts_reason_proxy(
     unused_tcp_port: int,
     fault: str,
 ) -> None:
-    """A refused CONNECT or a dead proxy keeps apns_up at 0 and counts failures as proxy."""
+    """A refused CONNECT or a dead proxy: apns_up 0, failures counted and the layer is proxy."""
     if fault == "wrong-password":
         monkeypatch.setenv("HTTPS_PROXY", tinyproxy.url(password="wrong-Pa55"))
     else:
@@ -95,13 +95,17 @@ async def test_exporter_behind_a_failing_proxy_counts_reason_proxy(
     try:
         samples = await _scrape_until(
             f"http://127.0.0.1:{unused_tcp_port}/metrics",
-            lambda s: (sample(s, "apns_connection_failures_total", **T, reason="proxy") or 0) >= 1,
+            lambda s: (
+                (sample(s, "apns_connection_failures_total", **T, reason="proxy") or 0) >= 1
+                and sample(s, "apns_failing_layer", **T, layer="proxy") == 1
+            ),
             proc,
         )
     finally:
         proc.terminate()
         await proc.wait()
     assert sample(samples, "apns_up", **T) == 0
+    assert sample(samples, "apns_failing_layer", **T, layer="exporter") == 0
     assert mock.stats.connections == 0
 
 

@@ -10,9 +10,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from apns_exporter import files
 from apns_exporter.errors import WebConfigError
-from apns_exporter.web.webconfig.files import FileState, file_state
-from apns_exporter.web.webconfig.servertls import TLSServerConfig, build_context, load_chain
+from apns_exporter.web.webconfig.servertls import (
+    TLSServerConfig,
+    build_context,
+    load_chain,
+    load_client_cas,
+    read_material,
+)
 from apns_exporter.web.webconfig.settings import WebConfig, load
 
 log = logging.getLogger("apns_exporter.web.webconfig")
@@ -20,12 +26,12 @@ log = logging.getLogger("apns_exporter.web.webconfig")
 # The files are looked at (stat only) at most this often: cheap per request, quick for rotation.
 CHECK_INTERVAL_SECONDS = 1.0
 
-_TLSState = tuple[tuple[Path | None, ...], tuple[FileState | None, ...]]
+_TLSState = tuple[tuple[Path | None, ...], files.Fingerprint]
 
 
 def _tls_state(tls: TLSServerConfig) -> _TLSState:
     """The TLS file paths and what identifies their versions, to tell when a reload is due."""
-    return tls.files, tuple(file_state(f) for f in tls.files)
+    return tls.files, files.fingerprint(tls.files)
 
 
 class WebConfigWatcher:
@@ -36,7 +42,7 @@ class WebConfigWatcher:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        self._file_state = file_state(self.path)
+        self._file_state = files.fingerprint((self.path,))
         self._config = load(path)
         self._checked_at = clock()
         self._last_error: str | None = None
@@ -88,7 +94,7 @@ class WebConfigWatcher:
             log.error("%s; keeping the previous web config", message)
 
     def _check(self) -> None:
-        state = file_state(self.path)
+        state = files.fingerprint((self.path,))
         if state != self._file_state:
             try:
                 config = load(self.path)
@@ -132,12 +138,14 @@ class WebConfigWatcher:
         try:
             # Validate on a scratch context first: a failed load_cert_chain can leave the
             # live context holding a certificate without its key.
-            build_context(tls)
+            # Each file is read once; the live context is loaded from those same bytes.
+            material = read_material(tls)
+            build_context(tls, material)
             if chain_changed:
-                load_chain(self._context, tls)
+                load_chain(self._context, material)
             if ca_changed:
                 # OpenSSL can add trust anchors to a live context but never remove them.
-                self._context.load_verify_locations(cafile=tls.client_ca_file)
+                load_client_cas(self._context, material)
         except (WebConfigError, OSError, ssl.SSLError) as exc:
             log.error(
                 "%s: cannot load the changed TLS files: %s; keeping the previous ones",
