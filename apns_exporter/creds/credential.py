@@ -227,7 +227,7 @@ def _key_of(index: int, target: Target, error: CredentialError) -> KeyPath:
     message = str(error)
     # A file that cannot be read is located at its own key; a content problem where the
     # reason says (a wrong password belongs to password_file, not to the file it opens).
-    readable = error.reason in ("not_found", "permission_denied")
+    readable = error.reason in FileError.REASONS
     for key, file in named.items():
         if file is not None and f" {file}:" in message and (readable or key == "ca_file"):
             return ("targets", index, "ca_file") if key == "ca_file" else (*auth, key)

@@ -2,8 +2,10 @@
 
 Each target keeps its recent results of every kind and, separately, its last failures, so
 a burst of successes never pushes the evidence of a failure out of ``/probes``. Every
-failed run and every change of a target's state (up or down, failing layer) is one
-structured log line, rate-limited per target so a flapping target cannot flood the log.
+failure that starts or changes a streak, and every change of a target's state (up or
+down, failing layer), is one structured log line; a failure that repeats the previous one
+of its probe (same reason, same layer) adds nothing and is not logged again. On top, each
+target has a token bucket, so even a flapping target cannot flood the log.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apns_exporter.probes import CanaryResult, ProbeResult
+from apns_exporter.probes import CanaryResult, ProbeKind, ProbeResult
 from apns_exporter.service.state import TargetStatus
 
 # Logged under its own name, so operators can route or silence probe outcomes on their own.
@@ -53,14 +55,24 @@ class Journal:
         self._clock = clock
         self._records: dict[str, _Record] = {}
         self._buckets: dict[str, _Bucket] = {}
+        # Per (target, probe): what the failure streak in progress looks like; absent when
+        # the probe's last run succeeded.
+        self._streaks: dict[tuple[str, ProbeKind], tuple[str, ...]] = {}
 
     def record(self, result: ProbeResult, before: TargetStatus, after: TargetStatus) -> None:
         """Keep ``result``; log it if it failed, and the state change if there was one."""
         record = self._records.setdefault(result.target, _Record())
         record.recent.append(result)
-        if not result.ok:
+        key = (result.target, result.probe)
+        if result.ok:
+            self._streaks.pop(key, None)
+        else:
             record.failures.append(result)
-            self._log(logging.WARNING, result.target, "probe failed", _failure_fields(result))
+            fields = _failure_fields(result)
+            streak = (fields["layer"], fields["reason"])
+            if self._streaks.get(key) != streak:
+                self._streaks[key] = streak
+                self._log(logging.WARNING, result.target, "probe failed", fields)
         if (before.up, before.layer) != (after.up, after.layer) and after.up is not None:
             level = logging.INFO if after.up else logging.WARNING
             fields = {
@@ -86,6 +98,8 @@ class Journal:
         """Drop everything kept of a removed target."""
         self._records.pop(target, None)
         self._buckets.pop(target, None)
+        for kind in ProbeKind:
+            self._streaks.pop((target, kind), None)
 
     def _log(self, level: int, target: str, message: str, fields: dict[str, str]) -> None:
         if not log.isEnabledFor(level):

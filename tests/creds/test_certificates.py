@@ -234,11 +234,11 @@ async def test_ssl_context_authenticates_to_a_tls_server(
 
 
 def test_missing_file_is_not_found(tmp_path: Path, provider: ProviderCertificate) -> None:
-    """A missing certificate or key file is not_found, naming the file."""
+    """A missing certificate or key file is not_found, and a directory not_regular."""
     cert, _ = provider.write(tmp_path, "push")
     assert _fails(tmp_path / "nope.pem") == "not_found"
     assert _fails(cert, tmp_path / "nope.key") == "not_found"
-    assert _fails(tmp_path) == "not_found"  # a directory is not a certificate either
+    assert _fails(tmp_path) == "not_regular"  # a directory is not a certificate either
 
 
 @contextlib.contextmanager

@@ -87,11 +87,11 @@ def test_missing_key_file_is_not_found(tmp_path: Path) -> None:
     assert str(caught.value) == f"signing key {path}: file not found (check the path)"
 
 
-def test_directory_as_key_file_is_not_found(tmp_path: Path) -> None:
-    """A directory where the key file should be fails with reason not_found."""
+def test_directory_as_key_file_is_not_regular(tmp_path: Path) -> None:
+    """A directory where the key file should be fails with reason not_regular."""
     with pytest.raises(CredentialError) as caught:
         load_signing_key(tmp_path)
-    assert caught.value.reason == "not_found"
+    assert caught.value.reason == "not_regular"
     assert str(caught.value).startswith(f"signing key {tmp_path}: is a directory")
 
 

@@ -447,7 +447,7 @@ async def test_credential_rotation_to_bad_files_never_stalls_the_loop(
         staging = workspace.path / "staging.p8"
         staging.symlink_to(bad)
         os.replace(staging, link)  # what mv -T does: the link now points at the bad file
-        waiting = asyncio.create_task(process.log_until("new credential rejected"))
+        waiting = asyncio.create_task(process.log_until("probe=credentials"))
         # The loop keeps answering while the exporter looks at the bad file.
         while not waiting.done():
             assert await process.request("GET", "/-/healthy") == (200, "Healthy\n")

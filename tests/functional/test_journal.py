@@ -12,8 +12,9 @@ import pytest
 
 from apns_exporter.logs import _Formatter
 from apns_exporter.mock.server import MockAPNs
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import PingResult, ProbeResult, Run
 from apns_exporter.service import journal
+from apns_exporter.service.state import TargetStatus
 from tests.helpers import TOPIC, WAIT_SECONDS, Workspace
 
 SUCCESSES_AFTER = 100
@@ -100,10 +101,10 @@ async def test_failed_canary_is_logged_and_outlives_a_hundred_successes_on_probe
     assert "FAILED (layer apns)" in earlier
 
 
-async def test_state_changes_are_logged_and_a_flapping_target_is_rate_limited(
+async def test_state_changes_are_logged_and_a_repeated_failure_only_once(
     mock: MockAPNs, workspace: Workspace, device: str, run_exporter, prober_log: _Lines
 ) -> None:
-    """Down and up again are logged as state changes; a failing loop logs a bounded burst."""
+    """Down and up again are logged as state changes; the same failure again is not re-logged."""
     cfg = workspace.config(_target(workspace, mock.port, device, ping="1s", canary="100ms"))
     async with run_exporter(cfg) as running:
         await running.wait_canary(ok=True)
@@ -113,11 +114,32 @@ async def test_state_changes_are_logged_and_a_flapping_target_is_rate_limited(
         mock.devices.register(device, TOPIC)
         await running.wait_canary(ok=True)
     changes = [(x["previous_state"], x["state"]) for x in prober_log.lines if "state" in x]
-    assert ("unknown", "up") in changes
-    assert ("up", "down") in changes
-    # The rate limit held the rest back: the burst, then nothing within the refill interval.
+    assert changes == [("unknown", "up"), ("up", "down"), ("down", "up")]
     failures = [x for x in prober_log.lines if x["msg"] == "probe failed"]
-    assert 1 <= len(failures) < journal.LOG_BURST
-    assert len(prober_log.lines) <= journal.LOG_BURST
-    assert all(x["target"] == "t1" for x in prober_log.lines)
-    assert {x["probe"] for x in failures} <= {str(ProbeKind.CANARY), str(ProbeKind.PING)}
+    assert [(x["probe"], x["reason"]) for x in failures] == [("canary", "BadDeviceToken")]
+
+
+def _result(ok: bool, reason: str = "timeout", target: str = "t1") -> ProbeResult:
+    run = Run(target, 1000.0, 0.1)
+    if ok:
+        return PingResult(run=run, ok=True, message="ok", rtt=0.01)
+    return PingResult(run=run, ok=False, message=reason, error=reason)
+
+
+def test_a_flapping_target_logs_a_burst_then_one_line_per_refill(prober_log: _Lines) -> None:
+    """Alternating failures spend the target's bucket; then one line per refill interval."""
+    now = [0.0]
+    book = journal.Journal(clock=lambda: now[0])
+    up, down = TargetStatus(up=True), TargetStatus(up=False, layer="http2")
+    for _ in range(50):  # fail, recover, fail...: every failure starts a new streak
+        book.record(_result(False), up, down)
+        book.record(_result(True), down, up)
+    assert len(prober_log.lines) == journal.LOG_BURST
+    assert all(line["target"] == "t1" for line in prober_log.lines)
+    now[0] += journal.LOG_REFILL_SECONDS
+    book.record(_result(False), up, down)
+    assert len(prober_log.lines) == journal.LOG_BURST + 1
+    # The line after the pause says how many were held back meanwhile.
+    assert int(prober_log.lines[-1]["suppressed"]) == 3 * 50 - journal.LOG_BURST
+    book.record(_result(False, target="t2"), up, down)  # another target has its own bucket
+    assert prober_log.lines[-1]["target"] == "t2"
