@@ -15,7 +15,7 @@ from apns_exporter.errors import ConfigError
 from apns_exporter.receipts.server import make_receipt_app
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.service.scheduler import HISTORY_LIMIT
-from apns_exporter.web import lifecycle, pages, scrape, webconfig
+from apns_exporter.web import errorlog, headers, lifecycle, pages, scrape, webconfig
 from apns_exporter.web.limits import ConnectionGuard, ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher
 
@@ -140,6 +140,7 @@ class Site:
         on_started: Callable[[str], None] | None = None,
         limits: ConnectionLimits | None = None,
     ) -> None:
+        errorlog.install()
         self.guard = ConnectionGuard(limits or ConnectionLimits())
         # First, so a request waiting for bcrypt already counts as busy, not idle.
         app.middlewares.insert(0, self.guard.middleware)
@@ -154,6 +155,8 @@ class Site:
     async def start(self) -> None:
         """Listen; a taken or forbidden address is logged and raised as OSError."""
         await self.runner.setup()
+        assert self.runner.server is not None
+        headers.harden(self.runner.server, self.runner.app)
         host, port = self._listen
         try:
             self._server = await self.guard.listen(self.runner, host, port, self._ssl_context)
