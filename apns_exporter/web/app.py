@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 
 from aiohttp import web
 
@@ -30,6 +30,7 @@ EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RUNBOOK_URL_KEY = web.AppKey("runbook_url", str)
 RELOAD_KEY = web.AppKey("reload", lifecycle.ReloadGate)
+ALLOWED_HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("allowed_hosts")
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
@@ -47,13 +48,19 @@ def make_app(
     telemetry_path: str = "/metrics",
     web_config: WebConfigWatcher | None = None,
     runbook_url: str | None = None,
+    allowed_hosts: Collection[str] = (),
 ) -> web.Application:
-    """Build the aiohttp application serving one exporter (TLS and auth per web config)."""
+    """Build the aiohttp application serving one exporter (TLS and auth per web config).
+
+    ``allowed_hosts``: DNS names a browser may use for ``POST /-/reload`` (IP addresses and
+    localhost always may).
+    """
     middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app[RUNBOOK_URL_KEY] = runbook_url or ""
+    app[ALLOWED_HOSTS_KEY] = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
     app[RELOAD_KEY] = lifecycle.ReloadGate(exporter.reload_file)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
@@ -86,7 +93,8 @@ async def reload(request: web.Request) -> web.Response:
     """POST re-reads the config file; a bad file is reported and never applied."""
     if request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, ["POST"], text="Use POST.\n")
-    refused = lifecycle.cross_site(request)
+    allowed: frozenset[str] = request.app[ALLOWED_HOSTS_KEY]
+    refused = lifecycle.cross_site(request, allowed)
     if refused is not None:
         log.warning("refused POST /-/reload from %s: %s", request.remote, refused)
         return web.Response(status=403, text=f"Forbidden: cross-site reload ({refused})\n")
@@ -187,6 +195,7 @@ async def serve(
     on_receipts: Callable[[str], None] | None = None,
     limits: ConnectionLimits | None = None,
     runbook_url: str | None = None,
+    allowed_hosts: Collection[str] = (),
 ) -> int:
     """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads.
 
@@ -199,6 +208,8 @@ async def serve(
             telemetry_path=telemetry_path,
             web_config=web_config,
             runbook_url=runbook_url,
+            # The name the operator told us to listen on is one we answer to.
+            allowed_hosts=[*allowed_hosts, *([listen[0]] if listen[0] else [])],
         ),
         listen,
         what="",

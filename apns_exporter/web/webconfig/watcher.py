@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import ssl
@@ -10,8 +11,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+
 from apns_exporter.errors import WebConfigError
-from apns_exporter.web.webconfig.files import FileState, file_state
+from apns_exporter.web.webconfig.files import FileState, file_state, read_regular
 from apns_exporter.web.webconfig.servertls import TLSServerConfig, build_context, load_chain
 from apns_exporter.web.webconfig.settings import WebConfig, load
 
@@ -68,6 +71,7 @@ class WebConfigWatcher:
             if tls is not None:
                 self._context = self._config.ssl_context()
                 self._loaded = _tls_state(tls)
+                self._warn_if_not_valid_now(tls)
             self._listening = True
             self._context_settings = self._restart_warned = (
                 None if tls is None else tls.restart_settings()
@@ -106,6 +110,27 @@ class WebConfigWatcher:
                     log.info("web config %s reloaded", self.path)
         if self._listening:
             self._update_context()
+
+    def _warn_if_not_valid_now(self, tls: TLSServerConfig) -> None:
+        # The files loaded, so TLS works; but clients refuse a certificate out of its dates.
+        try:
+            cert = x509.load_pem_x509_certificates(read_regular(tls.cert_file))[0]
+        except (OSError, ValueError, IndexError):
+            return  # build_context has just read it; a change since is caught next time
+        now = datetime.datetime.now(datetime.UTC)
+        if cert.not_valid_after_utc <= now:
+            problem = f"expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}"
+        elif cert.not_valid_before_utc > now:
+            problem = f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ}"
+        else:
+            return
+        log.warning(
+            "%s: the certificate in cert_file %s %s; clients will refuse the connection "
+            "(replace the certificate)",
+            self.path,
+            tls.cert_file,
+            problem,
+        )
 
     def _update_context(self) -> None:
         tls = self._config.tls
@@ -146,6 +171,8 @@ class WebConfigWatcher:
             )
             return
         log.info("%s: loaded the changed TLS certificate files", self.path)
+        if chain_changed:
+            self._warn_if_not_valid_now(tls)
         if ca_changed:
             log.warning(
                 "%s: client_ca_file changed; its new CAs are trusted now, but CAs removed "
