@@ -146,14 +146,17 @@ class Authenticator:
             if not await self._turns.wait(self._failures.get(source, 0)):
                 return Verdict.BUSY
             started = time.monotonic()
+            cost = fake_cost if hashed is None else bcrypt_cost(hashed)
             try:
                 # bcrypt takes tens of milliseconds: a thread keeps the loop serving, one
                 # check at a time keeps a flood of bad passwords from using every core.
                 ok = await asyncio.to_thread(self._verify, hashed, fake_cost, password)
+                if cost < fake_cost and fake_cost not in self._took:
+                    # Measure once what a check at the highest cost takes, to pad to it.
+                    await asyncio.to_thread(self._dummy_check, fake_cost, password)
             finally:
                 self._turns.done()
             took = time.monotonic() - started
-            cost = fake_cost if hashed is None else bcrypt_cost(hashed)
             if cost >= fake_cost:
                 self._took[fake_cost] = took
             else:
@@ -163,9 +166,9 @@ class Authenticator:
         return self._record(source, key if ok and hashed is not None else None)
 
     def _record(self, source: str, passed: bytes | None) -> Verdict:
-        self._failures.pop(source, None)
+        failures = self._failures.pop(source, 0)
         if passed is None:
-            self._failures[source] = self._failures.get(source, 0) + 1
+            self._failures[source] = failures + 1
             if len(self._failures) > _SOURCES_REMEMBERED:
                 self._failures.popitem(last=False)
             return Verdict.DENIED
@@ -178,16 +181,19 @@ class Authenticator:
         if hashed is None:
             # An unknown user still pays one bcrypt at the highest cost, so response times
             # do not reveal which users exist.
-            if fake_cost not in self._fake_hashes:
-                self._fake_hashes[fake_cost] = bcrypt.hashpw(
-                    b"not a password", bcrypt.gensalt(fake_cost)
-                )
-            bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], self._fake_hashes[fake_cost])
+            self._dummy_check(fake_cost, password)
             return False
         try:
             return bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed.encode())
         except ValueError:
             return False
+
+    def _dummy_check(self, cost: int, password: bytes) -> None:
+        if cost not in self._fake_hashes:
+            self._fake_hashes[cost] = bcrypt.hashpw(b"not a password", bcrypt.gensalt(cost))
+        started = time.monotonic()
+        bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], self._fake_hashes[cost])
+        self._took[cost] = time.monotonic() - started
 
 
 def _san_allowed(request: web.Request, allowed: Sequence[str]) -> bool:
