@@ -13,6 +13,7 @@ from typing import Any
 from apns_exporter import __version__, config, logs
 from apns_exporter.commands import assets as assets_command
 from apns_exporter.commands import probe
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.config.durations import parse_duration
 from apns_exporter.creds.credential import Credential, load_credential
 from apns_exporter.creds.tokens import TokenCache
@@ -24,7 +25,7 @@ from apns_exporter.errors import (
 )
 from apns_exporter.mock import cli as mock_cli
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.web.app import parse_listen_address, serve
+from apns_exporter.web.app import parse_listen_address
 from apns_exporter.web.webconfig import WebConfigWatcher
 
 log = logging.getLogger("apns_exporter")
@@ -370,13 +371,15 @@ def _run(args: argparse.Namespace) -> int:
     return _serve_until_signalled(
         lambda stop: serve(
             exporter,
-            listen,
-            args.telemetry_path,
+            Listening(
+                listen,
+                args.telemetry_path,
+                web_config=web_config,
+                runbook_url=args.web_runbook_url,
+                auto_reload_interval=args.auto_reload,
+                allowed_hosts=tuple(args.web_allowed_hosts),
+            ),
             stop,
-            auto_reload_interval=args.auto_reload,
-            web_config=web_config,
-            runbook_url=args.web_runbook_url,
-            allowed_hosts=args.web_allowed_hosts,
         )
     )
 

@@ -10,7 +10,8 @@
     │   └── ExpiredCredential  expired, carrying what loaded so it can still be presented
     ├── ReceiptRejected        bad_signature | malformed | unknown_target | unknown_canary
     │                          | replay | stale | too_large
-    └── ProbeError             any of its subclasses' reasons
+    └── ProbeError             any of its subclasses' reasons, and internal (a probe crashed)
+        │                      | credential (no usable credential to send with)
         ├── ConnectFailed      dns | connect | tls_verify | tls_handshake | alpn | http2 | timeout
         ├── ConnectionLost     http2 | goaway | connection_reset | tls_handshake
         └── RequestFailed      timeout | stream_reset | connection_reset | protocol | goaway
@@ -139,6 +140,8 @@ class ProbeError(ReasonedError):
             "connection_reset",
             "stream_reset",
             "protocol",
+            "internal",
+            "credential",
         }
     )
 

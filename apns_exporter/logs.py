@@ -80,6 +80,11 @@ class _Formatter(logging.Formatter):
             "source": record.name,
             "msg": redact(record.getMessage()),
         }
+        # Structured fields a caller attached (extra={"fields": {...}}), e.g. a failed probe's.
+        extra = getattr(record, "fields", None)
+        if isinstance(extra, dict):
+            for key, value in extra.items():
+                fields.setdefault(str(key), redact(str(value)))
         if record.exc_info:
             fields["err"] = redact(self.formatException(record.exc_info))
         if self._json:

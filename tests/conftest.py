@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from apns_exporter import config
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.mock.pki import (
     CertificateAuthority,
     SigningKeyPair,
@@ -20,7 +21,6 @@ from apns_exporter.mock.pki import (
 )
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.web import app as web
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, WAIT_SECONDS, Running, Workspace
 
 
@@ -83,14 +83,12 @@ def run_exporter() -> Callable[..., contextlib.AbstractAsyncContextManager[Runni
         stop = asyncio.Event()
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         task = asyncio.create_task(
-            web.serve(
+            serve(
                 exporter,
-                ("127.0.0.1", 0),
-                "/metrics",
+                Listening(("127.0.0.1", 0), runbook_url=runbook_url),
                 stop,
-                ready.set_result,
+                on_listening=ready.set_result,
                 on_receipts=on_receipts,
-                runbook_url=runbook_url,
             )
         )
         try:

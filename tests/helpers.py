@@ -16,9 +16,10 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import ProbeKind, ProbeResult, Run
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.service.metrics import Metrics
+from apns_exporter.service.state import TargetInfo, TargetStatus
 
 KEY_ID = "ABC123DEFG"
 TEAM_ID = "DEF123GHIJ"
@@ -96,7 +97,7 @@ class Running:
             if predicate(result) and not found.done():
                 found.set_result(result)
 
-        self.exporter.scheduler.subscribe(listener)
+        self.exporter.listeners.append(listener)
         async with asyncio.timeout(timeout):
             return await found
 
@@ -177,7 +178,20 @@ def add_target(metrics: Metrics, name: str, environment: str = "sandbox", **opti
         "canary_interval": 300,
         "ping_interval": 60,
     }
-    metrics.add_target(name, environment, **(settings | options))
+    metrics.add_target(TargetInfo(name, environment, **(settings | options)))
+
+
+def run_of(target: str = "t1", *, started_at: float = 1000.0, duration: float = 0.1) -> Run:
+    """A probe run's record for results built by hand."""
+    return Run(target, started_at, duration)
+
+
+def record(metrics: Metrics, result: ProbeResult, status: TargetStatus | None = None) -> None:
+    """Record ``result`` with the status a target would have after it alone."""
+    if status is None:
+        up = result.ok if result.probe in (ProbeKind.CANARY, ProbeKind.PING) else None
+        status = TargetStatus(up=up, layer=result.layer if up is not None else None)
+    metrics.record(result, status)
 
 
 # The exporter's command line as a user runs it, in this interpreter.

@@ -311,9 +311,20 @@ def _exported() -> dict[str, dict[str, set[str]]]:
     from apns_exporter.client.protocol import GoAway, SettingsChanged
     from apns_exporter.creds.certificates import CertificateSummary
     from apns_exporter.creds.chain import ChainReport
-    from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome, Reach
+    from apns_exporter.probes import (
+        CanaryResult,
+        CredentialsResult,
+        PingResult,
+        ProbeResult,
+        PushOutcome,
+        Reach,
+        ReachabilityResult,
+        TlsResult,
+    )
     from apns_exporter.receipts.book import Delivery
     from apns_exporter.service.metrics import Metrics
+    from apns_exporter.service.state import TargetStatus
+    from tests.helpers import add_target, record, run_of
 
     metrics = Metrics()
     now = 1_750_000_000.0
@@ -322,7 +333,8 @@ def _exported() -> dict[str, dict[str, set[str]]]:
         ("cert", "certificate", None),
         ("mdm", "certificate", None),
     ):
-        metrics.add_target(
+        add_target(
+            metrics,
             name,
             "production",
             host="api.push.apple.com",
@@ -350,15 +362,19 @@ def _exported() -> dict[str, dict[str, set[str]]]:
         verify_error=None,
         chain_fingerprints=("ab" * 32, "cd" * 32),
     )
-    results = [
-        ProbeResult(
-            "token",
-            ProbeKind.CANARY,
-            True,
-            now,
-            0.1,
-            "ok",
+    goaways = tuple(
+        GoAway(0, 0, f'{{"reason":"{reason.value}"}}'.encode())
+        for reason in Reason
+        if reason is not Reason.UNKNOWN
+    )
+    run = run_of("token", started_at=now)
+    results: list[ProbeResult] = [
+        CanaryResult(
+            run=run,
+            ok=True,
+            message="ok",
             dials=(dial,),
+            events=(*goaways, GoAway(0, 0, b""), SettingsChanged(1000)),
             pushes=(
                 PushOutcome("device", True, 0.05, 200, "none"),
                 PushOutcome("auth_check", True, 0.05, 400, "BadDeviceToken"),
@@ -366,31 +382,25 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             token_issued_at=now,
             token_minted=True,
         ),
-        ProbeResult("token", ProbeKind.PING, True, now, 0.01, "ok", rtt=0.01),
-        ProbeResult("token", ProbeKind.TLS, True, now, 0.2, "ok", chain=chain, chain_changed=True),
-        ProbeResult(
-            "token",
-            ProbeKind.REACHABILITY,
-            True,
-            now,
-            0.1,
-            "ok",
+        PingResult(run=run, ok=True, message="ok", rtt=0.01),
+        TlsResult(run=run, ok=True, message="ok", chain=chain, chain_changed=True),
+        ReachabilityResult(
+            run=run,
+            ok=True,
+            message="ok",
             reaches=(Reach("api.push.apple.com", 443, "ipv4", True, 0.02, True),),
         ),
-        ProbeResult("token", ProbeKind.CREDENTIALS, True, now, 0.0, "ok"),
+        CredentialsResult(run=run, ok=True, message="ok"),
         # Failures: their reason and error series appear on the first event.
-        ProbeResult(
-            "token",
-            ProbeKind.CANARY,
-            False,
-            now,
-            5.0,
-            "timeout",
+        CanaryResult(
+            run=run,
+            ok=False,
+            message="timeout",
             pushes=(PushOutcome("device", False, 5.0, error="timeout"),),
             token_failed=True,
         ),
-        ProbeResult("token", ProbeKind.PING, False, now, 5.0, "timeout", error="timeout"),
-        ProbeResult("token", ProbeKind.CREDENTIALS, False, now, 0.0, "bad", error="bad_p8"),
+        PingResult(run=run, ok=False, message="timeout", error="timeout"),
+        CredentialsResult(run=run, ok=False, message="bad", error="bad_p8"),
     ]
     for name, is_mdm in (("cert", False), ("mdm", True)):
         certificate = CertificateSummary(
@@ -407,16 +417,12 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             is_mdm=is_mdm,
         )
         results.append(
-            ProbeResult(name, ProbeKind.CREDENTIALS, True, now, 0.0, "ok", certificate=certificate)
+            CredentialsResult(
+                run=run_of(name, started_at=now), ok=True, message="ok", certificate=certificate
+            )
         )
     for result in results:
-        metrics.record(result)
-    for reason in Reason:
-        if reason is not Reason.UNKNOWN:
-            debug = f'{{"reason":"{reason.value}"}}'.encode()
-            metrics.observe("token", GoAway(0, 0, debug))
-    metrics.observe("token", GoAway(0, 0, b""))
-    metrics.observe("token", SettingsChanged(1000))
+        record(metrics, result, TargetStatus(up=result.ok, invalid_streak=1, key_verified_at=now))
     metrics.delivered(Delivery("token", "c1", now, now + 1.5, 1.5), now + 1.5)
     metrics.lost("token")
 

@@ -18,6 +18,12 @@ from pydantic import BaseModel
 from apns_exporter.config import Config
 from apns_exporter.mock.pki import generate_signing_key
 from apns_exporter.service.metrics import TARGET, Metrics
+from apns_exporter.service.series import (
+    CONNECTION_FAILURES,
+    CREDENTIAL_ERRORS,
+    PING_FAILURES,
+    REQUEST_ERRORS,
+)
 from tests.helpers import CLI, add_target, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -283,3 +289,21 @@ def test_readme_quotes_what_the_demo_serves() -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+@pytest.mark.parametrize(
+    ("family", "reasons"),
+    [
+        ("apns_connection_failures_total", CONNECTION_FAILURES),
+        ("apns_canary_request_errors_total", REQUEST_ERRORS),
+        ("apns_credential_load_errors_total", CREDENTIAL_ERRORS),
+        ("apns_ping_failures_total", tuple(r for r in PING_FAILURES if r != "credential")),
+    ],
+)
+def test_metrics_doc_names_every_reason_its_error_class_raises(
+    family: str, reasons: tuple[str, ...]
+) -> None:
+    """Each error family's row in metrics.md lists every reason the error classes raise."""
+    lines = METRICS_DOC.read_text().splitlines()
+    row = next(line for line in lines if line.startswith(f"| `{family}`"))
+    assert [r for r in reasons if r not in row] == []

@@ -164,3 +164,38 @@ def test_every_module_has_a_rank() -> None:
         if not _module_name(p).startswith("apns_exporter.mock") and _unit(_module_name(p)) is None
     ]
     assert unranked == []
+
+
+def _service_writes(tree: ast.AST) -> set[str]:
+    """Assignments to an attribute of the exporter (the service's state), as source text."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        else:
+            continue
+        for target in targets:
+            if (
+                isinstance(target, ast.Attribute)
+                and "exporter" in ast.unparse(target.value).lower()
+            ):
+                found.add(ast.unparse(target))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in MODULES if _module_name(p).startswith("apns_exporter.web")],
+    ids=_module_name,
+)
+def test_web_never_writes_service_state(path: Path) -> None:
+    """Web modules read the exporter's state to serve pages; they never assign to it."""
+    assert _service_writes(ast.parse(path.read_text(), str(path))) == set()
+
+
+def test_service_write_check_catches_an_assignment() -> None:
+    """The checker flags ``exporter.receipt_url = url`` and the app-key lookup form."""
+    tree = ast.parse("exporter.receipt_url = url\nrequest.app[EXPORTER_KEY].config = c\nx.y = 1\n")
+    assert _service_writes(tree) == {"exporter.receipt_url", "request.app[EXPORTER_KEY].config"}

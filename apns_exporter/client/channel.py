@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 
 from apns_exporter.client.connection import Connection, Endpoint
 from apns_exporter.client.dial import Resolver
-from apns_exporter.client.protocol import Event
+from apns_exporter.client.protocol import Event, GoAway, SettingsChanged
 from apns_exporter.errors import ConnectFailed
 
 # Apple treats rapid connect/disconnect as a denial-of-service attack, so failed dials back
 # off exponentially between a floor and a ceiling, with jitter so replicas do not align.
 BACKOFF_FLOOR_SECONDS = 1.0
 BACKOFF_CEILING_SECONDS = 300.0
+# GOAWAYs kept for the next probe run; one per connection, so only a reconnect storm with no
+# run in between could fill this.
+MAX_KEPT_EVENTS = 32
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,6 @@ class Channel:
         ssl_context: ssl.SSLContext,
         *,
         connect_timeout: float,
-        observer: Callable[[Event], None] | None = None,
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         resolver: Resolver | None = None,
@@ -82,7 +84,7 @@ class Channel:
         self.endpoint = endpoint
         self._ssl_context = ssl_context
         self._connect_timeout = connect_timeout
-        self._observer = observer
+        self._events: list[Event] = []
         self._backoff = backoff or Backoff()
         self._clock = clock
         self._connection: Connection | None = None
@@ -117,7 +119,7 @@ class Channel:
                         self.endpoint,
                         self._ssl_context,
                         timeout=self._connect_timeout,
-                        observer=self._observer,
+                        observer=self._keep,
                         resolver=self._resolver,
                         client_certificate=self._client_certificate,
                     )
@@ -128,6 +130,19 @@ class Channel:
             self._last_failure = None
             self._connection = conn
             return Lease(conn, DialReport(True, phases=dict(conn.timings)))
+
+    def take_events(self) -> tuple[Event, ...]:
+        """The GOAWAYs and latest SETTINGS received since the last call, for a probe's result."""
+        events, self._events = tuple(self._events), []
+        return events
+
+    def _keep(self, event: Event) -> None:
+        if isinstance(event, GoAway) and len(self._events) < MAX_KEPT_EVENTS:
+            self._events.append(event)
+        elif isinstance(event, SettingsChanged):
+            # Only the stream limit in force matters: a newer SETTINGS replaces an older one.
+            self._events = [e for e in self._events if not isinstance(e, SettingsChanged)]
+            self._events.append(event)
 
     async def replace_ssl_context(
         self, ssl_context: ssl.SSLContext, *, client_certificate: bool

@@ -146,6 +146,15 @@ class Connection:
         )
 
     @property
+    def peer(self) -> str | None:
+        """The server address this connection reached, as ``address:port``."""
+        peer = self._writer.get_extra_info("peername")
+        if not peer:
+            return None
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+    @property
     def is_usable(self) -> bool:
         """Whether new requests may be sent on this connection."""
         return self._closed is None and self._proto.goaway is None

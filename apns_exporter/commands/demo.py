@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from apns_exporter import config
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.errors import ConfigError
 from apns_exporter.mock.admin import AdminServer
 from apns_exporter.mock.pki import generate_ca, generate_signing_key
@@ -120,12 +121,11 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> int:
                     device, url, receipt_secret, delay=DEVICE_DELAY, loss=DEVICE_LOSS
                 )
 
-            return await web.serve(
+            return await serve(
                 Exporter(cfg),
-                listen,
-                args.telemetry_path,
+                Listening(listen, args.telemetry_path),
                 stop,
-                announce,
+                on_listening=announce,
                 on_receipts=devices_answer,
             )
         except ConfigError as exc:  # the template is ours, so this is a bug, but say it plainly

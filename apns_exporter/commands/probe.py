@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from apns_exporter.config import Config
-from apns_exporter.probes import ProbeResult
+from apns_exporter.probes import (
+    CanaryResult,
+    ConnectionResult,
+    PingResult,
+    ProbeResult,
+    ReachabilityResult,
+)
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.web.pages import log_lines, push_ids, rfc3339
 
@@ -32,18 +38,23 @@ def _describe(result: ProbeResult) -> str:
     lines = [
         f"{result.probe:<13} {head}: {result.message} [{when}, {result.duration * 1000:.1f}ms]"
     ]
-    for dial in result.dials:
-        phases = ", ".join(f"{k} {v * 1000:.1f}ms" for k, v in dial.phases.items())
-        lines.append(f"    connect: {'ok' if dial.ok else dial.reason} {phases or dial.message}")
-    for push in result.pushes:
-        answer = f"{push.status} {push.reason}" if push.error is None else f"error {push.error}"
-        lines.append(
-            f"    {push.kind} push: {answer} in {push.duration * 1000:.1f}ms{push_ids(push)}"
-        )
-    if result.rtt is not None:
+    if isinstance(result, ConnectionResult):
+        for dial in result.dials:
+            phases = ", ".join(f"{k} {v * 1000:.1f}ms" for k, v in dial.phases.items())
+            lines.append(f"    connect: {dial.reason or 'ok'} {phases or dial.message}")
+        if result.peer is not None:
+            lines.append(f"    server address: {result.peer}")
+    if isinstance(result, CanaryResult):
+        for push in result.pushes:
+            answer = (push.error and f"error {push.error}") or f"{push.status} {push.reason}"
+            lines.append(
+                f"    {push.kind} push: {answer} in {push.duration * 1000:.1f}ms{push_ids(push)}"
+            )
+    if isinstance(result, PingResult) and result.rtt is not None:
         lines.append(f"    PING round trip: {result.rtt * 1000:.2f}ms")
-    for reach in result.reaches:
-        state = "reachable" if reach.reachable else f"unreachable ({reach.error})"
-        lines.append(f"    {reach.host}:{reach.port} {reach.family}: {state}")
+    if isinstance(result, ReachabilityResult):
+        for reach in result.reaches:
+            state = "reachable" if reach.reachable else f"unreachable ({reach.error})"
+            lines.append(f"    {reach.host}:{reach.port} {reach.family}: {state}")
     lines += [f"    log: {line}" for line in log_lines(result)]
     return "\n".join(lines)

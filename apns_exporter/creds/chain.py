@@ -65,6 +65,11 @@ class ChainReport:
     chain_fingerprints: tuple[str, ...]
     alpn_protocol: str | None = None
 
+    @property
+    def trusted(self) -> bool:
+        """Whether the exporter's own connections (system store plus ca_file) accept the chain."""
+        return self.verified_system or bool(self.verified_ca_file)
+
 
 def _ders(ssl_object: Any, which: str) -> list[bytes] | None:
     """DER certificates from ``get_<which>_chain``: public (3.13+), private (3.10-3.12), or None."""

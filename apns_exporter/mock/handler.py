@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,7 @@ class ConnectionHandler:
         self.session.authenticated = session.identity is not None
         self.stream_limit = self._target_limit(rejected=False)
         self.responses = 0
+        self._arrived = 0.0  # when the bytes being parsed arrived, for MockAPNs.trace
         self._receiving: dict[int, Request] = {}
         self._open: set[int] = set()
         self._stalled: set[int] = set()
@@ -164,6 +166,7 @@ class ConnectionHandler:
     # -- frames in ---------------------------------------------------------------------------
 
     def _receive(self, data: bytes) -> None:
+        self._arrived = time.perf_counter()
         try:
             events = self.conn.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -232,6 +235,8 @@ class ConnectionHandler:
     def _process(self, request: Request) -> None:
         server = self.server
         server.stats.requests += 1
+        if server.trace is not None:
+            server.trace("received", request.stream_id, self._arrived)
         if self.session.wedged:
             self._refuse(request.stream_id, "connection wedged")
             return
@@ -334,6 +339,8 @@ class ConnectionHandler:
             reason,
         )
         self._flush()
+        if self.server.trace is not None:
+            self.server.trace("answered", stream_id, time.perf_counter())
         fault = self.server.scenario.goaway
         if fault is not None and fault.after_requests and self.responses >= fault.after_requests:
             self.send_goaway(fault)

@@ -62,6 +62,9 @@ class MockAPNs:
         self.stats = Stats()
         # Extra response delay in seconds, on top of the scenario's; may change while serving.
         self.latency = 0.0
+        # Called with ("received" | "answered", stream id, time.perf_counter()) when a request's
+        # bytes arrived and when its answer was handed to h2, for timing tests to compare with.
+        self.trace: Callable[[str, int, float], None] | None = None
         self.handshake_timeout = handshake_timeout
         # aioapns never offers ALPN and works against Apple, so HTTP/2 "prior knowledge" over
         # TLS is accepted unless ALPN h2 is explicitly required.

@@ -11,8 +11,10 @@ import jwt
 from apns_exporter.apns import PushType, Reason
 from apns_exporter.client.channel import Channel, DialReport
 from apns_exporter.client.connection import Connection
+from apns_exporter.client.protocol import Event, GoAway
 from apns_exporter.errors import ProbeError
-from apns_exporter.probes import ProbeResult, ProbeRun, PushOutcome, log_goaway
+from apns_exporter.probes.results import CanaryResult, PushOutcome
+from apns_exporter.probes.run import ProbeRun, log_goaway
 from apns_exporter.receipts import book
 
 # A well-formed token that no device will ever own. APNs checks authentication before the
@@ -26,7 +28,7 @@ _WEDGING_REASONS = frozenset(
 )
 
 
-async def run(ctx: ProbeRun) -> ProbeResult:
+async def run(ctx: ProbeRun) -> CanaryResult:
     """Send the canary pushes of one target and classify each answer."""
     shared = ctx.shared
     canary = ctx.target.canary
@@ -35,19 +37,20 @@ async def run(ctx: ProbeRun) -> ProbeResult:
     token = shared.token  # this run's token, even if a credential reload swaps it meanwhile
     issued_before = token.issued_at if token is not None else None
     body = json.dumps(canary.body(), separators=(",", ":")).encode()
-    if not shared.credential_ok:
+    if shared.loaded is None:
         message = "the credential could not be loaded; see apns_credential_load_errors_total"
         ctx.log(message)
-        return ctx.result(False, message, error="credential")
+        return CanaryResult(run=ctx.finish(), ok=False, message=message, error="credential")
 
     try:
         bearer = token.bearer() if token is not None else None
     except (ValueError, TypeError, jwt.PyJWTError) as exc:
         # The key loaded but cannot sign (a wrong key type slipping through, say).
         ctx.log(f"cannot sign a provider token: {exc}")
-        return ctx.result(
-            False,
-            f"cannot sign a provider token: {exc}",
+        return CanaryResult(
+            run=ctx.finish(),
+            ok=False,
+            message=f"cannot sign a provider token: {exc}",
             error="credential",
             token_failed=True,
         )
@@ -62,6 +65,7 @@ async def run(ctx: ProbeRun) -> ProbeResult:
 
     outcomes: list[PushOutcome] = []
     dials: list[DialReport] = []
+    peer: str | None = None
     connect_error: ProbeError | None = None
     for channel, pushes in groups:
         lease = await channel.acquire()
@@ -73,6 +77,7 @@ async def run(ctx: ProbeRun) -> ProbeResult:
             connect_error = connect_error or lease.error or ProbeError("connect", "no connection")
             ctx.log(f"no connection: {lease.error}")
             continue
+        peer = peer or lease.connection.peer
         for kind, device_token in pushes:
             outcome = await _push(ctx, bearer, lease.connection, kind, device_token, body, timeout)
             outcomes.append(outcome)
@@ -94,18 +99,32 @@ async def run(ctx: ProbeRun) -> ProbeResult:
     else:
         message = _describe(failed[0])
     issued_at = token.issued_at if token is not None else None
-    return ctx.result(
-        ok,
-        message,
+    return CanaryResult(
+        run=ctx.finish(),
+        ok=ok,
+        message=message,
         error=connect_error.reason
         if connect_error
         else next((o.error for o in failed if o.error), None),
         dials=tuple(dials),
+        events=_events(ctx),
         pushes=tuple(outcomes),
         token_issued_at=issued_at,
         token_minted=issued_at is not None and issued_at != issued_before,
         connected=connect_error is None,
+        address=peer,
     )
+
+
+def _events(ctx: ProbeRun) -> tuple[Event, ...]:
+    """What the target's connections reported since the last run."""
+    shared = ctx.shared
+    events = shared.channel.take_events()
+    if shared.auth_channel is not None:
+        # APNs drops the auth check connection's stream limit to 1 after every (expected)
+        # rejection: its SETTINGS say nothing about the target, its GOAWAYs do.
+        events += tuple(e for e in shared.auth_channel.take_events() if isinstance(e, GoAway))
+    return events
 
 
 async def _push(

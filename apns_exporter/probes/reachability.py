@@ -10,7 +10,8 @@ from collections.abc import Iterable, Sequence
 from apns_exporter.client import dial
 from apns_exporter.client.dial import Resolver, system_resolver
 from apns_exporter.errors import ConnectFailed
-from apns_exporter.probes import ProbeResult, ProbeRun, Reach
+from apns_exporter.probes.results import Reach, ReachabilityResult
+from apns_exporter.probes.run import ProbeRun
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -20,7 +21,7 @@ def in_ranges(addresses: Iterable[str], networks: Sequence[Network]) -> bool:
     return all(any(ipaddress.ip_address(a) in n for n in networks) for a in addresses)
 
 
-async def run(ctx: ProbeRun) -> ProbeResult:
+async def run(ctx: ProbeRun) -> ReachabilityResult:
     """Check every configured host:port and report each family separately."""
     settings = ctx.target.reachability
     assert settings is not None, "the scheduler runs reachability only when configured"
@@ -38,9 +39,10 @@ async def run(ctx: ProbeRun) -> ProbeResult:
         message = f"unreachable: {', '.join(f'{r.host}:{r.port}/{r.family}' for r in failed)}"
     else:
         message = f"resolved outside Apple's ranges: {', '.join(outside)}"
-    return ctx.result(
-        ok,
-        message,
+    return ReachabilityResult(
+        run=ctx.finish(),
+        ok=ok,
+        message=message,
         error=failed[0].error if failed else None,
         reaches=tuple(reaches),
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from apns_exporter.creds import chain
 from apns_exporter.errors import ConnectFailed
-from apns_exporter.probes import ProbeResult, ProbeRun
+from apns_exporter.probes.results import TlsResult
+from apns_exporter.probes.run import ProbeRun
 
 
-async def run(ctx: ProbeRun) -> ProbeResult:
+async def run(ctx: ProbeRun) -> TlsResult:
     """Inspect the server chain and compare it with the previous inspection."""
     settings = ctx.target.tls_check
     assert settings is not None, "the scheduler runs tls_check only when configured"
@@ -24,14 +25,8 @@ async def run(ctx: ProbeRun) -> ProbeResult:
         )
     except ConnectFailed as exc:
         ctx.log(f"TLS check failed: {exc}")
-        return ctx.result(
-            False,
-            str(exc),
-            error=exc.reason,
-            connected=False,
-        )
+        return TlsResult(run=ctx.finish(), ok=False, message=str(exc), error=exc.reason)
     changed = chain.chain_changed(ctx.shared.last_chain, report)
-    ctx.shared.last_chain = report
     ctx.log(
         f"{report.tls_version}: leaf {report.leaf_subject!r} issued by {report.leaf_issuer!r}, "
         f"root {report.root_subject!r}, chain {'complete' if report.full_chain else 'leaf only'}"
@@ -39,23 +34,18 @@ async def run(ctx: ProbeRun) -> ProbeResult:
     if changed:
         ctx.log("the issuing chain differs from the previous check")
     expires_in = report.earliest_not_after - ctx.shared.clock()
-    trusted = trusted_by_exporter(report)
-    if not trusted:
+    if not report.trusted:
         message = f"server chain not trusted: {report.verify_error}"
     elif expires_in <= 0:
         message = "a certificate in the server chain has expired"
     else:
         message = f"chain trusted; earliest expiry in {expires_in / 86400:.0f} days"
-    ok = trusted and expires_in > 0
-    return ctx.result(
-        ok,
-        message,
+    ok = report.trusted and expires_in > 0
+    return TlsResult(
+        run=ctx.finish(),
+        ok=ok,
+        message=message,
         error=None if ok else "tls_verify",
         chain=report,
         chain_changed=changed,
     )
-
-
-def trusted_by_exporter(report: chain.ChainReport) -> bool:
-    """Whether the exporter's own connections (system store plus ca_file) accept the chain."""
-    return report.verified_system or bool(report.verified_ca_file)

@@ -1,15 +1,18 @@
 """The running service: owns the config, the targets, the scheduler and every long-lived task.
 
 One :class:`asyncio.TaskGroup`, entered by :meth:`Exporter.running`, holds the scheduler,
-the receipt expiry, the config watchers and reloads. Listeners (the web and receipt servers)
-start first, so a receipt for the very first canary has somewhere to go, and stop last:
-shutdown stops the probes, closes the connections, then stops the listeners.
+the receipt expiry, the config watchers and reloads. Every probe result takes one road,
+:meth:`Exporter.apply`: the target's state, then metrics, the journal and listeners.
+Listeners (the web and receipt servers) start first, so a receipt for the very first
+canary has somewhere to go, and stop last: shutdown stops the probes, closes the
+connections, then stops the listeners.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -21,13 +24,14 @@ from typing import Any, Protocol
 from apns_exporter.client.dial import Resolver
 from apns_exporter.config import Config, Target, load
 from apns_exporter.errors import ConfigError, ConfigIssue
-from apns_exporter.probes import ProbeResult, perform
+from apns_exporter.probes import ProbeKind, ProbeResult, ProbeRun, perform
 from apns_exporter.probes.registry import probes_of
-from apns_exporter.receipts.book import Delivery, ReceiptBook
+from apns_exporter.receipts.desk import ReceiptDesk, ReceiptOutcomes
 from apns_exporter.service import heap
+from apns_exporter.service.journal import Journal
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.scheduler import Job, Scheduler
-from apns_exporter.service.state import TargetBuilder, TargetState
+from apns_exporter.service.state import TargetBuilder, TargetState, describe
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,11 @@ def _digest(path: str) -> str | None:
         return None
 
 
+def _start(state: TargetState, kind: ProbeKind, deadline: float) -> ProbeRun:
+    """A run of ``kind`` on a snapshot of ``state`` taken now."""
+    return state.snapshot().start(kind, deadline)
+
+
 def shard_of(name: str, count: int) -> int:
     """Which of ``count`` replicas probes the target ``name`` (stable across restarts)."""
     # A stable hash: Python's hash() of a str changes with every process.
@@ -79,20 +88,28 @@ class Exporter:
         self.config = config
         self.config_file = config_file
         self._config_digest = _digest(config_file) if config_file else None
-        self.receipts = ReceiptBook(config.receipt_secrets())
-        self.receipt_url: str | None = None  # set once the receipt listener runs
-        # The listeners start with the exporter, so they keep the address they started on.
-        self._receipts_listen = config.receipts.listen_address
         self.restart_needed: list[str] = []  # what the last reload could not apply
         self._reload_lock = asyncio.Lock()
         self._shard = shard
         self.metrics = metrics or Metrics()
-        self.scheduler = Scheduler(self.metrics.record)
+        self.receipts = ReceiptDesk(
+            config.receipt_secrets(),
+            config.receipts.listen_address,
+            ReceiptOutcomes(
+                delivered=lambda d: self.metrics.delivered(d, self.clock()),
+                rejected=self.metrics.receipt_rejected,
+                lost=self.metrics.lost,
+            ),
+            clock=clock,
+        )
+        self.journal = Journal()
+        self.scheduler = Scheduler(self.apply)
         self.targets: dict[str, TargetState] = {}
         self.clock = clock
+        # Called with every applied result; tests and tools wait on results through it.
+        self.listeners: list[Callable[[ProbeResult], None]] = []
         self._builder = TargetBuilder(
-            self.metrics,
-            self.receipts,
+            self.receipts.book,
             clock=clock,
             resolver=resolver,
             dial_limit=asyncio.Semaphore(MAX_CONCURRENT_DIALS),
@@ -140,7 +157,7 @@ class Exporter:
         started = asyncio.Event()
         self._scheduler = self._group.create_task(self.scheduler.run([], started), name="scheduler")
         await started.wait()
-        self.spawn(self._expire_receipts(), "receipt-expiry")
+        self.spawn(self.receipts.expire_forever(), "receipt-expiry")
         self.spawn(heap.keep_collections_short(), "gc-freeze")
         for target in self._mine(self.config):
             self._add(target)
@@ -155,7 +172,7 @@ class Exporter:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         self._scheduler = None
-        await asyncio.gather(*(s.context.aclose() for s in self.targets.values()))
+        await asyncio.gather(*(s.aclose() for s in self.targets.values()))
 
     async def reload(self, config: Config) -> None:
         """Apply a new, already validated config; unchanged targets keep running untouched."""
@@ -168,32 +185,14 @@ class Exporter:
         for name, target in wanted.items():
             if name not in self.targets:
                 self._add(target)
-        self.receipts.set_secrets(config.receipt_secrets())
-        self.restart_needed = self._restart_needed(config)
+        self.receipts.book.set_secrets(config.receipt_secrets())
+        self.restart_needed = self.receipts.restart_notes(
+            config.receipt_secrets(), config.receipts.listen_address
+        )
         for note in self.restart_needed:
             log.warning("configuration reloaded, but needs a restart: %s", note)
         self.metrics.reloaded(True, self.clock())
         log.info("configuration reloaded: probing %d target(s)", len(self.targets))
-
-    def _restart_needed(self, config: Config) -> list[str]:
-        """What ``config`` asks for that only a restart applies: the listeners start once.
-
-        Every other setting (global ones included, which rebuild every target) is applied
-        by the reload itself.
-        """
-        notes = []
-        if config.receipt_secrets() and self.receipt_url is None:
-            notes.append(
-                "a target now measures delivery, but the receipt listener only starts with "
-                "the exporter: restart it so devices can post receipts"
-            )
-        wanted = config.receipts.listen_address
-        if self.receipt_url is not None and wanted != self._receipts_listen:
-            notes.append(
-                f"receipts.listen_address is now {wanted}, but the receipt listener stays on "
-                f"{self._receipts_listen} until a restart"
-            )
-        return notes
 
     async def reload_file(self) -> None:
         """Re-read the config file and apply it; on any error nothing changes and it raises."""
@@ -232,13 +231,30 @@ class Exporter:
         """Run every probe of one target once, now, without the scheduler."""
         target = next(t for t in self.config.targets if t.name == name)
         state = self._builder.build(target, self.config.global_.scrape_timeout)
+        results = []
         try:
-            return [
-                await perform(job.probe, state.context.start(job.kind, job.deadline))
-                for job in self._jobs(state)
-            ]
+            for job in self._jobs(state):
+                result = await perform(job.probe, job.start())
+                await state.apply(result)  # e.g. a credential reloaded for the next probe
+                results.append(result)
         finally:
-            await state.context.aclose()
+            await state.aclose()
+        return results
+
+    async def apply(self, result: ProbeResult) -> None:
+        """The one road of a result: target state, then metrics, the journal and listeners."""
+        state = self.targets.get(result.target)
+        if state is None:
+            return  # the target was removed while this run was in flight
+        before = state.status
+        status = await state.apply(result)
+        self.metrics.record(result, status)
+        self.journal.record(result, before, status)
+        for listener in self.listeners:
+            try:
+                listener(result)
+            except Exception:  # a watcher's bug must not stop the probe that fed it
+                log.exception("a result listener failed on a %s result", result.probe)
 
     def _mine(self, config: Config) -> list[Target]:
         """The targets this replica probes: all of them, or its shard."""
@@ -250,53 +266,32 @@ class Exporter:
     def _add(self, target: Target) -> None:
         state = self._builder.build(target, self.config.global_.scrape_timeout)
         self.targets[target.name] = state
+        self.metrics.add_target(describe(state))
         for job in self._jobs(state):
             self.scheduler.add(job)
 
     async def _remove(self, name: str) -> None:
         state = self.targets.pop(name)
         await self.scheduler.remove(name)
-        await state.context.aclose()
+        await state.aclose()
         self.metrics.forget(name)
+        self.journal.forget(name)
 
     def _jobs(self, state: TargetState) -> Sequence[Job]:
-        timeout = state.context.default_timeout
-        return [
-            Job(
-                state.context,
-                spec.kind,
-                spec.run,
-                interval,
-                spec.deadline(state.config, timeout),
-                # Network probes start spread out (local ones go first), so a thousand
-                # targets started together do not all dial in the same instant.
-                stagger=min(interval, STAGGER_SECONDS) if spec.network else 0.0,
-            )
-            for spec, interval in probes_of(state.config, self.config.global_)
-        ]
-
-    @property
-    def measures_delivery(self) -> bool:
-        """Whether any target waits for device receipts (so the receipt listener must run)."""
-        return bool(self.config.receipt_secrets())
-
-    def on_receipt(self, delivery: Delivery) -> None:
-        """A device confirmed a canary."""
-        self.metrics.delivered(delivery, self.clock())
-
-    def on_rejected_receipt(self, reason: str, target: str | None) -> None:
-        """The receipt listener refused a request."""
-        self.metrics.receipt_rejected(reason)
-        log.debug("receipt rejected (%s) for target %s", reason, target or "?")
-
-    async def _expire_receipts(self) -> None:
-        while True:
-            now = self.clock()
-            for target, canary_id in self.receipts.expire(now):
-                self.metrics.lost(target)
-                log.info(
-                    "target %s: no receipt for canary %s before its deadline", target, canary_id
+        timeout = state.default_timeout
+        jobs = []
+        for spec, interval in probes_of(state.config, self.config.global_):
+            deadline = spec.deadline(state.config, timeout)
+            jobs.append(
+                Job(
+                    state.name,
+                    spec.kind,
+                    spec.run,
+                    functools.partial(_start, state, spec.kind, deadline),
+                    interval,
+                    # Network probes start spread out (local ones go first), so a thousand
+                    # targets started together do not all dial in the same instant.
+                    stagger=min(interval, STAGGER_SECONDS) if spec.network else 0.0,
                 )
-            due = self.receipts.next_due()
-            # Wake at the next deadline, but at least once a second for newly sent canaries.
-            await asyncio.sleep(max(0.05, min(1.0, (due - now) if due is not None else 1.0)))
+            )
+        return jobs

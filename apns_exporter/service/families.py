@@ -8,25 +8,31 @@ Longer than 400 lines because it is the catalogue of the contract, one group aft
 
 from __future__ import annotations
 
-from apns_exporter.apns import Reason
-from apns_exporter.client.channel import DialReport
-from apns_exporter.probes import AUTH_REASON_NAMES, LAYERS, ProbeResult
+from apns_exporter.client.protocol import GoAway, SettingsChanged
+from apns_exporter.probes import (
+    LAYERS,
+    CanaryResult,
+    ConnectionResult,
+    CredentialsResult,
+    PingResult,
+    ReachabilityResult,
+    TlsResult,
+)
 from apns_exporter.service.series import (
     ALERTED_CONNECTION_FAILURES,
     ALERTED_GOAWAYS,
     ALERTED_RESPONSES,
-    CREDENTIAL_ERRORS,
     DELIVERY_BUCKETS,
     LATENCY_BUCKETS,
     PUSH_KINDS,
-    REQUEST_ERRORS,
     RTT_BUCKETS,
     SCHEDULED,
     Families,
     Labels,
-    bounded,
+    goaway_label,
     status_label,
 )
+from apns_exporter.service.state import TargetStatus
 
 
 class TargetSeries:
@@ -77,7 +83,7 @@ class TargetSeries:
         self, t: Labels, host: str, port: int, topic: str, auth_method: str, *, network: bool
     ) -> None:
         """Create the target's series at 0 (``network``: it connects to APNs)."""
-        self.info.labels(*t, host, str(port), topic, auth_method).set(1)
+        self.describe(t, host, port, topic, auth_method)
         if not network:
             return
         self.set_layer(t, None)
@@ -89,15 +95,25 @@ class TargetSeries:
         for reason in ALERTED_GOAWAYS:
             self.goaways.labels(*t, reason)
 
-    def record_dials(self, t: Labels, dials: tuple[DialReport, ...]) -> None:
-        """Count connection attempts and time the phases of the ones that worked."""
-        for dial in dials:
+    def describe(self, t: Labels, host: str, port: int, topic: str, auth_method: str) -> None:
+        """Set the target's one info series (replacing the previous one)."""
+        self.info.forget(t[0])
+        self.info.labels(*t, host, str(port), topic, auth_method).set(1)
+
+    def record_connection(self, t: Labels, result: ConnectionResult) -> None:
+        """Count a run's connection attempts and what its kept connection reported."""
+        for dial in result.dials:
             self.attempts.labels(*t).inc()
-            if dial.ok:
+            if dial.reason is not None:
+                self.failures.labels(*t, dial.reason).inc()
+            else:
                 for phase, seconds in dial.phases.items():
                     self.setup_duration.labels(*t, phase).set(seconds)
-            else:
-                self.failures.labels(*t, dial.reason or "connect").inc()
+        for event in result.events:
+            if isinstance(event, GoAway):
+                self.goaways.labels(*t, goaway_label(event)).inc()
+            elif isinstance(event, SettingsChanged):
+                self.max_streams.labels(*t).set(event.max_concurrent_streams)
 
     def set_layer(self, t: Labels, layer: str | None) -> None:
         """Mark ``layer`` as the one failing now (None: healthy)."""
@@ -126,13 +142,13 @@ class PingSeries:
         """Create the target's series."""
         self.interval.labels(*t).set(interval)
 
-    def record(self, t: Labels, result: ProbeResult) -> None:
+    def record(self, t: Labels, result: PingResult) -> None:
         """Fold in one PING run."""
-        if result.ok and result.rtt is not None:
+        if result.rtt is not None:
             self.rtt.labels(*t).observe(result.rtt)
-            self.last_success.labels(*t).set(result.started_at + result.duration)
-        elif not result.ok:
-            self.failures.labels(*t, result.error or "unknown").inc()
+            self.last_success.labels(*t).set(result.run.finished_at)
+        elif result.error is not None:
+            self.failures.labels(*t, result.error).inc()
 
 
 class CanarySeries:
@@ -174,17 +190,17 @@ class CanarySeries:
         # The per-target dashboard charts this family; one series at 0 keeps it drawn.
         self.errors.labels(*t, "timeout")
 
-    def record(self, t: Labels, result: ProbeResult) -> None:
+    def record(self, t: Labels, result: CanaryResult) -> None:
         """Fold in one canary run."""
         for push in result.pushes:
             self.pushes.labels(*t, push.kind).inc()
             if push.error is not None:
-                self.errors.labels(*t, bounded(push.error, REQUEST_ERRORS, "protocol")).inc()
+                self.errors.labels(*t, push.error).inc()
             else:
                 status = status_label(push.status)
                 self.responses.labels(*t, status, push.reason or "none").inc()
                 self.duration.labels(*t).observe(push.duration)
-        end = result.started_at + result.duration
+        end = result.run.finished_at
         self.last_attempt.labels(*t).set(end)
         if result.ok:
             self.last_success.labels(*t).set(end)
@@ -220,7 +236,6 @@ class KeySeries:
             "apns_provider_token_refresh_failures",
             "Provider JWTs that could not be signed.",
         )
-        self._worked: set[str] = set()  # targets whose key APNs has accepted
 
     def add(
         self, t: Labels, key: tuple[str, str], rotate_by: float | None, *, network: bool
@@ -233,12 +248,8 @@ class KeySeries:
             self.invalid_streak.labels(*t).set(0)
             self.token_refreshes.labels(*t)
 
-    def forget(self, target: str) -> None:
-        """Drop what is remembered of a removed target."""
-        self._worked.discard(target)
-
-    def record(self, t: Labels, result: ProbeResult) -> None:
-        """Fold in the token side of one canary run."""
+    def record(self, t: Labels, result: CanaryResult, status: TargetStatus) -> None:
+        """Fold in the token side of one canary run, and the key's standing after it."""
         if result.token_issued_at is not None:
             self.token_issued.labels(*t).set(result.token_issued_at)
         if result.token_minted:
@@ -247,17 +258,9 @@ class KeySeries:
             self.refresh_failures.labels(*t).inc()
         if result.token_issued_at is None:
             return
-        end = result.started_at + result.duration
-        for push in result.pushes:
-            if push.reason == Reason.INVALID_PROVIDER_TOKEN:
-                # Only a key that used to work and now fails looks revoked; one that never
-                # worked is a setup error, which the auth-failure alert covers.
-                if t[0] in self._worked:
-                    self.invalid_streak.labels(*t).inc()
-            elif push.status is not None and push.reason not in AUTH_REASON_NAMES:
-                self._worked.add(t[0])
-                self.verified.labels(*t).set(end)
-                self.invalid_streak.labels(*t).set(0)
+        self.invalid_streak.labels(*t).set(status.invalid_streak)
+        if status.key_verified_at is not None:
+            self.verified.labels(*t).set(status.key_verified_at)
 
 
 class DeliverySeries:
@@ -318,11 +321,11 @@ class CredentialSeries:
             "mdm",
         )
 
-    def record(self, t: Labels, result: ProbeResult) -> None:
+    def record(self, t: Labels, result: CredentialsResult) -> None:
         """Fold in one credential check."""
         self.up.labels(*t).set(1 if result.ok else 0)
-        if not result.ok:
-            self.errors.labels(*t, bounded(result.error, CREDENTIAL_ERRORS, "bad_pem")).inc()
+        if result.error is not None:
+            self.errors.labels(*t, result.error).inc()
         cert = result.certificate
         if cert is None:
             return
@@ -379,9 +382,9 @@ class ChainSeries:
         """Create the target's change counter at 0."""
         self.changes.labels(*t)
 
-    def record(self, t: Labels, result: ProbeResult) -> None:
+    def record(self, t: Labels, result: TlsResult) -> None:
         """Fold in one tls_check run."""
-        self.last_attempt.labels(*t).set(result.started_at + result.duration)
+        self.last_attempt.labels(*t).set(result.run.finished_at)
         report = result.chain
         if report is None:
             return  # no handshake happened; the previous chain's series stay as they were
@@ -395,8 +398,7 @@ class ChainSeries:
             report.leaf_fingerprint_sha256,
             "chain" if report.full_chain else "leaf_only",
         ).set(1)
-        effective = report.verified_system or bool(report.verified_ca_file)
-        self.verified.labels(*t, "effective").set(int(effective))
+        self.verified.labels(*t, "effective").set(int(report.trusted))
         self.verified.labels(*t, "system").set(int(report.verified_system))
         if report.verified_ca_file is not None:
             self.verified.labels(*t, "ca_file").set(int(report.verified_ca_file))
@@ -432,7 +434,7 @@ class ReachabilitySeries:
             "host",
         )
 
-    def record(self, t: Labels, result: ProbeResult) -> None:
+    def record(self, t: Labels, result: ReachabilityResult) -> None:
         """Fold in one reachability run."""
         for reach in result.reaches:
             if reach.family != "none":

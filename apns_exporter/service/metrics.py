@@ -3,14 +3,16 @@
 Probes run on their own schedule, not per scrape (canary pushes have side effects and
 Apple rate limits), so values describe the most recent run; HELP texts say so. The
 per-target families are defined in :mod:`apns_exporter.service.families`, one group per
-probe; this module turns results into series and holds no runtime state but what the
-series need (each target's environment, the latest canary and PING verdicts).
+probe; :meth:`Metrics.record` is the one way in, and it only turns results (and the
+target's status the service derived from them) into series. The only state kept is what
+the series need: each target's labels and static facts.
 """
 
 from __future__ import annotations
 
 import platform
 from collections.abc import Iterator
+from dataclasses import replace
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,8 +26,15 @@ from prometheus_client import (
 from prometheus_client.metrics import MetricWrapperBase
 
 from apns_exporter import __version__
-from apns_exporter.client.protocol import Event, GoAway, SettingsChanged
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import (
+    CanaryResult,
+    ConnectionResult,
+    CredentialsResult,
+    PingResult,
+    ProbeResult,
+    ReachabilityResult,
+    TlsResult,
+)
 from apns_exporter.receipts.book import Delivery
 from apns_exporter.service.exposition import Exposition, Family, Store
 from apns_exporter.service.families import (
@@ -43,10 +52,9 @@ from apns_exporter.service.series import (
     TARGET,
     Families,
     Labels,
-    bounded,
-    goaway_label,
     response_labels,
 )
+from apns_exporter.service.state import TargetInfo, TargetStatus
 
 __all__ = ["TARGET", "Metrics", "response_labels"]
 
@@ -104,9 +112,7 @@ class Metrics:
         self.delivery = DeliverySeries(make)
         self.chain = ChainSeries(make)
         self.reachability = ReachabilitySeries(make)
-        self._environments: dict[str, str] = {}
-        self._has_canary: dict[str, bool] = {}
-        self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
+        self._targets: dict[str, TargetInfo] = {}  # each target's labels and static facts
 
     def families(self) -> Iterator[MetricWrapperBase | Family]:
         """Every metric family the exporter defines (not the process collectors)."""
@@ -114,7 +120,8 @@ class Metrics:
         yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
-        return (target, self._environments.get(target, ""))
+        info = self._targets.get(target)
+        return (target, info.environment if info is not None else "")
 
     def delivered(self, delivery: Delivery, now: float) -> None:
         """Count a canary confirmed by its device."""
@@ -125,12 +132,12 @@ class Metrics:
 
     def lost(self, target: str) -> None:
         """Count a canary whose receipt never came."""
-        if target in self._environments:
+        if target in self._targets:
             self.delivery.lost.labels(*self._labels(target)).inc()
 
     def receipt_rejected(self, reason: str) -> None:
-        """Count a refused receipt (the reason set is closed)."""
-        self.receipts_rejected.labels(bounded(reason, RECEIPT_REJECTIONS, "malformed")).inc()
+        """Count a refused receipt under the reason its check raised (a closed set)."""
+        self.receipts_rejected.labels(reason).inc()
 
     def reloaded(self, ok: bool, now: float) -> None:
         """Record the outcome of loading the configuration."""
@@ -141,84 +148,55 @@ class Metrics:
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""
         self.exposition.store.forget(name)
-        self._environments.pop(name, None)
-        self._has_canary.pop(name, None)
-        self.key.forget(name)
-        for kind in ProbeKind:
-            self._latest.pop((name, kind), None)
+        self._targets.pop(name, None)
 
-    def add_target(
-        self,
-        name: str,
-        environment: str,
-        *,
-        host: str,
-        port: int,
-        topic: str,
-        auth_method: str,
-        canary_interval: float | None,
-        ping_interval: float,
-        key: tuple[str, str] | None = None,
-        rotate_by: float | None = None,
-        delivery: bool = False,
-        inventory_only: bool = False,
-    ) -> None:
+    def add_target(self, info: TargetInfo) -> None:
         """Create a target's series, so the values alerts select read 0 before any event.
 
         An ``inventory_only`` target never connects: it gets its credential's series only.
         """
-        self._environments[name] = environment
-        self._has_canary[name] = canary_interval is not None
-        t = (name, environment)
-        network = not inventory_only
-        self.target.add(t, host, port, topic, auth_method, network=network)
-        if key is not None:
-            self.key.add(t, key, rotate_by, network=network)
+        self._targets[info.name] = info
+        t = (info.name, info.environment)
+        network = not info.inventory_only
+        self.target.add(t, info.host, info.port, info.topic, info.auth_method, network=network)
+        if info.key is not None:
+            self.key.add(t, info.key, info.rotate_by, network=network)
         if not network:
             return
-        self.ping.add(t, ping_interval)
-        if canary_interval is not None:
-            self.canary.add(t, canary_interval)
+        self.ping.add(t, info.ping_interval)
+        if info.canary_interval is not None:
+            self.canary.add(t, info.canary_interval)
         self.chain.add(t)
-        if delivery:
+        if info.delivery:
             self.delivery.add(t)
 
-    def record(self, result: ProbeResult) -> None:
-        """Fold one probe result into the metrics."""
-        t = self._labels(result.target)
-        self.target.record_dials(t, result.dials)
-        if result.probe is ProbeKind.CANARY:
-            self.canary.record(t, result)
-            self.key.record(t, result)
-            self.target.up.labels(*t).set(1 if result.ok else 0)
-        elif result.probe is ProbeKind.PING:
-            self.ping.record(t, result)
-            self.target.connection_up.labels(*t).set(1 if result.ok else 0)
-            if not self._has_canary.get(t[0], False):
-                self.target.up.labels(*t).set(1 if result.ok else 0)
-        elif result.probe is ProbeKind.REACHABILITY:
-            self.reachability.record(t, result)
-        elif result.probe is ProbeKind.TLS:
-            self.chain.record(t, result)
-        elif result.probe is ProbeKind.CREDENTIALS:
-            self.credential.record(t, result)
-        self._latest[(result.target, result.probe)] = result
-        self._set_layer(t)
-
-    def _set_layer(self, t: Labels) -> None:
-        # The canary sees every layer up to APNs itself, so its verdict wins; the PING
-        # speaks for targets (or moments) without a failing canary.
-        canary = self._latest.get((t[0], ProbeKind.CANARY))
-        ping = self._latest.get((t[0], ProbeKind.PING))
-        layer = canary.layer if canary is not None else None
-        if layer is None and ping is not None:
-            layer = ping.layer
-        self.target.set_layer(t, layer)
-
-    def observe(self, target: str, event: Event, *, streams: bool = True) -> None:
-        """Count a connection-level event as it happens (``streams``: track its stream limit)."""
-        t = self._labels(target)
-        if isinstance(event, GoAway):
-            self.target.goaways.labels(*t, goaway_label(event)).inc()
-        elif isinstance(event, SettingsChanged) and streams:
-            self.target.max_streams.labels(*t).set(event.max_concurrent_streams)
+    def record(self, result: ProbeResult, status: TargetStatus) -> None:
+        """Turn one probe result, and the target's status after it, into series."""
+        info = self._targets.get(result.target)
+        if info is None:
+            return  # the target was removed while this run was in flight
+        t = (info.name, info.environment)
+        if isinstance(result, ConnectionResult):
+            self.target.record_connection(t, result)
+        match result:
+            case CanaryResult():
+                self.canary.record(t, result)
+                self.key.record(t, result, status)
+            case PingResult():
+                self.ping.record(t, result)
+                self.target.connection_up.labels(*t).set(1 if result.ok else 0)
+            case ReachabilityResult():
+                self.reachability.record(t, result)
+            case TlsResult():
+                self.chain.record(t, result)
+            case CredentialsResult():
+                self.credential.record(t, result)
+                if status.topic is not None and status.topic != info.topic:
+                    # The certificate in use changed, and with it the topic the canary sends.
+                    self._targets[info.name] = info = replace(info, topic=status.topic)
+                    self.target.describe(t, info.host, info.port, info.topic, info.auth_method)
+        if info.inventory_only:
+            return
+        if status.up is not None:
+            self.target.up.labels(*t).set(1 if status.up else 0)
+        self.target.set_layer(t, status.layer)

@@ -1,16 +1,14 @@
-"""Runs each (target, probe) on its own interval under a deadline; keeps recent results."""
+"""Runs each (target, probe) on its own interval under a deadline and hands on each result."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from apns_exporter.probes import Probe, ProbeKind, ProbeResult, TargetContext, perform
+from apns_exporter.probes import Probe, ProbeKind, ProbeResult, ProbeRun, perform
 
-HISTORY_LIMIT = 100
 # The probe has its own per-request timeouts; this extra margin only catches a probe that
 # hangs somewhere else (a stuck connect lock, say) so one target can never stall forever.
 DEADLINE_MARGIN_SECONDS = 5.0
@@ -20,28 +18,37 @@ DEADLINE_MARGIN_SECONDS = 5.0
 class Job:
     """One probe of one target, how often to run it and the deadline of each run."""
 
-    context: TargetContext
+    target: str
     kind: ProbeKind
     probe: Probe
+    # A new run of this probe on a snapshot of its target taken now.
+    start: Callable[[], ProbeRun]
     interval: float
-    deadline: float
     # The first run waits a stable share of this, so thousands of targets started together
     # do not all dial and push in the same instant.
     stagger: float = 0.0
 
+    def first_delay(self) -> float:
+        """How long after being added the job first runs: a stable share of its stagger."""
+        key = f"{self.target}/{self.kind}".encode()
+        return self.stagger * zlib.crc32(key) / 2**32
+
 
 class Scheduler:
-    """Owns one task per job, all in one TaskGroup; results go to ``on_result`` and listeners."""
+    """Owns one task per job, all in one TaskGroup; each result goes to ``on_result``."""
 
     def __init__(
         self,
-        on_result: Callable[[ProbeResult], None],
+        on_result: Callable[[ProbeResult], Awaitable[None]],
         *,
         deadline_margin: float = DEADLINE_MARGIN_SECONDS,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._listeners = [on_result]
+        self._on_result = on_result
         self._margin = deadline_margin
-        self._history: dict[tuple[str, ProbeKind], collections.deque[ProbeResult]] = {}
+        self._clock = clock
+        self._sleep = sleep
         self._tasks: dict[tuple[str, ProbeKind], asyncio.Task[None]] = {}
         self._group: asyncio.TaskGroup | None = None
         self.running = False
@@ -61,53 +68,29 @@ class Scheduler:
     def add(self, job: Job) -> None:
         """Start running a job."""
         assert self._group is not None, "Scheduler.run() must be running"
-        key = (job.context.target.name, job.kind)
-        self._history.setdefault(key, collections.deque(maxlen=HISTORY_LIMIT))
+        key = (job.target, job.kind)
         self._tasks[key] = self._group.create_task(self._loop(job), name=f"probe-{key}")
 
     async def remove(self, target: str) -> None:
-        """Stop every job of a target and forget its history."""
+        """Stop every job of a target; no result of it arrives after this returns."""
         keys = [key for key in self._tasks if key[0] == target]
         tasks = [self._tasks.pop(key) for key in keys]
         for task in tasks:
             task.cancel()
         # Cancelled children do not cancel the TaskGroup; wait so no result arrives later.
         await asyncio.gather(*tasks, return_exceptions=True)
-        for key in keys:
-            self._history.pop(key, None)
-
-    def subscribe(self, listener: Callable[[ProbeResult], None]) -> None:
-        """Also call ``listener`` with every result from now on."""
-        self._listeners.append(listener)
-
-    def latest(self, target: str, kind: ProbeKind) -> ProbeResult | None:
-        """The most recent result of one probe, if it has run."""
-        history = self._history.get((target, kind))
-        return history[-1] if history else None
-
-    def history(self, target: str) -> list[ProbeResult]:
-        """Recent results of every probe of a target, newest first."""
-        results = [r for (name, _), h in self._history.items() if name == target for r in h]
-        return sorted(results, key=lambda r: r.started_at, reverse=True)
 
     async def _loop(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
-        key = f"{job.context.target.name}/{job.kind}".encode()
-        next_run = loop.time() + job.stagger * zlib.crc32(key) / 2**32
-        await asyncio.sleep(next_run - loop.time())
+        clock = self._clock or asyncio.get_running_loop().time
+        next_run = clock() + job.first_delay()
+        await self._sleep(next_run - clock())
         while True:
-            result = await self._run_once(job)
-            self._history[(result.target, result.probe)].append(result)
-            for listener in self._listeners:
-                listener(result)
+            # Every run gets its own run object: a PING never touches a waiting canary's log.
+            result = await perform(job.probe, job.start(), margin=self._margin)
+            await self._on_result(result)
             next_run += job.interval
             # A run that overran its interval skips the missed slots instead of bursting.
-            now = loop.time()
+            now = clock()
             if next_run < now:
                 next_run = now + job.interval - (now - next_run) % job.interval
-            await asyncio.sleep(next_run - now)
-
-    async def _run_once(self, job: Job) -> ProbeResult:
-        # Every run gets its own run object: a PING never touches a waiting canary's log.
-        run = job.context.start(job.kind, job.deadline)
-        return await perform(job.probe, run, margin=self._margin)
+            await self._sleep(next_run - now)

@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 from apns_exporter.apns import Reason
 from apns_exporter.client.protocol import GoAway
-from apns_exporter.errors import CredentialError
+from apns_exporter.errors import (
+    ConnectFailed,
+    ConnectionLost,
+    CredentialError,
+    ProbeError,
+    RequestFailed,
+)
 from apns_exporter.probes import AUTH_REASON_NAMES
 from apns_exporter.receipts.book import REASONS
 from apns_exporter.service.exposition import Counter, Gauge, Histogram, Store
@@ -33,9 +39,11 @@ _SETUP = ("Unregistered", "ExpiredToken", "DeviceTokenNotForTopic", "BadTopic", 
 ALERTED_GOAWAYS = tuple(dict.fromkeys((*sorted(AUTH_REASON_NAMES), _TOKEN_UPDATES)))
 ALERTED_RESPONSES = tuple((str(Reason.parse(r).status), r) for r in (*_SETUP, *ALERTED_GOAWAYS))
 ALERTED_CONNECTION_FAILURES = ("tls_verify",)
-CONNECTION_FAILURES = ("dns", "connect", "tls_verify", "tls_handshake", "alpn", "http2", "timeout")
+# Each error label is the reason its error class raised: these sets are those classes'.
+CONNECTION_FAILURES = tuple(sorted(ConnectFailed.REASONS))
 CREDENTIAL_ERRORS = tuple(sorted(CredentialError.REASONS))
-REQUEST_ERRORS = ("timeout", "connection_reset", "stream_reset", "goaway", "protocol")
+REQUEST_ERRORS = tuple(sorted(RequestFailed.REASONS | ConnectionLost.REASONS))
+PING_FAILURES = tuple(sorted(ProbeError.REASONS))
 PUSH_KINDS = ("device", "auth_check")
 SCHEDULED = " Probed on the exporter's own schedule, not per scrape."
 

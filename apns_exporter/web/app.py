@@ -1,20 +1,21 @@
-"""The HTTP face of the exporter: /, /metrics, /-/healthy and /-/ready on aiohttp."""
+"""The HTTP face of the exporter: /, /metrics, /-/healthy and /-/ready on aiohttp.
+
+Web serves pages and answers requests; it never writes the service's state. The process
+entry point (:mod:`apns_exporter.commands.serve`) starts these sites.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import signal
 import ssl
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 
 from aiohttp import web
 
 from apns_exporter.errors import ConfigError
-from apns_exporter.receipts.server import make_receipt_app
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.service.scheduler import HISTORY_LIMIT
+from apns_exporter.service.journal import HISTORY_LIMIT
 from apns_exporter.web import errorlog, headers, lifecycle, pages, scrape, webconfig
 from apns_exporter.web.limits import ConnectionGuard, ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher
@@ -181,108 +182,6 @@ class Site:
         if self._server is not None:
             self._server.close()
         await self.runner.cleanup()
-
-
-async def serve(
-    exporter: Exporter,
-    listen: tuple[str | None, int],
-    telemetry_path: str,
-    stop: asyncio.Event,
-    on_listening: Callable[[str], None] | None = None,
-    *,
-    auto_reload_interval: float | None = None,
-    web_config: WebConfigWatcher | None = None,
-    on_receipts: Callable[[str], None] | None = None,
-    limits: ConnectionLimits | None = None,
-    runbook_url: str | None = None,
-    allowed_hosts: Collection[str] = (),
-) -> int:
-    """Run the exporter and its web server until ``stop`` is set; SIGHUP reloads.
-
-    Listeners start before the probes, so a device receipt for the very first canary has
-    somewhere to go; ``on_receipts`` gets the receipt URL at that moment.
-    """
-    site = Site(
-        make_app(
-            exporter,
-            telemetry_path=telemetry_path,
-            web_config=web_config,
-            runbook_url=runbook_url,
-            # The name the operator told us to listen on is one we answer to.
-            allowed_hosts=[*allowed_hosts, *([listen[0]] if listen[0] else [])],
-        ),
-        listen,
-        what="",
-        ssl_context=web_config.ssl_context() if web_config is not None else None,
-        limits=limits,
-    )
-    listeners = [site]
-    if exporter.measures_delivery:
-        listeners.append(_receipt_site(exporter, on_receipts, limits))
-    try:
-        async with exporter.running(*listeners):
-            if auto_reload_interval:
-                exporter.spawn(exporter.watch_file(auto_reload_interval), "config-watch")
-            if web_config is not None:
-                # Certificates and users rotate without a restart, even when nobody scrapes.
-                exporter.spawn(web_config.run(), "web-config-watch")
-
-            def on_sighup() -> None:
-                if exporter.ready:
-                    exporter.spawn(_reload_quietly(exporter), "sighup-reload")
-                if web_config is not None:
-                    web_config.reload()
-
-            with _on_sighup(on_sighup):
-                log.info("listening on %s", site.url)
-                if on_listening is not None:
-                    on_listening(site.url)
-                await stop.wait()
-                log.info("shutting down")
-    except OSError:
-        return 1  # a listener could not bind; it said why
-    return 0
-
-
-def _receipt_site(
-    exporter: Exporter,
-    on_receipts: Callable[[str], None] | None,
-    limits: ConnectionLimits | None = None,
-) -> Site:
-    """The device-facing receipt listener; its own port keeps /metrics private."""
-
-    def started(url: str) -> None:
-        exporter.receipt_url = url + "/canary/receipt"
-        log.info("receiving canary receipts on %s", exporter.receipt_url)
-        if on_receipts is not None:
-            on_receipts(exporter.receipt_url)
-
-    app = make_receipt_app(
-        exporter.receipts, exporter.on_receipt, exporter.on_rejected_receipt, clock=exporter.clock
-    )
-    listen = parse_listen_address(exporter.config.receipts.listen_address)
-    return Site(app, listen, what=" for receipts", on_started=started, limits=limits)
-
-
-@contextlib.contextmanager
-def _on_sighup(callback: Callable[[], None]) -> Iterator[None]:
-    loop = asyncio.get_running_loop()
-    # Only the main thread may install signal handlers; elsewhere reload is HTTP-only.
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGHUP, callback)
-    try:
-        yield
-    finally:
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.remove_signal_handler(signal.SIGHUP)
-
-
-async def _reload_quietly(exporter: Exporter) -> None:
-    try:
-        await exporter.reload_file()
-        log.info("configuration reloaded on SIGHUP")
-    except ConfigError:
-        pass  # the exporter has logged each problem
 
 
 def _site_url(server: asyncio.Server, *, tls: bool) -> str:

@@ -15,6 +15,7 @@ from apns_exporter import __version__, logs
 from apns_exporter.assets import runbook_section, runbook_title
 from apns_exporter.config import Config
 from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
+from apns_exporter.probes.results import CanaryResult
 from apns_exporter.service.exporter import Exporter, TargetState
 
 # Keys whose values are secrets, wherever they appear; file and env references are not.
@@ -57,21 +58,17 @@ def _target_row(exporter: Exporter, name: str, runbook_url: str) -> str:
     state = exporter.targets[name]
     target = state.config
     auth = html.escape(_credential(state))
-    if state.credential_error is not None:
-        auth += f' <span class="failed">({html.escape(state.credential_error)})</span>'
+    if state.credential_problem is not None:
+        auth += f' <span class="failed">({html.escape(state.credential_problem)})</span>'
     cells = [
         html.escape(name),
         html.escape(str(target.environment)),
         html.escape(f"{target.host}:{target.port}"),
         auth,
     ]
-    latest = {kind: exporter.scheduler.latest(name, kind) for kind in ProbeKind}
     for kind in (ProbeKind.CANARY, ProbeKind.PING):
-        cells.append(_result_cell(latest[kind]))
-    failing = next(
-        (r.layer for r in (latest[ProbeKind.CANARY], latest[ProbeKind.PING]) if r and r.layer),
-        None,
-    )
+        cells.append(_result_cell(state.latest.get(kind)))
+    failing = state.status.layer
     if failing:
         cells.append(f"{html.escape(failing)} ({_runbook_link(failing, runbook_url)})")
     else:
@@ -91,7 +88,7 @@ def _runbook_link(layer: str, runbook_url: str) -> str:
 def _credential(state: TargetState) -> str:
     target = state.config
     if target.auth.token is not None:
-        token = state.context.token
+        token = state.loaded.token if state.loaded is not None else None
         age = (
             ""
             if token is None or token.issued_at is None
@@ -137,28 +134,37 @@ def _mask(value: Any, key: str = "") -> Any:
 
 
 def probe_log(exporter: Exporter, target: str, limit: int) -> str:
-    """Recent results of one target in blackbox_exporter's ``debug=true`` style, as text."""
-    results = exporter.scheduler.history(target)[:limit]
+    """Recent results of one target in blackbox_exporter's ``debug=true`` style, as text.
+
+    The target's last failures follow, kept apart: a burst of successes never hides them.
+    """
+    results = exporter.journal.history(target)[:limit]
     if not results:
         return f"No probe results yet for target {target}.\n"
-    blocks = []
-    for result in results:
-        status = "success" if result.ok else f"FAILED (layer {result.layer})"
-        lines = [
-            f"=== {result.probe} at {rfc3339(result.started_at)}: {status}, "
-            f"{result.duration * 1000:.1f}ms",
-            f"Message: {scrub(result.message)}",
-            *(
-                scrub(
-                    f"Push: {p.kind} {p.status or p.error} {p.reason or ''}{push_ids(p)}"
-                ).rstrip()
-                for p in result.pushes
-            ),
-            "Logs for the probe:",
-            *(f"  {line}" for line in log_lines(result)),
-        ]
-        blocks.append("\n".join(lines))
+    blocks = [_probe_block(result) for result in results]
+    shown = {id(r) for r in results}
+    earlier = [r for r in exporter.journal.failures(target) if id(r) not in shown]
+    if earlier:
+        blocks.append(f"##### Earlier failures of {target}, newest first")
+        blocks += [_probe_block(result) for result in earlier]
     return "\n\n".join(blocks) + "\n"
+
+
+def _probe_block(result: ProbeResult) -> str:
+    status = "success" if result.ok else f"FAILED (layer {result.layer})"
+    pushes = result.pushes if isinstance(result, CanaryResult) else ()
+    lines = [
+        f"=== {result.probe} at {rfc3339(result.started_at)}: {status}, "
+        f"{result.duration * 1000:.1f}ms" + (f", peer {result.peer}" if result.peer else ""),
+        f"Message: {scrub(result.message)}",
+        *(
+            scrub(f"Push: {p.kind} {p.status or p.error} {p.reason or ''}{push_ids(p)}").rstrip()
+            for p in pushes
+        ),
+        "Logs for the probe:",
+        *(f"  {line}" for line in log_lines(result)),
+    ]
+    return "\n".join(lines)
 
 
 def rfc3339(seconds: float) -> str:

@@ -6,14 +6,10 @@ import asyncio
 import statistics
 import time
 from pathlib import Path
-from typing import Any
-
-import pytest
 
 from apns_exporter.client.connection import Connection, Endpoint
 from apns_exporter.client.protocol import Event, PingAcked, Response
 from apns_exporter.client.tls import client_context
-from apns_exporter.mock import handler as mock_handler
 from apns_exporter.mock.pki import CertificateAuthority
 from apns_exporter.mock.server import MockAPNs
 from tests.helpers import TOPIC
@@ -23,29 +19,14 @@ SERVER_LATENCY_SECONDS = 0.02
 REQUESTS = 5
 
 
-def _server_times(monkeypatch: pytest.MonkeyPatch) -> dict[int, list[float]]:
+def _server_times(mock: MockAPNs) -> dict[int, list[float]]:
     """Record, per stream id, when the mock read each request's bytes and handed back its answer."""
     times: dict[int, list[float]] = {}
-    arrived = [0.0]
-    receive = mock_handler.ConnectionHandler._receive
-    process = mock_handler.ConnectionHandler._process
-    respond = mock_handler.ConnectionHandler._respond
 
-    def _receive(self: mock_handler.ConnectionHandler, data: bytes) -> None:
-        arrived[0] = time.perf_counter()
-        receive(self, data)
+    def trace(what: str, stream_id: int, moment: float) -> None:
+        times.setdefault(stream_id, []).append(moment)
 
-    def _process(self: mock_handler.ConnectionHandler, request: Any) -> None:
-        times[request.stream_id] = [arrived[0]]
-        process(self, request)
-
-    def _respond(self: mock_handler.ConnectionHandler, request: Any, *args: Any) -> None:
-        respond(self, request, *args)
-        times[request.stream_id].append(time.perf_counter())
-
-    monkeypatch.setattr(mock_handler.ConnectionHandler, "_receive", _receive)
-    monkeypatch.setattr(mock_handler.ConnectionHandler, "_process", _process)
-    monkeypatch.setattr(mock_handler.ConnectionHandler, "_respond", _respond)
+    mock.trace = trace
     return times
 
 
@@ -55,10 +36,10 @@ def _stall() -> None:
 
 
 async def test_stalled_loop_does_not_inflate_durations(
-    mock: MockAPNs, ca: CertificateAuthority, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mock: MockAPNs, ca: CertificateAuthority, tmp_path: Path
 ) -> None:
     """Stalls before each write and after each parse leave durations at the server's own time."""
-    server = _server_times(monkeypatch)
+    server = _server_times(mock)
     mock.latency = SERVER_LATENCY_SECONDS
     loop = asyncio.get_running_loop()
 

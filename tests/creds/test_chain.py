@@ -345,16 +345,21 @@ async def test_refused_connection_is_connect_failed() -> None:
     assert info.value.reason == "connect"
 
 
-async def test_unresolvable_host_is_dns(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unresolvable_host_is_dns() -> None:
     """A name that does not resolve gives ConnectFailed(dns), without touching the network."""
-    loop = asyncio.get_running_loop()
 
-    async def fail(*args: object, **kwargs: object) -> list[object]:
+    async def fail(host: str, port: int) -> list[str]:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
-    monkeypatch.setattr(loop, "getaddrinfo", fail)
     with pytest.raises(ConnectFailed) as info:
-        await inspect("nowhere.invalid", 443, server_hostname=None, ca_file=None, timeout=TIMEOUT)
+        await inspect(
+            "nowhere.invalid",
+            443,
+            server_hostname=None,
+            ca_file=None,
+            timeout=TIMEOUT,
+            resolver=fail,
+        )
     assert info.value.reason == "dns"
     assert "nowhere.invalid" in str(info.value)
 

@@ -216,7 +216,7 @@ async def test_symlink_swap_switches_certificate_without_a_failed_probe(
     )
     results: list[ProbeResult] = []
     async with run_exporter(cfg) as running:
-        running.exporter.scheduler.subscribe(results.append)
+        running.exporter.listeners.append(results.append)
         await running.wait_canary(ok=True)
         tmp = workspace.path / "..data_tmp"
         tmp.symlink_to("v2")
@@ -232,6 +232,42 @@ async def test_symlink_swap_switches_certificate_without_a_failed_probe(
     assert after.ok
     assert [r for r in results if r.probe is ProbeKind.CANARY and not r.ok] == []
     assert sample(s, "apns_connection_attempts_total", **T) >= 2
+
+
+async def test_swapped_certificate_with_another_topic_changes_the_canary_topic(
+    mtls_mock: MockAPNs,
+    client_ca: CertificateAuthority,
+    workspace: Workspace,
+    device: str,
+    run_exporter,
+) -> None:
+    """With no topic configured, a certificate swap makes the canary send the new UID topic."""
+    other_topic = "com.example.other"
+    other_device = secrets.token_hex(32)
+    mtls_mock.devices.register(other_device, other_topic)
+    path = _write_pem(workspace, client_ca.issue_provider(TOPIC), "push")
+    canary = f'  canary: {{interval: 1s, timeout: 1s, device_tokens: ["{other_device}"]}}'
+    cfg = workspace.config(
+        _cert_target(workspace, mtls_mock.port, path, topic=None, canary_block=canary),
+        extra=FAST,
+    )
+    async with run_exporter(cfg) as running:
+        before = await running.wait_canary()
+        new = client_ca.issue_provider(other_topic)
+        path.write_bytes(new.cert_pem + new.key_pem)
+        await running.wait_for(
+            lambda r: r.probe is ProbeKind.CREDENTIALS and "reloaded" in " ".join(r.logs)
+        )
+        after = await running.wait_canary(ok=True)
+        s = await running.scrape()
+    # Before: the old certificate's topic, which the device is not registered for.
+    assert before.pushes[0].reason == "DeviceTokenNotForTopic"
+    received = mtls_mock.devices.get(other_device)
+    assert received is not None
+    assert [n.topic for n in received.notifications][-1:] == [other_topic]
+    assert after.pushes[0].status == 200
+    info = [dict(k) for (n, k), v in s.items() if n == "apns_target_info"]
+    assert [i["topic"] for i in info] == [other_topic]
 
 
 async def test_broken_replacement_keeps_the_old_credential(
@@ -318,7 +354,10 @@ async def test_signing_key_rotation_date_and_revocation_streak(
         await mock.goaway()  # a token already accepted on a connection stays accepted there
         for _ in range(2):
             await running.wait_for(
-                lambda r: any(p.reason == "InvalidProviderToken" for p in r.pushes)
+                lambda r: (
+                    r.probe is ProbeKind.CANARY
+                    and any(p.reason == "InvalidProviderToken" for p in r.pushes)
+                )
             )
         s = await running.scrape()
     assert sample(s, "apns_signing_key_rotation_due_timestamp_seconds", **T) == (
@@ -335,7 +374,7 @@ async def test_rotated_p8_key_is_used_on_a_new_connection(
     cfg = workspace.config(workspace.target(mock.port, devices=(device,)), extra=FAST)
     results: list[ProbeResult] = []
     async with run_exporter(cfg) as running:
-        running.exporter.scheduler.subscribe(results.append)
+        running.exporter.listeners.append(results.append)
         await running.wait_canary(ok=True)
         new_key = generate_signing_key()
         mock.add_signing_key(KEY_ID, TEAM_ID, new_key.public_key, topics=[TOPIC])
@@ -369,8 +408,8 @@ async def test_targets_sharing_a_key_never_churn_tokens_over_three_hours(
             for _ in range(36):
                 now[0] += 300
                 for name in ("a", "b"):
-                    context = exporter.targets[name].context
-                    result = await canary.run(context.start(ProbeKind.CANARY))
+                    snapshot = exporter.targets[name].snapshot()
+                    result = await canary.run(snapshot.start(ProbeKind.CANARY))
                     outcomes += [(p.status, p.reason) for p in result.pushes]
     finally:
         await server.stop()

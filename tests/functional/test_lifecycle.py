@@ -10,7 +10,7 @@ import pytest
 from apns_exporter.mock.faults import GoAwayFault, IdleClose, PingFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca
 from apns_exporter.mock.server import MockAPNs
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import ConnectionResult, ProbeKind, ProbeResult
 from tests.helpers import Workspace, sample
 
 T = {"target": "t1", "apns_environment": "production"}
@@ -52,7 +52,7 @@ async def test_idle_close_is_survived(
         dials: list[object] = []
 
         def redialled(result: ProbeResult) -> bool:
-            if any(d.ok for d in result.dials):
+            if isinstance(result, ConnectionResult) and any(d.ok for d in result.dials):
                 dials.append(result)
             return len(dials) >= 2
 

@@ -73,11 +73,11 @@ import yaml
 from apns_exporter import config
 from apns_exporter.assets import grafana
 from apns_exporter.assets.dashboards import dashboards
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.web import app as web
 from tests.functional import alertmanager_support as am
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, load_script
 
@@ -374,12 +374,11 @@ async def live(
         stop = asyncio.Event()
         ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         serving = asyncio.create_task(
-            web.serve(
+            serve(
                 exporter,
-                ("127.0.0.1", 0),
-                "/metrics",
+                Listening(("127.0.0.1", 0)),
                 stop,
-                ready.set_result,
+                on_listening=ready.set_result,
                 on_receipts=on_receipts,
             )
         )

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from apns_exporter import config
-from apns_exporter.probes import ProbeKind, TargetContext, canary
+from apns_exporter.probes import ProbeKind, Snapshot, canary
 from apns_exporter.service.metrics import Metrics
-from tests.helpers import Workspace, add_target
+from apns_exporter.service.state import TargetStatus
+from tests.helpers import Workspace, add_target, record
 
 
 class _BrokenToken:
@@ -17,12 +18,21 @@ class _BrokenToken:
         raise ValueError("key cannot sign")
 
 
+class _Loaded:
+    """A loaded credential holding only its token."""
+
+    def __init__(self, token: _BrokenToken) -> None:
+        self.token = token
+        self.certificate = None
+
+
 async def test_signing_failure_is_a_refresh_failure_not_a_crash(workspace: Workspace) -> None:
     """A token that cannot be signed fails the canary with error credential and is counted."""
     cfg = config.load(workspace.config(workspace.target(443, devices=("ab" * 32,))))
     target = cfg.targets[0]
-    ctx = TargetContext(target, channel=None, token=_BrokenToken(), default_timeout=1.0)  # type: ignore[arg-type]
-    result = await canary.run(ctx.start(ProbeKind.CANARY))
+    loaded = _Loaded(token=_BrokenToken())
+    snapshot = Snapshot(target, channel=None, default_timeout=1.0, loaded=loaded)  # type: ignore[arg-type]
+    result = await canary.run(snapshot.start(ProbeKind.CANARY))
     assert (result.ok, result.error, result.token_failed) == (False, "credential", True)
     metrics = Metrics()
     add_target(
@@ -36,7 +46,7 @@ async def test_signing_failure_is_a_refresh_failure_not_a_crash(workspace: Works
         ping_interval=1,
         key=("K", "T"),
     )
-    metrics.record(result)
+    record(metrics, result, TargetStatus(up=False, layer=result.layer))
     labels = {"target": "t1", "apns_environment": "production"}
     assert (
         metrics.registry.get_sample_value("apns_provider_token_refresh_failures_total", labels) == 1

@@ -11,7 +11,6 @@ from apns_exporter.client.channel import Channel, Lease
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import ProbeKind, canary, ping
 from apns_exporter.receipts.book import ReceiptBook
-from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.state import TargetBuilder
 from tests.helpers import WAIT_SECONDS, Workspace
 
@@ -40,15 +39,13 @@ async def test_ping_during_a_waiting_canary_keeps_each_runs_log_and_timing(
     cfg = config.load(
         workspace.config(workspace.target(mock.port, devices=(device,), auth_check=True))
     )
-    state = TargetBuilder(Metrics(process_metrics=False), ReceiptBook({})).build(
-        cfg.targets[0], cfg.global_.scrape_timeout
-    )
-    context = state.context
+    state = TargetBuilder(ReceiptBook({})).build(cfg.targets[0], cfg.global_.scrape_timeout)
     # A clock that only moves forward, one tick per reading, orders the two runs exactly.
-    context.clock = itertools.count(1).__next__  # type: ignore[assignment]
-    assert context.auth_channel is not None
-    held = _Held(context.auth_channel)
-    context.auth_channel = held  # type: ignore[assignment]
+    state.clock = itertools.count(1).__next__
+    assert state.auth_channel is not None
+    held = _Held(state.auth_channel)
+    state.auth_channel = held  # type: ignore[assignment]
+    context = state.snapshot()
     try:
         # The device push is answered, then the canary waits for its auth-check connection.
         waiting = asyncio.create_task(canary.run(context.start(ProbeKind.CANARY)))

@@ -20,11 +20,11 @@ from typing import Any
 import aiohttp
 
 from apns_exporter import config
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import Probe, ProbeKind, ProbeResult, ProbeRun
 from apns_exporter.service.exporter import Exporter
-from apns_exporter.web import app as web
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, Samples, parse_samples
 
 WAIT = 20.0  # upper bound for any single wait in these suites; never a synchronisation sleep
@@ -212,7 +212,7 @@ class Rig:
                 if seen >= count:
                     found.set_result(result)
 
-        self.exporter.scheduler.subscribe(listener)
+        self.exporter.listeners.append(listener)
         async with asyncio.timeout(timeout):
             return await found
 
@@ -286,14 +286,14 @@ async def running_exporter(config_file: Path, gate: Gate, **options: Any) -> Asy
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
-        web.serve(exporter, ("127.0.0.1", 0), "/metrics", stop, ready.set_result)
+        serve(exporter, Listening(("127.0.0.1", 0)), stop, on_listening=ready.set_result)
     )
     try:
         async with asyncio.timeout(WAIT):
             await asyncio.wait({ready, task}, return_when=asyncio.FIRST_COMPLETED)
         assert ready.done(), f"exporter exited before listening: {task.result()}"
         rig = Rig(exporter, ready.result(), gate)
-        exporter.scheduler.subscribe(rig.results.append)
+        exporter.listeners.append(rig.results.append)
         yield rig
     finally:
         gate.open()  # parked loops must see their cancellation, not wait for the gate

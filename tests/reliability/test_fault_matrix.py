@@ -28,7 +28,7 @@ from apns_exporter.mock.faults import (
 )
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair, generate_ca
 from apns_exporter.mock.server import MockAPNs
-from apns_exporter.probes import ProbeKind, ProbeResult
+from apns_exporter.probes import ConnectionResult, ProbeKind, ProbeResult
 from tests.helpers import Samples, sample
 from tests.reliability.support import (
     ENV,
@@ -107,7 +107,7 @@ def answered(status: int, reason: str) -> Callable[[ProbeResult], bool]:
 
 def redialled(r: ProbeResult) -> bool:
     """A result whose run had to open a new connection."""
-    return any(d.ok for d in r.dials)
+    return isinstance(r, ConnectionResult) and any(d.ok for d in r.dials)
 
 
 def push_error(error: str) -> Callable[[ProbeResult], bool]:

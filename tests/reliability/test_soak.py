@@ -1,7 +1,7 @@
 """Soak: 100 000 probes against the mock, with faults on the way, grow nothing that lives on.
 
 The probes are driven directly (``ping.run`` / ``canary.run`` on each target's live
-TargetContext, results folded into the exporter's metrics), so the run takes seconds rather
+target snapshots, results applied through the exporter's one road), so the run takes seconds rather
 than the days a real schedule would need; the scheduler itself is configured with hour-long
 intervals and stays out of the way.
 """
@@ -18,8 +18,9 @@ from apns_exporter import config
 from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, SigningKeyPair
 from apns_exporter.mock.server import MockAPNs
-from apns_exporter.probes import ProbeKind, TargetContext, canary, ping
+from apns_exporter.probes import ProbeKind, canary, ping
 from apns_exporter.service.exporter import Exporter
+from apns_exporter.service.state import TargetState
 from tests.reliability.support import Leaks, live_tasks, start_mock, target_yaml, write_config
 
 PROBES = int(__import__("os").environ.get("SOAK_PROBES", "100000"))
@@ -98,14 +99,14 @@ async def test_soak_100k_probes_with_faults_stays_bounded(
     phase = 0
     outcomes = {"ok": 0, "failed": 0}
 
-    async def drive(ctx: TargetContext, count: int) -> None:
+    async def drive(state: TargetState, count: int) -> None:
         nonlocal done, phase
         for i in range(count):
             if i % 4 == 0:
-                result = await canary.run(ctx.start(ProbeKind.CANARY))
+                result = await canary.run(state.snapshot().start(ProbeKind.CANARY))
             else:
-                result = await ping.run(ctx.start(ProbeKind.PING))
-            exporter.metrics.record(result)
+                result = await ping.run(state.snapshot().start(ProbeKind.PING))
+            await exporter.apply(result)
             outcomes["ok" if result.ok else "failed"] += 1
             done += 1
             if done % 1000 == 0:
@@ -118,7 +119,7 @@ async def test_soak_100k_probes_with_faults_stays_bounded(
         per_target = count // TARGETS
         async with asyncio.TaskGroup() as group:
             for state in exporter.targets.values():
-                group.create_task(drive(state.context, per_target))
+                group.create_task(drive(state, per_target))
 
     try:
         async with exporter.running():

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
+
 from apns_exporter.assets.rules import ALERTED_REASONS
 from apns_exporter.client.channel import DialReport
 from apns_exporter.client.protocol import GoAway, SettingsChanged
 from apns_exporter.creds.chain import ChainReport
-from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
+from apns_exporter.errors import ProbeError
+from apns_exporter.probes import (
+    CanaryResult,
+    CredentialsResult,
+    PingResult,
+    PushOutcome,
+    TlsResult,
+)
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.series import ALERTED_GOAWAYS, ALERTED_RESPONSES
-from tests.helpers import add_target
+from apns_exporter.service.state import TargetStatus
+from tests.helpers import add_target, record, run_of
 
 T = {"target": "t1", "apns_environment": "sandbox"}
 
@@ -55,14 +65,15 @@ def _full_round(metrics: Metrics, target: str) -> None:
     chain = ChainReport(
         "api:443", "TLSv1.3", "leaf", "ca", "root", "ff", 2e9, True, True, True, None, ()
     )
-    for kind, extra in (
-        (ProbeKind.CANARY, {"pushes": (PushOutcome("device", True, 0.04, 200, None),)}),
-        (ProbeKind.PING, {"rtt": 0.002}),
-        (ProbeKind.CREDENTIALS, {}),
-        (ProbeKind.TLS, {"chain": chain}),
+    run = run_of(target, started_at=1.0)
+    pushes = (PushOutcome("device", True, 0.04, 200, None),)
+    for result in (
+        CanaryResult(run=run, ok=True, message="ok", dials=(dial,), pushes=pushes),
+        PingResult(run=run, ok=True, message="ok", rtt=0.002, events=(SettingsChanged(1000),)),
+        CredentialsResult(run=run, ok=True, message="ok"),
+        TlsResult(run=run, ok=True, message="ok", chain=chain),
     ):
-        metrics.record(ProbeResult(target, kind, True, 1.0, 0.1, "ok", dials=(dial,), **extra))
-    metrics.observe(target, SettingsChanged(1000))
+        record(metrics, result, TargetStatus(up=True, key_verified_at=1.0))
 
 
 def test_series_budget_per_target() -> None:
@@ -79,7 +90,7 @@ def test_series_budget_per_target() -> None:
         rotate_by=0.0,
         inventory_only=True,
     )
-    metrics.record(ProbeResult("inv", ProbeKind.CREDENTIALS, True, 1.0, 0.1, "ok"))
+    record(metrics, CredentialsResult(run=run_of("inv"), ok=True, message="ok"))
     # docs/metrics.md, "Cardinality": 57 series plus the 25 reason series the alert rules
     # name, which start at 0 (reachability adds 2-3 per checked host:port).
     assert metrics.exposition.store.series("t1") <= 57 + len(ALERTED_RESPONSES) + len(
@@ -91,19 +102,17 @@ def test_series_budget_per_target() -> None:
 def test_canary_result_moves_responses_latency_and_up() -> None:
     """A failed auth push counts its reason, observes latency and sets apns_up to 0."""
     metrics = _metrics()
-    metrics.record(
-        ProbeResult(
-            "t1",
-            ProbeKind.CANARY,
-            False,
-            1000.0,
-            0.5,
-            "denied",
+    record(
+        metrics,
+        CanaryResult(
+            run=run_of(started_at=1000.0, duration=0.5),
+            ok=False,
+            message="denied",
             dials=(DialReport(True, {"resolve": 0.001, "connect": 0.002, "tls": 0.01}),),
             pushes=(PushOutcome("device", False, 0.04, 403, "InvalidProviderToken"),),
             token_issued_at=990.0,
             token_minted=True,
-        )
+        ),
     )
     assert (
         _value(metrics, "apns_canary_responses_total", status="403", reason="InvalidProviderToken")
@@ -120,41 +129,49 @@ def test_canary_result_moves_responses_latency_and_up() -> None:
     assert _value(metrics, "apns_provider_token_refreshes_total") == 1
 
 
-def test_unknown_status_and_error_labels_stay_bounded() -> None:
-    """A status APNs never sends becomes "other" and an unexpected error "protocol"."""
+def test_unknown_status_stays_bounded() -> None:
+    """A status APNs never sends becomes "other"; the server cannot add series at will."""
     metrics = _metrics()
-    metrics.record(
-        ProbeResult(
-            "t1",
-            ProbeKind.CANARY,
-            False,
-            0.0,
-            0.1,
-            "odd",
-            pushes=(
-                PushOutcome("device", False, 0.01, 418, "unknown"),
-                PushOutcome("device", False, 0.01, error="weird"),
-            ),
-        )
+    record(
+        metrics,
+        CanaryResult(
+            run=run_of(),
+            ok=False,
+            message="odd",
+            pushes=(PushOutcome("device", False, 0.01, 418, "unknown"),),
+        ),
     )
     assert _value(metrics, "apns_canary_responses_total", status="other", reason="unknown") == 1
-    assert _value(metrics, "apns_canary_request_errors_total", error="protocol") == 1
+
+
+def test_every_raised_request_error_is_counted_under_its_own_reason() -> None:
+    """Each reason a request can raise is its own label: none is rewritten to another."""
+    metrics = _metrics()
+    for reason in sorted(ProbeError.REASONS):
+        push = PushOutcome("device", False, 0.01, error=reason)
+        record(metrics, CanaryResult(run=run_of(), ok=False, message=reason, pushes=(push,)))
+    for reason in sorted(ProbeError.REASONS):
+        assert _value(metrics, "apns_canary_request_errors_total", error=reason) == 1, reason
+
+
+def test_a_reason_no_error_class_raises_is_refused_where_the_result_is_made() -> None:
+    """A result whose error is not a raised reason fails at construction, not in metrics."""
+    with pytest.raises(ValueError, match="weird"):
+        PingResult(run=run_of(), ok=False, message="odd", error="weird")
 
 
 def test_failed_dial_counts_its_layer() -> None:
     """A failed connection attempt increments the failure counter for its reason."""
     metrics = _metrics()
-    metrics.record(
-        ProbeResult(
-            "t1",
-            ProbeKind.PING,
-            False,
-            0.0,
-            0.1,
-            "nope",
+    record(
+        metrics,
+        PingResult(
+            run=run_of(),
+            ok=False,
+            message="nope",
             error="tls_verify",
             dials=(DialReport(False, reason="tls_verify"),),
-        )
+        ),
     )
     assert _value(metrics, "apns_connection_failures_total", reason="tls_verify") == 1
     assert _value(metrics, "apns_connection_up") == 0
@@ -162,13 +179,16 @@ def test_failed_dial_counts_its_layer() -> None:
 
 
 def test_goaway_and_settings_events() -> None:
-    """GOAWAY reasons are counted by form and SETTINGS set the stream-limit gauge."""
+    """GOAWAYs a run carries are counted by form, and its SETTINGS set the stream-limit gauge."""
     metrics = _metrics()
-    metrics.observe("t1", GoAway(0, 0, b'{"reason":"Shutdown"}'))
-    metrics.observe("t1", GoAway(0, 0, b'{"reason":"SomethingNew"}'))
-    metrics.observe("t1", GoAway(0, 0, b"plain words"))
-    metrics.observe("t1", GoAway(0, 0, b""))
-    metrics.observe("t1", SettingsChanged(1))
+    events = (
+        GoAway(0, 0, b'{"reason":"Shutdown"}'),
+        GoAway(0, 0, b'{"reason":"SomethingNew"}'),
+        GoAway(0, 0, b"plain words"),
+        GoAway(0, 0, b""),
+        SettingsChanged(1),
+    )
+    record(metrics, PingResult(run=run_of(), ok=True, message="ok", rtt=0.01, events=events))
     for reason in ("Shutdown", "unknown", "text", "none"):
         assert _value(metrics, "apns_goaway_received_total", reason=reason) == 1
     assert _value(metrics, "apns_max_concurrent_streams") == 1
@@ -179,8 +199,9 @@ def test_forget_removes_every_series_of_one_target_and_only_that_target() -> Non
     metrics = _metrics()
     add_target(metrics, "t2")
     for name in ("t1", "t2"):
-        metrics.record(ProbeResult(name, ProbeKind.PING, True, 0.0, 0.1, "ok", rtt=0.01))
-        metrics.observe(name, SettingsChanged(1000))
+        events = (SettingsChanged(1000),)
+        result = PingResult(run=run_of(name), ok=True, message="ok", rtt=0.01, events=events)
+        record(metrics, result)
 
     def targets() -> set[str]:
         return {
