@@ -48,8 +48,11 @@ class _HostileRequestFilter(logging.Filter):
         self._last[kind] = now
         suppressed = self._suppressed.pop(kind, 0)
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-        record.msg = _MESSAGES[kind] + "; %d more such in the last %.0fs not logged"
-        record.args = (remote, *detail, suppressed, self._interval)
+        record.msg = _MESSAGES[kind]
+        record.args = (remote, *detail)
+        if suppressed:
+            record.msg += "; %d more such in the last %.0fs not logged"
+            record.args += (suppressed, self._interval)
         record.levelno, record.levelname = logging.WARNING, "WARNING"
         record.exc_info = None
         record.exc_text = None

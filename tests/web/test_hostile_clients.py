@@ -7,7 +7,7 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -32,15 +32,22 @@ CREDENTIAL = base64.b64encode(b"prometheus:hunter2-secret").decode()
 
 
 @dataclass
+class Counts:
+    """How many requests reached the receipt handler, how many left it, what was delivered."""
+
+    entered: int = 0
+    finished: int = 0
+    delivered: list[object] = field(default_factory=list)
+
+
+@dataclass
 class Receipts:
-    """A receipt listener, its book, and how many requests reached its handler."""
+    """A receipt listener, its book, and what its handler saw."""
 
     site: Site
     port: int
     book: ReceiptBook
-    entered: int = 0
-    finished: int = 0
-    delivered: list[object] = field(default_factory=list)
+    counts: Counts
 
 
 @pytest.fixture
@@ -60,22 +67,21 @@ def quiet_root() -> Iterator[None]:
 async def receipt_site(limits: ConnectionLimits) -> Receipts:
     """The real receipt app behind a real Site, counting requests that reach the handler."""
     book = ReceiptBook({"prod": SECRET})
-    seen = Receipts(site=None, port=0, book=book)  # type: ignore[arg-type]
-    app = make_receipt_app(book, seen.delivered.append, lambda reason, target: None)
+    counts = Counts()
+    app = make_receipt_app(book, counts.delivered.append, lambda reason, target: None)
 
     @web.middleware
     async def count(request: web.Request, handler: Handler) -> web.StreamResponse:
-        seen.entered += 1
+        counts.entered += 1
         try:
             return await handler(request)
         finally:
-            seen.finished += 1
+            counts.finished += 1
 
     app.middlewares.append(count)
-    seen.site = Site(app, ("127.0.0.1", 0), what=" for receipts", limits=limits)
-    await seen.site.start()
-    seen.port = int(seen.site.url.rsplit(":", 1)[1])
-    return seen
+    site = Site(app, ("127.0.0.1", 0), what=" for receipts", limits=limits)
+    await site.start()
+    return Receipts(site, int(site.url.rsplit(":", 1)[1]), book, counts)
 
 
 @pytest.fixture
@@ -88,10 +94,10 @@ async def capped() -> AsyncIterator[Receipts]:
         await seen.site.stop()
 
 
-async def until(condition: object, what: str, timeout: float = WAIT) -> None:
+async def until(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
     """Poll ``condition()`` until true, failing after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
 
@@ -129,9 +135,9 @@ async def test_stalled_bodies_do_not_lock_out_a_device(capped: Receipts) -> None
                 writer.write(stalled_upload(capped.port))
                 writers.append(writer)
         # Every place the cap allows holds a request waiting for its body.
-        await until(lambda: capped.entered >= CAP_AT_1024_FDS, "the stalled uploads")
+        await until(lambda: capped.counts.entered >= CAP_AT_1024_FDS, "the stalled uploads")
         assert await device_receipt(capped) == 202
-        assert len(capped.delivered) == 1
+        assert len(capped.counts.delivered) == 1
     finally:
         for writer in writers:
             writer.transport.abort()
@@ -146,7 +152,7 @@ async def test_a_body_that_never_arrives_is_hung_up_on() -> None:
         async with asyncio.timeout(WAIT):
             assert await reader.read() == b""
         writer.close()
-        await until(lambda: seen.finished == 1, "the handler to give up")
+        await until(lambda: seen.counts.finished == 1, "the handler to give up")
         assert await device_receipt(seen) == 202
     finally:
         await seen.site.stop()
@@ -170,9 +176,9 @@ async def test_hostile_request_errors_are_one_line_each_without_the_request(
         for count in range(1, 21):
             _, writer = await asyncio.open_connection("127.0.0.1", seen.port)
             writer.write(stalled_upload(seen.port) + b'{"target"')
-            await until(lambda n=count: seen.entered == n, "the upload to reach the handler")
+            await until(lambda n=count: seen.counts.entered == n, "the upload to reach the handler")
             writer.transport.abort()
-            await until(lambda n=count: seen.finished == n, "the aborted upload to end")
+            await until(lambda n=count: seen.counts.finished == n, "the aborted upload to end")
         assert await device_receipt(seen) == 202
     finally:
         await seen.site.stop()
