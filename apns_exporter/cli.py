@@ -15,12 +15,10 @@ from apns_exporter.commands import assets as assets_command
 from apns_exporter.commands import probe
 from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.config.durations import parse_duration
-from apns_exporter.creds.credential import Credential, load_credential
-from apns_exporter.creds.tokens import TokenCache
+from apns_exporter.creds.credential import check_files
 from apns_exporter.errors import (
     ConfigError,
     ConfigIssue,
-    ExpiredCredential,
     WebConfigError,
 )
 from apns_exporter.mock import cli as mock_cli
@@ -384,22 +382,12 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
-def _credential_problems(path: str, cfg: config.Config) -> list[ConfigIssue]:
-    """Load every credential once, so --config.check catches unreadable keys; print warnings."""
-    problems = []
-    tokens = TokenCache()
-    for index, target in enumerate(cfg.targets):
-        loaded, error = load_credential(Credential(target, tokens))
-        if isinstance(error, ExpiredCredential):
-            print(f"warning: target {target.name}: {error}", file=sys.stderr)
-        elif error is not None:
-            key = config.credential_key(index, target, error.reason)
-            problems.append(config.locate(path, key, f"target {target.name}: {error}"))
-        if loaded is None:
-            continue
-        for warning in loaded.warnings:
-            print(f"warning: target {target.name}: {warning}", file=sys.stderr)
-    return problems
+def _credential_problems(path: str, cfg: config.Config) -> tuple[ConfigIssue, ...]:
+    """Load every file the config names (as a reload does); print the warnings."""
+    checked = check_files(path, cfg)
+    for warning in checked.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return checked.problems
 
 
 def _serve_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:

@@ -5,8 +5,11 @@
     ExporterError
     ├── ConfigError            issues: every (location, message) found
     ├── WebConfigError         one line naming the web config file and key
+    ├── FileError              not_found | permission_denied | not_regular | too_large
+    │                          | unreadable | malformed: one line naming the file
     ├── CredentialError        not_found | permission_denied | bad_pem | bad_pkcs12
     │   │                      | bad_passphrase | bad_p8 | key_mismatch | expired
+    │   │                      | not_regular | too_large | unreadable
     │   └── ExpiredCredential  expired, carrying what loaded so it can still be presented
     ├── ReceiptRejected        bad_signature | malformed | unknown_target | unknown_canary
     │                          | replay | stale | too_large
@@ -78,6 +81,21 @@ class WebConfigError(ExporterError):
         self.key = key
 
 
+class FileError(ReasonedError):
+    """A file the exporter reads that cannot be used; the message names it and what to do."""
+
+    REASONS = frozenset(
+        {"not_found", "permission_denied", "not_regular", "too_large", "unreadable", "malformed"}
+    )
+
+    def __init__(self, reason: str, message: str, *, path: str, problem: str = "") -> None:
+        super().__init__(reason, message)
+        self.path = path
+        # What is wrong and what to do, without the file's name: for a message that names
+        # the file already (``apns.yml: <problem>``).
+        self.problem = problem or message
+
+
 class CredentialError(ReasonedError):
     """A key or certificate file that cannot be loaded."""
 
@@ -91,6 +109,10 @@ class CredentialError(ReasonedError):
             "bad_p8",
             "key_mismatch",
             "expired",
+            # What the safe reader refuses, under its own reason (errors.FileError).
+            "not_regular",
+            "too_large",
+            "unreadable",
         }
     )
 

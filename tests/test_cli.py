@@ -311,10 +311,12 @@ async def test_reload_applies_a_new_credential_check_interval(
         proc.send_signal(signal.SIGHUP)
         await _stderr_until(proc, b"configuration reloaded")
         # A re-added target checks its files once at once; the second change needs the interval.
-        for garbage in ("not a key", "still not a key"):
-            workspace.key_file.write_text(garbage)
-            noticed = await _stderr_until(proc, b"new credential rejected")
-            assert "level=error" in noticed[-1]
+        workspace.key_file.write_text("not a key")
+        noticed = await _stderr_until(proc, b"reason=bad_p8")
+        assert 'msg="probe failed" target=t1 probe=credentials' in noticed[-1]
+        workspace.key_file.unlink()  # a second, different change: only the interval finds it
+        noticed = await _stderr_until(proc, b"reason=not_found")
+        assert 'msg="probe failed" target=t1 probe=credentials' in noticed[-1]
     finally:
         proc.terminate()
         await proc.wait()

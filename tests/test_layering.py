@@ -11,11 +11,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "apns_exporter"
 
 # A unit may import only units of a strictly lower rank; modules inside one unit may
 # import each other. A unit is a subpackage or a top-level module.
-RANKS = {
+RANKS: dict[str, float] = {
     "apns_exporter": 0,
     "apns_exporter.errors": 0,
     "apns_exporter.apns": 0,
     "apns_exporter.logs": 0,
+    # The safe file reader: above the exception tree it raises, below everything that reads.
+    "apns_exporter.files": 0.5,
     "apns_exporter.config": 1,
     # Generates the shipped rules, dashboards and examples: pure, the APNs vocabulary only.
     "apns_exporter.assets": 1,

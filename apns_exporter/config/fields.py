@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import stat
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +16,9 @@ from pydantic import (
     field_validator,
 )
 
-from apns_exporter import apns
+from apns_exporter import apns, files
 from apns_exporter.config.durations import format_duration, parse_duration
+from apns_exporter.errors import FileError
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 # Ordinary device tokens are 64 hex digits; Live Activity tokens have been seen at 160, and
@@ -42,32 +42,29 @@ def _refresh_interval(seconds: float) -> float:
     return seconds
 
 
-def _readable_file(value: object, info: ValidationInfo) -> Path:
-    """An existing, readable regular file; relative paths start at the config file's directory."""
-    if not isinstance(value, str) or not value:
-        raise ValueError("expected a file path")
-    path = Path((info.context or {}).get("base_dir", ".")) / value
-    hint = "check the path, relative paths are resolved from the config file's directory"
-    try:
-        mode = path.stat().st_mode
-        if stat.S_ISREG(mode):
-            with path.open("rb"):
-                pass
-    except FileNotFoundError:
-        raise ValueError(f"file not found: {path} ({hint})") from None
-    except PermissionError:
-        raise ValueError(
-            f"file not readable: {path} (permission denied; let the exporter's user read it)"
-        ) from None
-    except (OSError, ValueError) as exc:
-        # ValueError: an embedded NUL byte; other OSErrors: ENAMETOOLONG, ENOTDIR, ELOOP...
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ValueError(f"cannot open {value!r}: {reason} ({hint})") from None
-    if stat.S_ISDIR(mode):
-        raise ValueError(f"{path} is a directory; point at the file inside it")
-    if not stat.S_ISREG(mode):
-        raise ValueError(f"{path} is not a regular file")
-    return path
+def _readable(kind: str, limit: int) -> BeforeValidator:
+    """A validator for an existing regular file the reader would read (``files.check``)."""
+
+    def readable(value: object, info: ValidationInfo) -> Path:
+        # Relative paths start at the config file's directory.
+        if not isinstance(value, str) or not value:
+            raise ValueError("expected a file path")
+        path = Path((info.context or {}).get("base_dir", ".")) / value
+        hint = "check the path, relative paths are resolved from the config file's directory"
+        try:
+            files.check(path, kind=kind, limit=limit)
+        except FileError as exc:
+            if exc.reason == "not_found":
+                raise ValueError(f"file not found: {path} ({hint})") from None
+            if exc.reason == "permission_denied":
+                raise ValueError(
+                    f"file not readable: {path} (permission denied; let the exporter's user "
+                    "read it)"
+                ) from None
+            raise ValueError(f"{path}: {exc.problem}") from None
+        return path
+
+    return BeforeValidator(readable)
 
 
 def _must_match(pattern: str, message: str) -> AfterValidator:
@@ -133,7 +130,9 @@ def _device_token(value: str) -> str:
 # In JSON (what /config shows) a duration is spelled as in the file ("50m"), not in seconds.
 _AS_WRITTEN = PlainSerializer(format_duration, return_type=str, when_used="json")
 Interval = Annotated[float, BeforeValidator(parse_duration), AfterValidator(_positive), _AS_WRITTEN]
-ReadableFile = Annotated[Path, BeforeValidator(_readable_file)]
+# Key, certificate and CA files; password and receipt secret files have a smaller bound.
+ReadableFile = Annotated[Path, _readable("file", files.CERTIFICATE_LIMIT)]
+SecretFile = Annotated[Path, _readable("secret file", files.SECRET_LIMIT)]
 DeviceToken = Annotated[str, AfterValidator(_device_token)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 RefreshInterval = Annotated[

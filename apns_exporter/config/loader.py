@@ -8,10 +8,11 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from apns_exporter import files
 from apns_exporter.config import diagnostics
 from apns_exporter.config.models import Config, Target
 from apns_exporter.config.yamlsource import KeyPath, Position, YamlSource
-from apns_exporter.errors import ConfigError, ConfigIssue
+from apns_exporter.errors import ConfigError, ConfigIssue, FileError
 
 # A problem found while parsing: where, which key, what.
 _Found = tuple[Position, KeyPath, str]
@@ -21,12 +22,14 @@ def load(path: str | os.PathLike[str]) -> Config:
     """Read and validate a config file; raises ConfigError listing every problem."""
     source = os.fspath(path)
     try:
-        raw = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError([ConfigIssue(source, "config file not found (check the path)")]) from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError([ConfigIssue(source, f"cannot read config file: {reason}")]) from None
+        raw = files.read_bytes(path, kind="config file", limit=files.CONFIG_LIMIT)
+    except FileError as exc:
+        message = (
+            "config file not found (check the path)"
+            if exc.reason == "not_found"
+            else f"cannot read config file: {exc.problem}"
+        )
+        raise ConfigError([ConfigIssue(source, message)]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -98,8 +101,9 @@ def locate(path: str | os.PathLike[str], keys: KeyPath, message: str) -> ConfigI
     """A problem found after loading (an unreadable key, say), placed at ``keys`` in the file."""
     source = os.fspath(path)
     try:
-        where = YamlSource(Path(path).read_text(encoding="utf-8-sig")).position(keys)
-    except (OSError, UnicodeDecodeError):
+        raw = files.read_bytes(path, kind="config file", limit=files.CONFIG_LIMIT)
+        where = YamlSource(raw.decode("utf-8-sig")).position(keys)
+    except (FileError, UnicodeDecodeError):
         return ConfigIssue(source, message)
     return _issue(source, where, keys, message)
 

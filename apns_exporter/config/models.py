@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from apns_exporter import apns
+from apns_exporter import apns, files
 from apns_exporter.config.fields import (
     DeviceToken,
     Endpoint,
@@ -29,6 +29,7 @@ from apns_exporter.config.fields import (
     Model,
     ReadableFile,
     RefreshInterval,
+    SecretFile,
     TargetName,
     TeamId,
     Timed,
@@ -36,6 +37,8 @@ from apns_exporter.config.fields import (
     parse_secret,
     split_endpoint,
 )
+from apns_exporter.errors import FileError
+from apns_exporter.files import CERTIFICATE_LIMIT, SECRET_LIMIT
 
 _PRIORITIES = (10, 5, 1)
 # Every auth method a target may use; exactly one must be configured.
@@ -66,7 +69,7 @@ class CertificateAuth(Model):
 
     cert_file: ReadableFile
     key_file: ReadableFile | None = None
-    password_file: ReadableFile | None = None
+    password_file: SecretFile | None = None
     password_env: str | None = None
 
     @field_validator("password_env")
@@ -85,10 +88,14 @@ class CertificateAuth(Model):
         return self
 
     def password(self) -> bytes | None:
-        """The password from its file or environment variable, if one is configured."""
+        """The password from its file or environment variable, if one is configured.
+
+        Raises FileError when the password file cannot be read.
+        """
         if self.password_file is not None:
+            data = files.read_bytes(self.password_file, kind="password file", limit=SECRET_LIMIT)
             # A trailing newline is an editor's, not part of the password.
-            return self.password_file.read_bytes().rstrip(b"\r\n")
+            return data.rstrip(b"\r\n")
         if self.password_env is not None:
             return os.environ.get(self.password_env, "").encode()
         return None
@@ -119,9 +126,15 @@ class PingConfig(Timed):
     timeout: Interval | None = None
 
 
+def _read_secret(path: Path) -> bytes:
+    return parse_secret(files.read_bytes(path, kind="receipt secret", limit=SECRET_LIMIT))
+
+
 def _receipt_secret(path: Path) -> Path:
     try:
-        parse_secret(path.read_bytes())
+        _read_secret(path)
+    except FileError as exc:
+        raise ValueError(str(exc)) from None
     except ValueError as exc:
         raise ValueError(f"{path}: {exc} (e.g. openssl rand -hex 32 > {path.name})") from None
     return path
@@ -130,13 +143,13 @@ def _receipt_secret(path: Path) -> Path:
 class DeliveryConfig(Model):
     """Delivery receipts: the canary device posts a signed receipt back to the exporter."""
 
-    secret_file: Annotated[ReadableFile, AfterValidator(_receipt_secret)]
+    secret_file: Annotated[SecretFile, AfterValidator(_receipt_secret)]
     # No receipt within this long after the push: counted as lost.
     deadline: Interval = 60.0
 
     def secret(self) -> bytes:
-        """The HMAC key for this target's receipts."""
-        return parse_secret(self.secret_file.read_bytes())
+        """The HMAC key for this target's receipts; FileError or ValueError if now unusable."""
+        return _read_secret(self.secret_file)
 
 
 class ReceiptsConfig(Model):
@@ -262,6 +275,17 @@ class ReachabilityConfig(Timed):
         return list(dict.fromkeys(pairs))
 
 
+def _ca_file(path: Path) -> Path:
+    """A CA file whose certificates (PEM or DER) can be read: never a crash on first use."""
+    try:
+        files.ca_data(
+            files.read_bytes(path, kind="CA file", limit=CERTIFICATE_LIMIT), path=str(path)
+        )
+    except FileError as exc:
+        raise ValueError(exc.problem) from None
+    return path
+
+
 class Target(Model):
     """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label."""
 
@@ -271,7 +295,7 @@ class Target(Model):
     auth: Auth
     # For certificate auth the topic may be left out: the certificate's UID is used (MDM).
     topic: Topic | None = Field(default=None, validate_default=True)
-    ca_file: ReadableFile | None = None
+    ca_file: Annotated[ReadableFile, AfterValidator(_ca_file)] | None = None
     ping: PingConfig = PingConfig()
     canary: CanaryConfig | None = None
     # On by default: a server CA change (as in 2025) is a top cause of silent outages.

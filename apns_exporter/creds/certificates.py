@@ -6,7 +6,7 @@ import contextlib
 import re
 import ssl
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from apns_exporter.client.tls import client_context
+from apns_exporter.creds.tokens import read_credential_file
 from apns_exporter.errors import CredentialError
 
 # Apple's APNs extensions ("Establishing a certificate-based connection to APNs");
@@ -181,28 +182,6 @@ class ClientCredential:
         return client_context(ca_file, certificate_pem=self.pem())
 
 
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise CredentialError(
-            "not_found", f"{what} {path}: file not found (check the path in the config)"
-        ) from None
-    except PermissionError:
-        raise CredentialError(
-            "permission_denied",
-            f"{what} {path}: permission denied (let the exporter's user read it)",
-        ) from None
-    except IsADirectoryError:
-        raise CredentialError(
-            "not_found", f"{what} {path}: is a directory, not a file (point to the file)"
-        ) from None
-    except OSError as exc:
-        raise CredentialError(
-            "not_found", f"{what} {path}: cannot read it ({exc.strerror or type(exc).__name__})"
-        ) from None
-
-
 def _pkcs12_shape(data: bytes) -> str | None:
     """``intact`` or ``damaged`` when ``data`` starts like a PFX (SEQUENCE { INTEGER 3 ..."""
     try:
@@ -265,7 +244,10 @@ def _load_pem(
             ) from None
     if key_file is not None:
         key = _find_key(
-            _read(key_file, "private key"), key_file, password, hint="is it a PEM private key?"
+            read_credential_file(key_file, "private key"),
+            key_file,
+            password,
+            hint="is it a PEM private key?",
         )
     else:
         key = _find_key(data, path, password, hint="set key_file, or use a .p12")
@@ -347,7 +329,7 @@ def _load_pkcs12(
         raise CredentialError(
             "bad_pkcs12", f"PKCS#12 {path}: holds no private key (re-export it with the key)"
         )
-    data = _read(key_file, "private key")
+    data = read_credential_file(key_file, "private key")
     return certs, _find_key(data, key_file, password, hint="is it a PEM private key?")
 
 
@@ -362,10 +344,12 @@ def load_client_credential(
     key_file: Path | None = None,
     *,
     password: bytes | None = None,
-    now: float | None = None,
 ) -> ClientCredential:
-    """Load PEM (cert + key, one or two files, key maybe encrypted) or PKCS#12 (by content)."""
-    data = _read(cert_file, "certificate")
+    """Load PEM (cert + key, one or two files, key maybe encrypted) or PKCS#12 (by content).
+
+    Validity dates are not judged here: :func:`validity` is the one place that does.
+    """
+    data = read_credential_file(cert_file, "certificate")
     pkcs12_suffix = cert_file.suffix.lower() in (".p12", ".pfx")
     if b"-----BEGIN" not in data and (_pkcs12_shape(data) or pkcs12_suffix):
         certs, key = _load_pkcs12(data, cert_file, key_file, password)
@@ -382,17 +366,6 @@ def load_client_credential(
             "(pair the certificate with the key it was issued for)",
         )
     summary = summarize(leaf)
-    moment = time.time() if now is None else now
-    if summary.not_after <= moment:
-        expired = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(summary.not_after))
-        # An MDM certificate must be renewed, not re-created: a new one has a new topic and
-        # forces every device to re-enrol (Apple's "MDM Protocol Reference", push certificates).
-        todo = (
-            "renew it at identity.apple.com with the same Apple ID; do not create a new one"
-            if summary.is_mdm
-            else "renew it in the Apple developer portal"
-        )
-        raise CredentialError("expired", f"certificate {cert_file}: expired at {expired} ({todo})")
     return ClientCredential(
         certificate=leaf,
         chain=tuple(c for c in certs if c is not leaf),
@@ -402,28 +375,34 @@ def load_client_credential(
     )
 
 
-StatTriple = tuple[int, int, int]
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(timestamp))
 
 
-def _stat(path: Path, *, follow: bool) -> StatTriple | None:
-    try:
-        st = path.stat() if follow else path.lstat()
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
+def validity(summary: CertificateSummary, cert_file: Path, now: float) -> tuple[str, str]:
+    """The one judgement of a certificate's dates: (why it is expired, why not yet valid).
 
-
-def file_fingerprint(
-    paths: Iterable[Path],
-) -> tuple[tuple[StatTriple | None, StatTriple | None, StatTriple | None], ...]:
-    """Per path: (mtime_ns, size, inode) of the target, of the link, and of a ``..data`` link."""
-    # Kubernetes swaps a Secret by re-pointing ``..data``, certbot by re-pointing live/*.pem;
-    # a missing file is None rather than an error, so a vanished file is a change too.
-    return tuple(
-        (
-            _stat(path, follow=True),
-            _stat(path, follow=False),
-            _stat(path.parent / "..data", follow=False),
+    Either is empty when it does not apply. An expired certificate is still presented (APNs's
+    TLS alert is the clearest evidence); one not yet valid is a warning, as APNs will refuse
+    it until then.
+    """
+    expired = not_yet = ""
+    if summary.not_after <= now:
+        # An MDM certificate must be renewed, not re-created: a new one has a new topic and
+        # forces every device to re-enrol (Apple's "MDM Protocol Reference", push certificates).
+        todo = (
+            "renew it at identity.apple.com with the same Apple ID; do not create a new one"
+            if summary.is_mdm
+            else "renew it in the Apple developer portal and replace the file"
         )
-        for path in paths
-    )
+        expired = (
+            f"certificate {cert_file}: {summary.subject_cn!r} expired at "
+            f"{_when(summary.not_after)} ({todo})"
+        )
+    elif summary.not_before > now:
+        not_yet = (
+            f"certificate {cert_file}: {summary.subject_cn!r} is not valid before "
+            f"{_when(summary.not_before)}; APNs refuses it until then (check the clock, or "
+            "keep the current certificate until that time)"
+        )
+    return expired, not_yet

@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives import hashes
 
 from apns_exporter.client.dial import Resolver, dial, hang_up
 from apns_exporter.client.tls import client_context
-from apns_exporter.errors import ConnectFailed
+from apns_exporter.errors import ConnectFailed, FileError
 
 # The private accessor's Certificate.public_bytes() takes _ssl's encoding constant.
 _ENCODING_DER: int = getattr(_ssl, "ENCODING_DER", 2)
@@ -155,8 +155,8 @@ async def _inspect(
     if ca_file is not None:
         try:
             ca_context = client_context(ca_file, system_store=False)
-        except (OSError, ssl.SSLError) as exc:
-            verified_ca_file, error = False, f"cannot load {ca_file}: {exc}"
+        except FileError as exc:
+            verified_ca_file, error = False, str(exc)
         else:
             verified_ca_file, root, error = await _verify(
                 host, port, ca_context, server_hostname, resolver

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 import stat
 import time
@@ -9,30 +10,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from apns_exporter import config, files
 from apns_exporter.client.tls import client_context
-from apns_exporter.config import Target
+from apns_exporter.config import Config, Target
+from apns_exporter.config.yamlsource import KeyPath
 from apns_exporter.creds.certificates import (
     CertificateSummary,
     ClientCredential,
-    file_fingerprint,
     load_client_credential,
     mismatches,
+    validity,
 )
-from apns_exporter.creds.tokens import ProviderToken, TokenCache
-from apns_exporter.errors import CredentialError, ExpiredCredential
+from apns_exporter.creds.tokens import ProviderToken, TokenCache, credential_error
+from apns_exporter.errors import ConfigIssue, CredentialError, ExpiredCredential, FileError
 
 
 def exposed_key_warnings(path: Path) -> tuple[str, ...]:
-    """A warning when a private key file is readable by its group or by others."""
+    """A warning when a private key file is readable by others, or writable by its group.
+
+    Group read is allowed: on Kubernetes it is how ``fsGroup`` with ``defaultMode: 0440``
+    lets the exporter read a Secret (whose files cannot be chmod'ed), and elsewhere a group
+    that may read the key is a deliberate grant. Anyone else reading it, or a group that may
+    replace it, is not.
+    """
     try:
         mode = path.stat().st_mode
     except OSError:
         return ()
-    if not mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if not mode & (stat.S_IRWXO | stat.S_IWGRP):
         return ()
+    who = "others" if mode & stat.S_IRWXO else "its group (writable)"
     return (
-        f"{path}: the private key is readable by group or others "
-        f"(mode {stat.S_IMODE(mode):04o}); restrict it with: chmod 600 {path}",
+        f"{path}: the private key is accessible to {who} (mode {stat.S_IMODE(mode):04o}); "
+        f"restrict it with: chmod 600 {path} (on Kubernetes: defaultMode: 0440 with fsGroup)",
     )
 
 
@@ -55,7 +65,7 @@ class Credential:
         self.target = target
         self._tokens = tokens
         self._clock = clock
-        self._fingerprint: object = None
+        self._watch = files.Watch(self.paths)
 
     @property
     def paths(self) -> tuple[Path, ...]:
@@ -69,42 +79,52 @@ class Credential:
 
     def changed(self) -> bool:
         """Whether any file differs (content swap, symlink swap, removal) since the last load."""
-        return file_fingerprint(self.paths) != self._fingerprint
+        return self._watch.changed()
 
     def load(self) -> Loaded:
-        """Read the credential files; raises CredentialError with a bounded reason."""
+        """Read the credential files; raises CredentialError with a bounded reason.
+
+        Every file goes through the safe reader (regular, bounded), so a FIFO or a device
+        swapped in is refused at once; the CA file is read here too, so a broken one is a
+        CredentialError rather than a crash.
+        """
         # Remember what was read even if it fails, so a broken file is reported once.
-        self._fingerprint = file_fingerprint(self.paths)
+        self._watch.mark()
         target, auth = self.target, self.target.auth
-        ca_file = str(target.ca_file) if target.ca_file is not None else None
         if auth.token is not None:
             t = auth.token
             token = self._tokens.reload(t.key_file, t.key_id, t.team_id, t.refresh_interval)
-            return Loaded(client_context(ca_file), token, None, exposed_key_warnings(t.key_file))
+            context = self._context(None)
+            return Loaded(context, token, None, exposed_key_warnings(t.key_file))
         assert auth.certificate is not None
         cert = auth.certificate
         try:
             password = cert.password()
-        except OSError as exc:
-            raise CredentialError(
-                "not_found", f"{cert.password_file}: cannot read the password file: {exc.strerror}"
-            ) from None
-        # now=0: expiry is judged here instead, so an expired certificate still loads.
+        except FileError as exc:
+            raise credential_error(exc) from None
         client: ClientCredential = load_client_credential(
-            cert.cert_file, cert.key_file, password=password, now=0.0
+            cert.cert_file, cert.key_file, password=password
         )
         summary = client.summary
         warnings = mismatches(summary, topic=target.topic, environment=str(target.environment))
         warnings += exposed_key_warnings(cert.key_file or cert.cert_file)
-        loaded = Loaded(client.ssl_context(ca_file), None, summary, tuple(warnings))
-        if summary.not_after < self._clock():
-            renew = " with the same Apple ID" if summary.is_mdm else ""
-            raise ExpiredCredential(
-                f"{cert.cert_file}: certificate {summary.subject_cn!r} expired; renew it{renew} "
-                "in the Apple Developer portal and replace the file",
-                loaded=loaded,
-            )
+        expired, not_yet = validity(summary, cert.cert_file, self._clock())
+        if not_yet:
+            warnings.append(not_yet)
+        loaded = Loaded(self._context(client.pem()), None, summary, tuple(warnings))
+        if expired:
+            raise ExpiredCredential(expired, loaded=loaded)
         return loaded
+
+    def _context(self, certificate_pem: bytes | None) -> ssl.SSLContext:
+        ca_file = self.target.ca_file
+        try:
+            return client_context(
+                str(ca_file) if ca_file is not None else None, certificate_pem=certificate_pem
+            )
+        except FileError as exc:
+            # A CA file broken after the config was checked.
+            raise credential_error(exc) from None
 
     def topic(self, loaded: Loaded) -> str | None:
         """The apns-topic to send: the configured one, else the certificate's UID (MDM)."""
@@ -126,3 +146,89 @@ def load_credential(credential: Credential) -> tuple[Loaded | None, CredentialEr
         return exc.loaded, exc
     except CredentialError as exc:
         return None, exc
+
+
+async def load_credential_async(
+    credential: Credential,
+) -> tuple[Loaded | None, CredentialError | None]:
+    """:func:`load_credential` in a worker thread, for a re-check while the loop serves."""
+    return await asyncio.to_thread(load_credential, credential)
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """What loading every file a config names found: problems refuse it, warnings do not."""
+
+    problems: tuple[ConfigIssue, ...]
+    warnings: tuple[str, ...]
+
+
+def check_files(path: str, cfg: Config) -> FileCheck:
+    """Load every file ``cfg`` names (credentials, CA files, passwords, receipt secrets).
+
+    The one check before a config is used: ``--config.check`` runs it, and a reload runs it
+    before applying anything, so a reload is all or nothing. Problems are located in the
+    config file at ``path``; an expired certificate is a warning (it is still presented).
+    """
+    problems: list[ConfigIssue] = []
+    warnings: list[str] = []
+    tokens = TokenCache()
+    for index, target in enumerate(cfg.targets):
+        name = target.name
+        extras = _unreadable_extras(index, target)
+        for keys, problem in extras:
+            problems.append(config.locate(path, keys, f"target {name}: {problem}"))
+        loaded, error = load_credential(Credential(target, tokens))
+        if isinstance(error, ExpiredCredential):
+            warnings.append(f"target {name}: {error}")
+        elif error is not None and (keys := _key_of(index, target, error)) not in dict(extras):
+            # (A broken CA file fails the credential too: it is reported once, above.)
+            problems.append(config.locate(path, keys, f"target {name}: {error}"))
+        warnings += [f"target {name}: {w}" for w in (loaded.warnings if loaded else ())]
+    return FileCheck(tuple(problems), tuple(warnings))
+
+
+async def check_files_async(path: str, cfg: Config) -> FileCheck:
+    """:func:`check_files` in a worker thread: the event loop keeps serving meanwhile."""
+    return await asyncio.to_thread(check_files, path, cfg)
+
+
+def _unreadable_extras(index: int, target: Target) -> list[tuple[KeyPath, str]]:
+    """The files beside the credential: the CA file and the receipt secret."""
+    found: list[tuple[KeyPath, str]] = []
+    if target.ca_file is not None:
+        try:
+            client_context(str(target.ca_file))
+        except FileError as exc:
+            found.append((("targets", index, "ca_file"), str(exc)))
+    delivery = target.canary.delivery if target.canary is not None else None
+    if delivery is not None:
+        try:
+            delivery.secret()
+        except FileError as exc:
+            found.append((("targets", index, "canary", "delivery", "secret_file"), str(exc)))
+        except ValueError as exc:
+            message = f"receipt secret {delivery.secret_file}: {exc}"
+            found.append((("targets", index, "canary", "delivery", "secret_file"), message))
+    return found
+
+
+def _key_of(index: int, target: Target, error: CredentialError) -> KeyPath:
+    """The config key of the file ``error`` names, else the one its reason points at."""
+    auth: KeyPath = ("targets", index, "auth", target.auth.method)
+    named = {
+        "key_file": target.auth.token.key_file if target.auth.token else None,
+        "ca_file": target.ca_file,
+    }
+    if target.auth.certificate is not None:
+        cert = target.auth.certificate
+        named = {"password_file": cert.password_file, "key_file": cert.key_file}
+        named |= {"cert_file": cert.cert_file, "ca_file": target.ca_file}
+    message = str(error)
+    # A file that cannot be read is located at its own key; a content problem where the
+    # reason says (a wrong password belongs to password_file, not to the file it opens).
+    readable = error.reason in ("not_found", "permission_denied")
+    for key, file in named.items():
+        if file is not None and f" {file}:" in message and (readable or key == "ca_file"):
+            return ("targets", index, "ca_file") if key == "ca_file" else (*auth, key)
+    return config.credential_key(index, target, error.reason)

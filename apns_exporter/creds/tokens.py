@@ -11,8 +11,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from apns_exporter import apns
-from apns_exporter.errors import CredentialError
+from apns_exporter import apns, files
+from apns_exporter.errors import CredentialError, FileError
 
 Clock = Callable[[], float]
 
@@ -21,20 +21,25 @@ _ENCRYPTED_HEADER = b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
 _P8_HINT = "the AuthKey_<key ID>.p8 file downloaded from Apple"
 
 
+def read_credential_file(path: Path, what: str) -> bytes:
+    """A key or certificate file's bytes through the safe reader; CredentialError otherwise."""
+    try:
+        return files.read_bytes(path, kind=what, limit=files.CERTIFICATE_LIMIT)
+    except FileError as exc:
+        raise credential_error(exc) from None
+
+
+def credential_error(exc: FileError) -> CredentialError:
+    """The CredentialError for a credential file the reader refused (same one-line message).
+
+    The reader's reason is kept, except that a file with no certificate in it is bad_pem.
+    """
+    return CredentialError("bad_pem" if exc.reason == "malformed" else exc.reason, str(exc))
+
+
 def load_signing_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Load an APNs .p8 signing key; CredentialError names the file, never its contents."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise CredentialError("not_found", f"signing key {path}: file not found") from None
-    except PermissionError:
-        raise CredentialError(
-            "permission_denied", f"signing key {path}: permission denied (let the exporter read it)"
-        ) from None
-    except OSError as exc:
-        raise CredentialError(
-            "not_found", f"signing key {path}: cannot read it ({exc.strerror or exc})"
-        ) from None
+    data = read_credential_file(path, "signing key")
     if _ENCRYPTED_HEADER in data:
         raise CredentialError(
             "bad_p8", f"signing key {path}: encrypted with a password, but {_P8_HINT} is not"

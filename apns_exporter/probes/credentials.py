@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apns_exporter.creds.credential import load_credential
+from apns_exporter.creds.credential import load_credential_async
 from apns_exporter.probes.results import CredentialsResult
 from apns_exporter.probes.run import ProbeRun
 
@@ -13,7 +13,8 @@ async def run(ctx: ProbeRun) -> CredentialsResult:
     current, adopt = shared.loaded, None
     problem, reason = shared.credential_problem, shared.credential_reason
     if shared.credential is not None and shared.credential.changed():
-        loaded, error = load_credential(shared.credential)
+        # Off the loop: a slow disk or a big file must not stall every other probe.
+        loaded, error = await load_credential_async(shared.credential)
         # An expired credential replaces nothing that still works; a broken one nothing at all.
         if loaded is not None and (error is None or current is None):
             adopt = current = loaded

@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
+from apns_exporter import files
 from apns_exporter.client.dial import Resolver
 from apns_exporter.config import Config, Target, load
+from apns_exporter.creds.credential import check_files_async
 from apns_exporter.errors import ConfigError, ConfigIssue
 from apns_exporter.probes import ProbeKind, ProbeResult, ProbeRun, perform
 from apns_exporter.probes.registry import probes_of
@@ -53,12 +53,9 @@ class Listener(Protocol):
         """Stop listening and finish open requests."""
 
 
-def _digest(path: str) -> str | None:
+def _digest(path: str) -> str:
     # Content, not mtime: editors and ConfigMap updates change mtimes without changes.
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    except OSError:
-        return None
+    return files.digest(path, kind="config file", limit=files.CONFIG_LIMIT)
 
 
 def _start(state: TargetState, kind: ProbeKind, deadline: float) -> ProbeRun:
@@ -202,6 +199,10 @@ class Exporter:
             try:
                 # Parsing a large file takes seconds: /-/healthy and the probes must not wait.
                 config = await asyncio.to_thread(load, self.config_file)
+                # All or nothing: every file the new config names loads before any is applied.
+                checked = await check_files_async(self.config_file, config)
+                if checked.problems:
+                    raise ConfigError(checked.problems)
             except ConfigError as exc:
                 self.metrics.reloaded(False, self.clock())
                 # One line per problem, each with its file:line:column, whatever asked.
@@ -212,20 +213,23 @@ class Exporter:
                     len(exc.issues),
                 )
                 raise
-            self._config_digest = _digest(self.config_file)
+            self._config_digest = await asyncio.to_thread(_digest, self.config_file)
             await self.reload(config)
 
     async def watch_file(self, interval: float) -> None:
         """Reload whenever the config file's content changes; runs until cancelled."""
         while True:
             await asyncio.sleep(interval)
-            if self.config_file is None or _digest(self.config_file) == self._config_digest:
+            if self.config_file is None:
+                continue
+            digest = await asyncio.to_thread(_digest, self.config_file)
+            if digest == self._config_digest:
                 continue
             try:
                 await self.reload_file()
             except ConfigError:
                 # Remember the broken content so it is reported once, not every interval.
-                self._config_digest = _digest(self.config_file)
+                self._config_digest = digest
 
     async def probe_once(self, name: str) -> list[ProbeResult]:
         """Run every probe of one target once, now, without the scheduler."""

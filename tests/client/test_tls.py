@@ -6,8 +6,10 @@ import ssl
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from apns_exporter.client.tls import client_context
+from apns_exporter.errors import FileError
 from apns_exporter.mock.pki import CertificateAuthority, Keypair, generate_ca
 
 
@@ -56,10 +58,28 @@ def test_ca_file_alone_needs_a_ca_file() -> None:
         client_context(system_store=False)
 
 
-def test_missing_ca_file_is_an_os_error(tmp_path: Path) -> None:
-    """A ca_file that does not exist raises FileNotFoundError naming it."""
-    with pytest.raises(FileNotFoundError, match=r"missing\.pem"):
+def test_missing_ca_file_is_a_file_error(tmp_path: Path) -> None:
+    """A ca_file that does not exist raises FileError naming it."""
+    with pytest.raises(FileError, match=r"^CA file .*missing\.pem: file not found"):
         client_context(str(tmp_path / "missing.pem"))
+
+
+def test_der_ca_file_is_trusted(tmp_path: Path, ca: CertificateAuthority) -> None:
+    """A ca_file in DER (as Apple ships its roots) is trusted like the same CA in PEM."""
+    der = tmp_path / "ca.cer"
+    der.write_bytes(ca.certificate.public_bytes(serialization.Encoding.DER))
+    context = client_context(str(der), system_store=False)
+    subjects = [c["subject"] for c in context.get_ca_certs()]
+    assert any(("commonName", "apns-exporter test root CA") in rdn for s in subjects for rdn in s)
+
+
+def test_ca_file_that_is_neither_pem_nor_der_is_malformed(tmp_path: Path) -> None:
+    """A ca_file holding no certificate is a FileError naming it, never an ssl.SSLError."""
+    junk = tmp_path / "ca.der"
+    junk.write_bytes(b"\x30\x03junk")
+    with pytest.raises(FileError, match=r"^CA file .*ca\.der: no PEM or DER certificate") as caught:
+        client_context(str(junk))
+    assert caught.value.reason == "malformed"
 
 
 def test_client_certificates_are_keyed_by_content(ca: CertificateAuthority) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import string
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from apns_exporter import apns, config
 from apns_exporter.config.durations import format_duration, parse_duration
 from apns_exporter.errors import ConfigError
+from apns_exporter.mock.pki import generate_ca
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "config.yaml"
@@ -161,7 +163,7 @@ def test_relative_paths_resolve_from_the_config_files_directory(
     """key_file and ca_file are relative to the config file, not the working directory."""
     (tmp_path / "etc" / "keys").mkdir(parents=True)
     write_p8(tmp_path / "etc" / "keys" / KEY_NAME)
-    (tmp_path / "etc" / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    (tmp_path / "etc" / "ca.pem").write_bytes(generate_ca("relative").cert_pem)
     text = VALID.replace(KEY_NAME, f"keys/{KEY_NAME}") + "    ca_file: ca.pem\n"
     (tmp_path / "etc" / "apns.yml").write_text(text)
     monkeypatch.chdir(tmp_path)
@@ -392,8 +394,8 @@ BAD_CONFIGS = [
     pytest.param(
         VALID.replace(KEY_NAME, "."),
         [
-            "apns.yml:7:9: targets[0].auth.token.key_file: {dir} is a directory; "
-            "point at the file inside it",
+            "apns.yml:7:9: targets[0].auth.token.key_file: {dir}: is a directory, not a file "
+            "(point at the file inside it)",
         ],
         id="key-file-directory",
     ),
@@ -669,16 +671,16 @@ targets:
 
 def test_unreadable_key_file_is_reported(config_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A key file the exporter may not read is a config error that says so."""
-    real_open = Path.open
+    real_open = os.open
     key = config_dir / KEY_NAME
 
-    def guarded_open(self: Path, *args: Any, **kwargs: Any) -> Any:
-        if self == key:
-            raise PermissionError(13, "Permission denied", str(self))
-        return real_open(self, *args, **kwargs)
+    def guarded_open(name: Any, *args: Any, **kwargs: Any) -> Any:
+        if os.fspath(name) == str(key):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
 
     # Tests may run as root, where chmod 000 does not stop reads; fail the open directly.
-    monkeypatch.setattr(Path, "open", guarded_open)
+    monkeypatch.setattr(os, "open", guarded_open)
     assert problems(VALID, config_dir) == [
         f"apns.yml:7:9: targets[0].auth.token.key_file: file not readable: {key} "
         "(permission denied; let the exporter's user read it)",
@@ -700,7 +702,8 @@ def test_config_file_that_is_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         config.load(tmp_path)
     assert [str(i) for i in caught.value.issues] == [
-        f"{tmp_path}: cannot read config file: Is a directory"
+        f"{tmp_path}: cannot read config file: is a directory, not a file "
+        "(point at the file inside it)"
     ]
 
 

@@ -8,6 +8,7 @@ import datetime as dt
 import os
 import ssl
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from apns_exporter.creds.certificates import (
     TOPICS_OID,
     CertificateSummary,
     ClientCredential,
-    file_fingerprint,
     load_client_credential,
     mismatches,
     summarize,
+    validity,
 )
 from apns_exporter.errors import CredentialError
 from apns_exporter.mock.pki import CertificateAuthority, ProviderCertificate
@@ -340,22 +341,32 @@ def test_key_of_another_certificate_is_key_mismatch(
     assert _fails(mixed) == "key_mismatch"
 
 
-def test_expired_certificate_is_expired(tmp_path: Path, ca: CertificateAuthority) -> None:
-    """A certificate past not_after is expired, by the wall clock or an injected now."""
+def test_validity_is_judged_by_one_function(tmp_path: Path, ca: CertificateAuthority) -> None:
+    """Loading never judges dates; validity() says expired, not yet valid, or neither."""
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
     old = ca.issue_provider(BUNDLE, valid_from=past, valid_until=past + dt.timedelta(days=365))
     cert, key = old.write(tmp_path, "old")
-    assert _fails(cert, key) == "expired"
+    summary = load_client_credential(cert, key).summary  # an expired one still loads
+    expired, not_yet = validity(summary, cert, time.time())
+    assert f"certificate {cert}:" in expired
+    assert "expired at" in expired
+    assert not_yet == ""
     fresh = ca.issue_provider(BUNDLE)
     cert, key = fresh.write(tmp_path, "fresh")
+    summary = load_client_credential(cert, key).summary
     later = fresh.certificate.not_valid_after_utc.timestamp() + 1
-    assert _fails(cert, key, now=later) == "expired"
-    assert load_client_credential(cert, key, now=later - 2).certificate == fresh.certificate
+    assert validity(summary, cert, later)[0]
+    assert validity(summary, cert, later - 2) == ("", "")
     mdm = ca.issue_mdm(valid_from=past, valid_until=past + dt.timedelta(days=365))
     cert, key = mdm.write(tmp_path, "mdm")
-    with pytest.raises(CredentialError, match="same Apple ID") as info:
-        load_client_credential(cert, key)
-    assert _reason(info) == "expired"
+    assert "same Apple ID" in validity(load_client_credential(cert, key).summary, cert, later)[0]
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    future = ca.issue_provider(BUNDLE, valid_from=soon, valid_until=soon + dt.timedelta(days=30))
+    cert, key = future.write(tmp_path, "future")
+    expired, not_yet = validity(load_client_credential(cert, key).summary, cert, time.time())
+    assert expired == ""
+    assert f"certificate {cert}:" in not_yet
+    assert "not valid before" in not_yet
 
 
 # --- summary ---------------------------------------------------------------------------------
@@ -452,64 +463,6 @@ def test_environment_mismatches(ca: CertificateAuthority) -> None:
     assert "production-only" in warning
     [warning] = mismatches(_summary(ca), topic=BUNDLE, environment="sandbox")
     assert "neither" in warning
-
-
-# --- file fingerprints -----------------------------------------------------------------------
-
-
-def _same_stat(new: Path, old: Path) -> None:
-    """Give ``new`` the size and mtime of ``old``, so only the inode can tell them apart."""
-    stat = old.stat()
-    os.utime(new, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-
-
-def test_fingerprint_stable_and_sees_edits(tmp_path: Path) -> None:
-    """Unchanged files fingerprint equal; an edit or a deletion changes the fingerprint."""
-    path = tmp_path / "push.pem"
-    path.write_bytes(b"one")
-    before = file_fingerprint([path])
-    assert file_fingerprint([path]) == before
-    path.write_bytes(b"two!")
-    assert file_fingerprint([path]) != before
-    path.unlink()
-    assert file_fingerprint([path]) == ((None, None, None),)
-
-
-def test_kubernetes_secret_symlink_swap_changes_fingerprint(tmp_path: Path) -> None:
-    """Re-pointing ``..data`` to a new timestamped directory is noticed, even with equal stats."""
-    old, new = tmp_path / "..2025_01_01_00_00_00.1", tmp_path / "..2025_01_02_00_00_00.2"
-    for directory in (old, new):
-        directory.mkdir()
-        (directory / "tls.crt").write_bytes(b"same-size")
-    _same_stat(new / "tls.crt", old / "tls.crt")
-    (tmp_path / "..data").symlink_to(old.name)
-    path = tmp_path / "tls.crt"
-    path.symlink_to("..data/tls.crt")
-    before = file_fingerprint([path])
-    assert before[0][2] is not None  # the ..data link is part of it
-    staging = tmp_path / "..data_tmp"
-    staging.symlink_to(new.name)
-    os.replace(staging, tmp_path / "..data")  # what kubelet's atomic writer does
-    assert file_fingerprint([path]) != before
-
-
-def test_certbot_live_symlink_swap_changes_fingerprint(tmp_path: Path) -> None:
-    """Re-pointing ``live/cert.pem`` from archive/cert1.pem to cert2.pem is noticed."""
-    archive, live = tmp_path / "archive", tmp_path / "live"
-    archive.mkdir()
-    live.mkdir()
-    (archive / "cert1.pem").write_bytes(b"same-size")
-    (archive / "cert2.pem").write_bytes(b"same-size")
-    _same_stat(archive / "cert2.pem", archive / "cert1.pem")
-    path = live / "cert.pem"
-    path.symlink_to("../archive/cert1.pem")
-    before = file_fingerprint([path])
-    staging = live / "cert.pem.new"
-    staging.symlink_to("../archive/cert2.pem")
-    os.replace(staging, path)
-    after = file_fingerprint([path])
-    assert after != before
-    assert after[0][0] != before[0][0]  # the followed stat sees the new inode
 
 
 def test_credential_is_frozen(tmp_path: Path, provider: ProviderCertificate) -> None:

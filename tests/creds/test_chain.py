@@ -247,7 +247,7 @@ async def test_unreadable_ca_file_is_a_verify_error(
         report = await _inspect(port, missing)
     assert report.verified_ca_file is False
     assert report.verify_error is not None
-    assert f"ca_file: cannot load {missing}" in report.verify_error
+    assert f"ca_file: CA file {missing}: file not found" in report.verify_error
 
 
 # --- peer_chain across Python versions -----------------------------------------------------

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -82,7 +84,7 @@ def test_missing_key_file_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(CredentialError) as caught:
         load_signing_key(path)
     assert caught.value.reason == "not_found"
-    assert str(caught.value) == f"signing key {path}: file not found"
+    assert str(caught.value) == f"signing key {path}: file not found (check the path)"
 
 
 def test_directory_as_key_file_is_not_found(tmp_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_directory_as_key_file_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(CredentialError) as caught:
         load_signing_key(tmp_path)
     assert caught.value.reason == "not_found"
-    assert str(caught.value).startswith(f"signing key {tmp_path}: cannot read it")
+    assert str(caught.value).startswith(f"signing key {tmp_path}: is a directory")
 
 
 def test_unreadable_key_file_is_permission_denied(
@@ -100,16 +102,20 @@ def test_unreadable_key_file_is_permission_denied(
     path = tmp_path / "key.p8"
     path.write_bytes(pkcs8(signing_key))
 
-    def denied(self: Path) -> bytes:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    # Tests may run as root, where chmod 000 does not stop reads; fail the read directly.
-    monkeypatch.setattr(Path, "read_bytes", denied)
+    def denied(name: Any, *args: Any, **kwargs: Any) -> int:
+        if os.fspath(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
+
+    # Tests may run as root, where chmod 000 does not stop reads; fail the open directly.
+    monkeypatch.setattr(os, "open", denied)
     with pytest.raises(CredentialError) as caught:
         load_signing_key(path)
     assert caught.value.reason == "permission_denied"
     assert str(caught.value) == (
-        f"signing key {path}: permission denied (let the exporter read it)"
+        f"signing key {path}: permission denied (let the exporter's user read it)"
     )
 
 

@@ -241,7 +241,7 @@ class Rig:
         expected = set()
         for name, state in self.exporter.targets.items():
             expected.add((name, ProbeKind.PING))
-            if state.config.canary is not None and state.credential_error is None:
+            if state.config.canary is not None and state.credential_problem is None:
                 expected.add((name, ProbeKind.CANARY))
         await self.gate.close(expected)
 

@@ -416,15 +416,19 @@ def test_redact_cuts_credentials() -> None:
     assert "/3/device/abababab…" in text
 
 
-@pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
+@pytest.mark.parametrize(
+    ("mode", "warned"),
+    [(0o644, True), (0o604, True), (0o660, True), (0o640, False), (0o440, False), (0o600, False)],
+)
 def test_config_check_warns_about_a_key_others_can_read(
     workspace: Workspace, mode: int, warned: bool
 ) -> None:
-    """--config.check warns when the .p8 key is readable by group or others, and passes."""
+    """--config.check warns when others may read the key or its group write it, not for 0440."""
     workspace.key_file.chmod(mode)
     cfg = workspace.config(workspace.target(443, auth_check=True))
     done = run_cli("--config.check", f"--config.file={cfg}")
     assert done.returncode == 0, done.stderr
-    assert ("readable by group or others" in done.stderr) is warned
+    assert ("warning:" in done.stderr) is warned
+    assert ("the private key is accessible to" in done.stderr) is warned
     if warned:
         assert f"chmod 600 {workspace.key_file}" in done.stderr

@@ -427,7 +427,7 @@ BAD_FILES = {
     ),
     "cert-not-pem": (
         "tls_server_config:\n  cert_file: server.key\n  key_file: server.key\n",
-        "web.yml:2:3: tls_server_config.cert_file: no PEM certificate in the file",
+        "web.yml:2:3: tls_server_config.cert_file: no PEM or DER certificate in the file",
     ),
     "header-not-allowed": (
         "http_server_config:\n  headers:\n    Server: nginx\n",
@@ -632,3 +632,47 @@ async def test_run_notices_rotation_without_requests(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+async def test_tls_files_are_loaded_from_the_bytes_read_never_by_path(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At start and on rotation OpenSSL gets a private copy, never the operator's file path."""
+    paths: list[str] = []
+    real = ssl.SSLContext.load_cert_chain
+
+    def spy(self: ssl.SSLContext, certfile: str, *args: object, **kwargs: object) -> None:
+        paths.append(str(certfile))
+        paths.extend(str(a) for a in args if a is not None)
+        real(self, certfile, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_cert_chain", spy)
+    clock = FakeClock()
+    watcher = WebConfigWatcher(write(pki.dir / "web.yml", tls_config(pki)), clock=clock)
+    context = client_context(pki.ca_file)
+    async with serving(watcher) as url:
+        port = int(url.rsplit(":", 1)[1])
+        rotated = pki.ca.issue_server()
+        rotated.write(pki.dir, "server")
+        clock.advance()
+        watcher.current()
+        after = await peer_certificate(port, context)
+    assert after == rotated.certificate.public_bytes(serialization.Encoding.DER)
+    assert paths
+    assert not {str(pki.server_cert), str(pki.server_key)} & set(paths)
+
+
+async def test_der_server_certificate_is_served(pki: Pki) -> None:
+    """A cert_file in DER serves HTTPS like the same certificate in PEM."""
+    der = pki.dir / "server.der"
+    der.write_bytes(
+        x509.load_pem_x509_certificate(pki.server_cert.read_bytes()).public_bytes(
+            serialization.Encoding.DER
+        )
+    )
+    config = f"tls_server_config:\n  cert_file: {der.name}\n  key_file: {pki.server_key.name}\n"
+    watcher = WebConfigWatcher(write(pki.dir / "web.yml", config))
+    async with serving(watcher) as url:
+        port = int(url.rsplit(":", 1)[1])
+        served = await peer_certificate(port, client_context(pki.ca_file))
+    assert served == der.read_bytes()

@@ -1,17 +1,19 @@
-"""The server's TLS settings (``tls_server_config``) and the SSLContext built from them."""
+"""The server's TLS settings (``tls_server_config``) and the SSLContext built from their bytes."""
 
 from __future__ import annotations
 
 import ssl
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from apns_exporter.errors import WebConfigError
-from apns_exporter.web.webconfig.files import read_regular
+from apns_exporter import files
+from apns_exporter.errors import FileError, WebConfigError
 
 TLS_VERSIONS = {
     "TLS10": ssl.TLSVersion.TLSv1,
@@ -63,46 +65,86 @@ class TLSServerConfig:
         return (self.cert_file, self.key_file, self.client_ca_file)
 
 
+@dataclass(frozen=True)
+class TLSMaterial:
+    """The TLS files' content, read once and checked: what contexts are loaded from."""
+
+    chain_pem: bytes = field(repr=False)  # certificates, then the unencrypted key
+    client_cas: str | bytes | None = None
+
+
 def _read(path: Path, key: str) -> bytes:
     try:
-        return read_regular(path)
-    except OSError as exc:
-        raise WebConfigError(f"cannot read {str(path)!r}: {exc.strerror}", key=key) from None
+        return files.read_bytes(path, kind=key, limit=files.CERTIFICATE_LIMIT)
+    except FileError as exc:
+        raise WebConfigError(f"cannot read {str(path)!r}: {exc.problem}", key=key) from None
 
 
-def _check_pem_files(tls: TLSServerConfig) -> None:
-    # ssl's errors ("[SSL] PEM lib") do not say which file is wrong; read each one first.
+def _certificates(data: bytes) -> list[x509.Certificate]:
+    # PEM or DER, as for every certificate the exporter reads.
     try:
-        x509.load_pem_x509_certificates(_read(tls.cert_file, "cert_file"))
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
     except ValueError:
-        raise WebConfigError("no PEM certificate in the file", key="cert_file") from None
+        raise WebConfigError("no PEM or DER certificate in the file", key="cert_file") from None
+
+
+def _private_key(data: bytes) -> PrivateKeyTypes:
     try:
-        serialization.load_pem_private_key(_read(tls.key_file, "key_file"), password=None)
+        if b"-----BEGIN" in data:
+            return serialization.load_pem_private_key(data, password=None)
+        return serialization.load_der_private_key(data, password=None)
     except TypeError:
         message = "the key is encrypted; store it unencrypted"
         raise WebConfigError(message, key="key_file") from None
-    except ValueError:
-        raise WebConfigError("no PEM private key in the file", key="key_file") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise WebConfigError("no PEM or DER private key in the file", key="key_file") from None
+
+
+def read_material(tls: TLSServerConfig) -> TLSMaterial:
+    """Read and parse each TLS file once; WebConfigError's ``key`` names a bad one."""
+    # ssl's errors ("[SSL] PEM lib") do not say which file is wrong; parse each one first.
+    certs = _certificates(_read(tls.cert_file, "cert_file"))
+    key = _private_key(_read(tls.key_file, "key_file"))
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+    chain += key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    cas = None
     if tls.client_ca_file is not None:
+        data = _read(tls.client_ca_file, "client_ca_file")
         try:
-            x509.load_pem_x509_certificates(_read(tls.client_ca_file, "client_ca_file"))
-        except ValueError:
-            message = "no PEM certificate in the file"
+            cas = files.ca_data(data, path=str(tls.client_ca_file))
+        except FileError:
+            message = "no PEM or DER certificate in the file"
             raise WebConfigError(message, key="client_ca_file") from None
+    return TLSMaterial(chain, cas)
 
 
-def load_chain(context: ssl.SSLContext, tls: TLSServerConfig) -> None:
+def load_chain(context: ssl.SSLContext, material: TLSMaterial) -> None:
     """Load the certificate and key into ``context`` (also a live one, on rotation)."""
     try:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+        # From a private copy of the bytes already checked: OpenSSL never opens the
+        # operator's file, so a swap after the check cannot reach it.
+        with files.private_copy(material.chain_pem) as name:
+            context.load_cert_chain(name)
     except (OSError, ssl.SSLError):
         message = "does not match cert_file (use the key the certificate was made for)"
         raise WebConfigError(message, key="key_file") from None
 
 
-def build_context(tls: TLSServerConfig) -> ssl.SSLContext:
+def load_client_cas(context: ssl.SSLContext, material: TLSMaterial) -> None:
+    """Trust the client CAs read into ``material`` (adds to a live context, never removes)."""
+    if material.client_cas is not None:
+        context.load_verify_locations(cadata=material.client_cas)
+
+
+def build_context(tls: TLSServerConfig, material: TLSMaterial | None = None) -> ssl.SSLContext:
     """A server context for ``tls``; raises WebConfigError whose ``key`` names a bad file."""
-    _check_pem_files(tls)
+    material = material or read_material(tls)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     with warnings.catch_warnings():
         # TLS 1.0/1.1 are deprecated in Python, but a user who asks for them gets them.
@@ -114,12 +156,7 @@ def build_context(tls: TLSServerConfig) -> ssl.SSLContext:
         context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
     else:
         context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    load_chain(context, tls)
+    load_chain(context, material)
     context.verify_mode = CLIENT_AUTH_TYPES[tls.client_auth_type]
-    if tls.client_ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=tls.client_ca_file)
-        except (OSError, ssl.SSLError):
-            message = "cannot load the CA certificates"
-            raise WebConfigError(message, key="client_ca_file") from None
+    load_client_cas(context, material)
     return context

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from apns_exporter import files
 from apns_exporter.config.yamlsource import KeyPath, Position, YamlSource
-from apns_exporter.errors import WebConfigError
-from apns_exporter.web.webconfig.files import check_regular, read_regular
+from apns_exporter.errors import FileError, WebConfigError
 from apns_exporter.web.webconfig.servertls import (
     CLIENT_AUTH_TYPES,
     NEEDS_CLIENT_CA,
@@ -120,12 +120,12 @@ def load(path: str | os.PathLike[str]) -> WebConfig:
     """Read and validate a web config file; raises WebConfigError with a one-line message."""
     source = os.fspath(path)
     try:
-        text = read_regular(Path(path)).decode("utf-8-sig")
-    except FileNotFoundError:
-        raise WebConfigError(f"{source}: web config file not found (check the path)") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise WebConfigError(f"{source}: cannot read web config file: {reason}") from None
+        raw = files.read_bytes(path, kind="web config file", limit=files.CONFIG_LIMIT)
+        text = raw.decode("utf-8-sig")
+    except FileError as exc:
+        if exc.reason == "not_found":
+            raise WebConfigError(f"{source}: web config file not found (check the path)") from None
+        raise WebConfigError(f"{source}: cannot read web config file: {exc.problem}") from None
     except UnicodeDecodeError:
         raise WebConfigError(f"{source}: web config file is not UTF-8 text") from None
     return _Parser(text, source, Path(path).parent.absolute()).parse()
@@ -203,12 +203,12 @@ class _Parser:
     def file(self, path: KeyPath, value: Any) -> Path:
         name = self.base_dir / self.string(path, value)
         try:
-            # Only stat here: opening a FIFO would block; build_context reads the files.
-            check_regular(name)
-        except FileNotFoundError:
-            raise self.fail(path, f"file {str(name)!r} not found (check the path)") from None
-        except OSError as exc:
-            raise self.fail(path, f"cannot read {str(name)!r}: {exc.strerror}") from None
+            # Only checked here; build_context reads the files.
+            files.check(name, kind=str(path[-1]), limit=files.CERTIFICATE_LIMIT)
+        except FileError as exc:
+            if exc.reason == "not_found":
+                raise self.fail(path, f"file {str(name)!r} not found (check the path)") from None
+            raise self.fail(path, f"cannot read {str(name)!r}: {exc.problem}") from None
         return name
 
     def tls(self, data: dict[str, Any]) -> TLSServerConfig | None:

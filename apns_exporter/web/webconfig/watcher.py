@@ -13,9 +13,16 @@ from pathlib import Path
 
 from cryptography import x509
 
+from apns_exporter import files
 from apns_exporter.errors import WebConfigError
-from apns_exporter.web.webconfig.files import FileState, file_state, read_regular
-from apns_exporter.web.webconfig.servertls import TLSServerConfig, build_context, load_chain
+from apns_exporter.web.webconfig.servertls import (
+    TLSMaterial,
+    TLSServerConfig,
+    build_context,
+    load_chain,
+    load_client_cas,
+    read_material,
+)
 from apns_exporter.web.webconfig.settings import WebConfig, load
 
 log = logging.getLogger("apns_exporter.web.webconfig")
@@ -23,12 +30,12 @@ log = logging.getLogger("apns_exporter.web.webconfig")
 # The files are looked at (stat only) at most this often: cheap per request, quick for rotation.
 CHECK_INTERVAL_SECONDS = 1.0
 
-_TLSState = tuple[tuple[Path | None, ...], tuple[FileState | None, ...]]
+_TLSState = tuple[tuple[Path | None, ...], files.Fingerprint]
 
 
 def _tls_state(tls: TLSServerConfig) -> _TLSState:
     """The TLS file paths and what identifies their versions, to tell when a reload is due."""
-    return tls.files, tuple(file_state(f) for f in tls.files)
+    return tls.files, files.fingerprint(tls.files)
 
 
 class WebConfigWatcher:
@@ -39,7 +46,7 @@ class WebConfigWatcher:
     ) -> None:
         self.path = Path(path)
         self._clock = clock
-        self._file_state = file_state(self.path)
+        self._file_state = files.fingerprint((self.path,))
         self._config = load(path)
         self._checked_at = clock()
         self._last_error: str | None = None
@@ -69,9 +76,10 @@ class WebConfigWatcher:
         tls = self._config.tls
         if not self._listening:
             if tls is not None:
-                self._context = self._config.ssl_context()
+                material = read_material(tls)
+                self._context = build_context(tls, material)
                 self._loaded = _tls_state(tls)
-                self._warn_if_not_valid_now(tls)
+                self._warn_if_not_valid_now(tls, material)
             self._listening = True
             self._context_settings = self._restart_warned = (
                 None if tls is None else tls.restart_settings()
@@ -92,7 +100,7 @@ class WebConfigWatcher:
             log.error("%s; keeping the previous web config", message)
 
     def _check(self) -> None:
-        state = file_state(self.path)
+        state = files.fingerprint((self.path,))
         if state != self._file_state:
             try:
                 config = load(self.path)
@@ -111,12 +119,9 @@ class WebConfigWatcher:
         if self._listening:
             self._update_context()
 
-    def _warn_if_not_valid_now(self, tls: TLSServerConfig) -> None:
+    def _warn_if_not_valid_now(self, tls: TLSServerConfig, material: TLSMaterial) -> None:
         # The files loaded, so TLS works; but clients refuse a certificate out of its dates.
-        try:
-            cert = x509.load_pem_x509_certificates(read_regular(tls.cert_file))[0]
-        except (OSError, ValueError, IndexError):
-            return  # build_context has just read it; a change since is caught next time
+        cert = x509.load_pem_x509_certificates(material.chain_pem)[0]
         now = datetime.datetime.now(datetime.UTC)
         if cert.not_valid_after_utc <= now:
             problem = f"expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}"
@@ -157,12 +162,14 @@ class WebConfigWatcher:
         try:
             # Validate on a scratch context first: a failed load_cert_chain can leave the
             # live context holding a certificate without its key.
-            build_context(tls)
+            # Each file is read once; the live context is loaded from those same bytes.
+            material = read_material(tls)
+            build_context(tls, material)
             if chain_changed:
-                load_chain(self._context, tls)
+                load_chain(self._context, material)
             if ca_changed:
                 # OpenSSL can add trust anchors to a live context but never remove them.
-                self._context.load_verify_locations(cafile=tls.client_ca_file)
+                load_client_cas(self._context, material)
         except (WebConfigError, OSError, ssl.SSLError) as exc:
             log.error(
                 "%s: cannot load the changed TLS files: %s; keeping the previous ones",
@@ -172,7 +179,7 @@ class WebConfigWatcher:
             return
         log.info("%s: loaded the changed TLS certificate files", self.path)
         if chain_changed:
-            self._warn_if_not_valid_now(tls)
+            self._warn_if_not_valid_now(tls, material)
         if ca_changed:
             log.warning(
                 "%s: client_ca_file changed; its new CAs are trusted now, but CAs removed "
