@@ -110,6 +110,18 @@ WEB_FLAGS: Flags = (
         },
     ),
     (
+        "--web.allowed-host",
+        {
+            "dest": "web_allowed_hosts",
+            "action": "append",
+            "default": [],
+            "metavar": "NAME",
+            "help": "a DNS name browsers may use to POST /-/reload, besides IP addresses, "
+            "localhost and the --web.listen-address host (repeatable; guards against DNS "
+            "rebinding)",
+        },
+    ),
+    (
         "--web.telemetry-path",
         {
             "dest": "telemetry_path",
@@ -363,6 +375,7 @@ def _run(args: argparse.Namespace) -> int:
                 web_config=web_config,
                 runbook_url=args.web_runbook_url,
                 auto_reload_interval=args.auto_reload,
+                allowed_hosts=tuple(args.web_allowed_hosts),
             ),
             stop,
         )

@@ -34,6 +34,8 @@ class Listening:
     runbook_url: str | None = None
     # Re-read the config file this often when it changed (None: only on SIGHUP or reload).
     auto_reload_interval: float | None = None
+    # DNS names browsers may use for POST /-/reload, besides addresses and localhost.
+    allowed_hosts: tuple[str, ...] = ()
 
 
 async def serve(
@@ -56,6 +58,8 @@ async def serve(
             telemetry_path=listening.telemetry_path,
             web_config=web_config,
             runbook_url=listening.runbook_url,
+            # The name the operator told us to listen on is one we answer to.
+            allowed_hosts=[*listening.allowed_hosts, *filter(None, listening.address[:1])],
         ),
         listening.address,
         what="",

@@ -219,6 +219,8 @@ class Timed(Model):
 
 # Receipt secrets shorter than this are guessable.
 MIN_SECRET_BYTES = 16
+# Fewer different byte values than this is a pattern, not a secret (hex has 16).
+MIN_SECRET_SYMBOLS = 4
 _WHITESPACE = b" \t\r\n\x0b\x0c"
 
 
@@ -229,5 +231,11 @@ def parse_secret(raw: bytes) -> bytes:
         raise ValueError(
             f"the receipt secret is {len(secret)} bytes; use at least {MIN_SECRET_BYTES} "
             "(for example: openssl rand -hex 32)"
+        )
+    if len(set(secret)) < MIN_SECRET_SYMBOLS:
+        # 32 NUL bytes, or "aaaa…": long enough, yet anyone could guess it.
+        raise ValueError(
+            f"the receipt secret uses only {len(set(secret))} different byte value(s), so it "
+            "can be guessed; use random bytes (for example: openssl rand -hex 32)"
         )
     return secret

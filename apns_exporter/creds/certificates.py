@@ -254,12 +254,50 @@ def _load_pem(
     return certs, key
 
 
+# Keychain and OpenSSL export with 2 048 iterations, PBKDF2 exports with up to a few
+# hundred thousand; each million costs about a second of one core, spent before any check.
+MAX_PKCS12_ITERATIONS = 1_000_000
+_OCTET_STRING, _INTEGER = 0x04, 0x02
+
+
+def _pkcs12_iterations(data: bytes, depth: int = 0) -> int:
+    """The largest MAC or PBE iteration count in a PKCS#12 structure (0 if none).
+
+    MacData and every PBE parameter set put the count as an INTEGER right after the salt,
+    an OCTET STRING, in one SEQUENCE; the bag contents are DER inside OCTET STRINGs.
+    """
+    if depth > 32:  # real files nest about 15 deep; this only bounds the recursion
+        return 0
+    try:
+        items = list(_der_items(data))
+    except ValueError:
+        return 0  # encrypted or not DER: nothing to read here
+    largest, previous = 0, -1
+    for tag, content in items:
+        if tag == _INTEGER and previous == _OCTET_STRING and depth > 0:
+            largest = max(largest, int.from_bytes(content, "big", signed=True))
+        elif tag & 0x20 or tag == _OCTET_STRING:  # constructed, or wrapping inner DER
+            largest = max(largest, _pkcs12_iterations(content, depth + 1))
+        previous = tag
+    return largest
+
+
 def _load_pkcs12(
     data: bytes, path: Path, key_file: Path | None, password: bytes | None
 ) -> tuple[list[x509.Certificate], PrivateKeyTypes]:
     if _pkcs12_shape(data) != "intact":
         raise CredentialError(
             "bad_pkcs12", f"PKCS#12 {path}: truncated or not PKCS#12 at all (re-export it)"
+        )
+    # OpenSSL runs every iteration before it can say the password is wrong, and cannot be
+    # interrupted: 2**31 of them hold a core (and a reload) for many minutes.
+    iterations = _pkcs12_iterations(data)
+    if iterations > MAX_PKCS12_ITERATIONS:
+        raise CredentialError(
+            "bad_pkcs12",
+            f"PKCS#12 {path}: {iterations} key derivation iterations, more than the "
+            f"{MAX_PKCS12_ITERATIONS} allowed (re-export it, e.g. openssl pkcs12 -export "
+            "-iter 2048 -maciter)",
         )
     # Tools differ on "no password": some MAC with an empty one, so try both.
     attempts = [password] if password is not None else [None, b""]

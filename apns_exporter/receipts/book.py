@@ -139,10 +139,16 @@ def _parse(body: bytes) -> tuple[str, str, float]:
         # bool is an int in Python, and JSON true is no timestamp.
         or isinstance(received_at, bool)
         or not isinstance(received_at, int | float)
-        or not math.isfinite(received_at)
     ):
         raise ReceiptRejected("malformed")
-    return target, canary_id, float(received_at)
+    try:
+        # A JSON integer of thousands of digits parses, but no float holds it.
+        when = float(received_at)
+    except OverflowError:
+        raise ReceiptRejected("malformed") from None
+    if not math.isfinite(when):
+        raise ReceiptRejected("malformed")
+    return target, canary_id, when
 
 
 class ReceiptBook:

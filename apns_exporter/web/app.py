@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from aiohttp import web
 
 from apns_exporter.errors import ConfigError
 from apns_exporter.service.exporter import Exporter
 from apns_exporter.service.journal import HISTORY_LIMIT
-from apns_exporter.web import lifecycle, pages, scrape, webconfig
+from apns_exporter.web import errorlog, headers, lifecycle, pages, scrape, webconfig
 from apns_exporter.web.limits import ConnectionGuard, ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher
 
@@ -31,6 +31,7 @@ EXPORTER_KEY = web.AppKey("exporter", Exporter)
 TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 RUNBOOK_URL_KEY = web.AppKey("runbook_url", str)
 RELOAD_KEY = web.AppKey("reload", lifecycle.ReloadGate)
+ALLOWED_HOSTS_KEY: web.AppKey[frozenset[str]] = web.AppKey("allowed_hosts")
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
@@ -48,13 +49,19 @@ def make_app(
     telemetry_path: str = "/metrics",
     web_config: WebConfigWatcher | None = None,
     runbook_url: str | None = None,
+    allowed_hosts: Collection[str] = (),
 ) -> web.Application:
-    """Build the aiohttp application serving one exporter (TLS and auth per web config)."""
+    """Build the aiohttp application serving one exporter (TLS and auth per web config).
+
+    ``allowed_hosts``: DNS names a browser may use for ``POST /-/reload`` (IP addresses and
+    localhost always may).
+    """
     middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app[RUNBOOK_URL_KEY] = runbook_url or ""
+    app[ALLOWED_HOSTS_KEY] = frozenset(h.lower().rstrip(".") for h in allowed_hosts)
     app[RELOAD_KEY] = lifecycle.ReloadGate(exporter.reload_file)
     app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/-/healthy", healthy)
@@ -87,7 +94,8 @@ async def reload(request: web.Request) -> web.Response:
     """POST re-reads the config file; a bad file is reported and never applied."""
     if request.method != "POST":
         raise web.HTTPMethodNotAllowed(request.method, ["POST"], text="Use POST.\n")
-    refused = lifecycle.cross_site(request)
+    allowed: frozenset[str] = request.app[ALLOWED_HOSTS_KEY]
+    refused = lifecycle.cross_site(request, allowed)
     if refused is not None:
         log.warning("refused POST /-/reload from %s: %s", request.remote, refused)
         return web.Response(status=403, text=f"Forbidden: cross-site reload ({refused})\n")
@@ -141,6 +149,7 @@ class Site:
         on_started: Callable[[str], None] | None = None,
         limits: ConnectionLimits | None = None,
     ) -> None:
+        errorlog.install()
         self.guard = ConnectionGuard(limits or ConnectionLimits())
         # First, so a request waiting for bcrypt already counts as busy, not idle.
         app.middlewares.insert(0, self.guard.middleware)
@@ -155,6 +164,8 @@ class Site:
     async def start(self) -> None:
         """Listen; a taken or forbidden address is logged and raised as OSError."""
         await self.runner.setup()
+        assert self.runner.server is not None
+        headers.harden(self.runner.server, self.runner.app)
         host, port = self._listen
         try:
             self._server = await self.guard.listen(self.runner, host, port, self._ssl_context)

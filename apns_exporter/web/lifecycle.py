@@ -2,10 +2,13 @@
 
 Like blackbox_exporter and Alertmanager, and unlike Prometheus (``--web.enable-lifecycle``),
 the endpoint is on by default: reloading only re-reads the file the operator controls. What
-a web page must not do is trigger it from a browser, so a request is refused (403) when the
-browser says it is cross-site (``Sec-Fetch-Site``), when its ``Origin`` is not the host it
-was sent to, or when it carries a form body type (what an HTML form or a no-preflight
-``fetch`` can send). ``curl -X POST`` sends none of these.
+a web page must not do is trigger it from a browser, so a request is refused (403) when its
+``Host`` is a name the exporter does not answer to (DNS rebinding: an attacker's name made to
+resolve to this address, under which the attacker's page is "same-origin"), when the browser
+says it is cross-site (``Sec-Fetch-Site``), when its ``Origin`` is not the host it was sent
+to, or when it carries a form body type (what an HTML form or a no-preflight ``fetch`` can
+send). ``curl -X POST`` to an IP address or ``localhost`` passes; a DNS name needs
+``--web.allowed-host``.
 
 Reloads run one at a time; requests arriving while one runs share the single next reload,
 so a flood costs at most one reload after another, each parsed off the event loop.
@@ -14,7 +17,8 @@ so a flood costs at most one reload after another, each parsed off the event loo
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import ipaddress
+from collections.abc import Awaitable, Callable, Collection
 
 from aiohttp import hdrs, web
 from yarl import URL
@@ -23,8 +27,18 @@ from yarl import URL
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data", "text/plain")
 
 
-def cross_site(request: web.Request) -> str | None:
-    """Why ``request`` looks like it came from another site's page, or None."""
+def cross_site(request: web.Request, allowed_hosts: Collection[str] = ()) -> str | None:
+    """Why ``request`` looks like it came from another site's page, or None.
+
+    ``allowed_hosts``: host names (lower case, no port) besides IP addresses and localhost.
+    """
+    # request.host would fall back to a (blocking) DNS lookup of this machine's name.
+    host = request.headers.get(hdrs.HOST)
+    if host is not None and not _host_allowed(host, allowed_hosts):
+        return (
+            f"its Host {host[:100]!r} is not an address or name this exporter answers to "
+            "(add the name with --web.allowed-host)"
+        )
     fetch_site = request.headers.get("Sec-Fetch-Site", "").lower()
     if fetch_site not in ("", "same-origin", "none"):
         return f"the browser marked it {fetch_site}"
@@ -34,6 +48,20 @@ def cross_site(request: web.Request) -> str | None:
     if request.content_type in FORM_TYPES and hdrs.CONTENT_TYPE in request.headers:
         return f"it carries a {request.content_type} body; send POST without a body"
     return None
+
+
+def _host_allowed(host: str, allowed_hosts: Collection[str]) -> bool:
+    try:
+        name = URL.build(authority=host).raw_host or ""
+    except ValueError:
+        return False
+    name = name.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+        return True  # nobody can rebind an address: the page is really at this one
+    except ValueError:
+        pass
+    return name == "localhost" or name.endswith(".localhost") or name in allowed_hosts
 
 
 def _same_origin(origin: str, request: web.Request) -> bool:

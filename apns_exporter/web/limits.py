@@ -1,4 +1,4 @@
-"""Connection limits for the listeners: a cap, a header-read timeout and an idle timeout.
+"""Connection limits for the listeners: a cap, header and body read timeouts, an idle timeout.
 
 aiohttp closes neither a connection that never finishes its request headers nor, before
 3.14, one that never sends a request at all, and accepts connections until the process
@@ -6,10 +6,13 @@ runs out of file descriptors. Every listener therefore wraps aiohttp's protocol:
 
 - a connection must finish a request's headers within ``header_timeout`` of connecting,
   or of the first byte after an idle spell (slowloris);
+- a request's body must arrive in full within ``body_timeout`` of its headers (a body
+  promised by ``Content-Length`` and never sent is slowloris too);
 - a kept-alive connection with no request for ``idle_timeout`` is closed;
 - at most ``max_connections`` are open; a new one past the cap closes the connection that
-  has waited longest without a request in progress, and when every connection is busy the
-  newcomer gets ``503`` and is closed. Idle floods so cannot lock out a scraper.
+  has waited longest without a request in progress (one still waiting for its body counts
+  as not in progress), and when every connection is busy the newcomer gets ``503`` and is
+  closed. Idle and stalled-body floods so cannot lock out a scraper or a device.
 
 Requests themselves (bcrypt, rendering /metrics) are bounded by their handlers, not here.
 """
@@ -23,10 +26,12 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler
 
 HEADER_TIMEOUT_SECONDS = 10.0
+# Receipts and everything the web listener takes are a few KiB: ten seconds is generous.
+BODY_TIMEOUT_SECONDS = 10.0
 # Longer than Prometheus' usual 1m scrape interval, so a scraper's connection is reused.
 IDLE_TIMEOUT_SECONDS = 120.0
 _BUSY_ANSWER = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -46,11 +51,13 @@ class ConnectionLimits:
 
     max_connections: int = field(default_factory=default_max_connections)
     header_timeout: float = HEADER_TIMEOUT_SECONDS
+    body_timeout: float = BODY_TIMEOUT_SECONDS
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
 
 
 class _State(enum.Enum):
     READING = "reading"  # waiting for a request's headers
+    BODY = "body"  # waiting for a request's body: a stalled sender, as good as idle
     BUSY = "busy"  # a request is being handled
     IDLE = "idle"  # kept alive between requests
 
@@ -103,6 +110,17 @@ class _Guarded(asyncio.Protocol):
         self.state = _State.BUSY
         self._cancel()
 
+    def reading_body(self, content: StreamReader) -> None:
+        """The handler waits for a body still on its way: bound that wait, too."""
+        self.state = _State.BODY
+        self._arm(self._guard.limits.body_timeout)
+        content.on_eof(self._body_done)
+
+    def _body_done(self) -> None:
+        if self.state is _State.BODY:
+            self.state = _State.BUSY
+            self._cancel()
+
     def idle(self) -> None:
         """The handler finished: the connection may wait for the next request a while."""
         self.state = _State.IDLE
@@ -140,6 +158,7 @@ class ConnectionGuard:
     def admit(self, conn: _Guarded) -> bool:
         """Make room for ``conn``; False when every open connection is busy."""
         if len(self._open) >= self.limits.max_connections:
+            # Busy means a handler is at work; a connection still owing its body is not.
             victim = next((c for c in self._open.values() if c.state is not _State.BUSY), None)
             if victim is None:
                 return False
@@ -165,6 +184,8 @@ class ConnectionGuard:
         if conn is None:
             return await handler(request)
         conn.busy()
+        if request.body_exists and not request.content.is_eof():
+            conn.reading_body(request.content)
         try:
             return await handler(request)
         finally:

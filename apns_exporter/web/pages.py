@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime
 import html
+import re
 import time
 from typing import Any
 from urllib.parse import quote
 
 import yaml
 
-from apns_exporter import __version__
+from apns_exporter import __version__, logs
 from apns_exporter.assets import runbook_section, runbook_title
 from apns_exporter.config import Config
 from apns_exporter.probes import ProbeKind, ProbeResult, PushOutcome
@@ -18,7 +19,16 @@ from apns_exporter.probes.results import CanaryResult
 from apns_exporter.service.exporter import Exporter, TargetState
 
 # Keys whose values are secrets, wherever they appear; file and env references are not.
-_SECRET_KEYS = ("password", "secret", "passphrase")
+# An MDM push_magic lets whoever holds it (with the certificate) wake that device.
+_SECRET_KEYS = ("password", "secret", "passphrase", "push_magic")
+# What a server's apns-id and apns-unique-id must look like to be shown: a UUID.
+_UUID = re.compile(r"[0-9A-Fa-f]{8}-(?:[0-9A-Fa-f]{4}-){3}[0-9A-Fa-f]{12}")
+_SERVER_ID = re.compile(r"(apns-(?:unique-)?id[= ])(\S+?)([,)]?(?:\s|$))")
+# Header or field names whose values are credentials, as a server might echo them back.
+_SECRET_FIELD = re.compile(
+    r"(?i)\b((?:proxy-)?authorization|(?:set-)?cookie|x-api-key|api[-_]key|password|secret)"
+    r"(\"?\s*[:=]\s*)(\"[^\"]*\"|\S+)"
+)
 _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
     "td,th{padding:.3em .8em;text-align:left;vertical-align:top}"
@@ -100,7 +110,7 @@ def _result_cell(result: ProbeResult | None) -> str:
     css, word = ("ok", "OK") if result.ok else ("failed", "FAILED")
     return (
         f'<span class="{css}">{word}</span> {age:.0f}s ago<br>'
-        f"<small>{html.escape(result.message)}</small>"
+        f"<small>{html.escape(scrub(result.message))}</small>"
     )
 
 
@@ -146,9 +156,9 @@ def _probe_block(result: ProbeResult) -> str:
     lines = [
         f"=== {result.probe} at {rfc3339(result.started_at)}: {status}, "
         f"{result.duration * 1000:.1f}ms" + (f", peer {result.peer}" if result.peer else ""),
-        f"Message: {result.message}",
+        f"Message: {scrub(result.message)}",
         *(
-            f"Push: {p.kind} {p.status or p.error} {p.reason or ''}{push_ids(p)}".rstrip()
+            scrub(f"Push: {p.kind} {p.status or p.error} {p.reason or ''}{push_ids(p)}").rstrip()
             for p in pushes
         ),
         "Logs for the probe:",
@@ -171,12 +181,27 @@ def push_ids(push: PushOutcome) -> str:
 
 
 def log_lines(result: ProbeResult) -> list[str]:
-    """A run's log lines with their UNIX-time stamps written as RFC 3339 UTC."""
+    """A run's log lines with their UNIX-time stamps written as RFC 3339 UTC, scrubbed."""
     lines = []
     for line in result.logs:
         stamp, _, text = line.partition(" ")
         try:
-            lines.append(f"{rfc3339(float(stamp))} {text}")
+            lines.append(f"{rfc3339(float(stamp))} {scrub(text)}")
         except ValueError:
-            lines.append(line)
+            lines.append(scrub(line))
     return lines
+
+
+def scrub(text: str) -> str:
+    """``text`` without credentials a server may have echoed back into it.
+
+    Probe logs quote what the server sent (apns-id, GOAWAY debug data, errors): a hostile
+    or broken endpoint that echoes the request's ``authorization`` header would otherwise
+    put a live JWT on this unauthenticated page.
+    """
+    text = logs.redact(text)
+    text = _SERVER_ID.sub(
+        lambda m: m[0] if _UUID.fullmatch(m[2]) else f"{m[1]}<not a UUID, not shown>{m[3]}",
+        text,
+    )
+    return _SECRET_FIELD.sub(r"\1\2<redacted>", text)

@@ -179,6 +179,16 @@ async def test_deeply_nested_body_is_400_malformed(
     assert endpoint.rejected == [("malformed", None)]
 
 
+async def test_received_at_too_big_for_a_float_is_400_malformed(
+    endpoint: Endpoint, http: aiohttp.ClientSession
+) -> None:
+    """An unsigned receipt whose received_at is a 4000-digit number gets 400, not a 500."""
+    body = b'{"target": "prod", "canary_id": "c1", "received_at": ' + b"9" * 4000 + b"}"
+    status, text = await post(http, endpoint.url, body, None)
+    assert (status, text) == (400, "Bad Request\n")
+    assert endpoint.rejected == [("malformed", None)]
+
+
 async def test_only_post_on_the_receipt_path(
     endpoint: Endpoint, http: aiohttp.ClientSession
 ) -> None:

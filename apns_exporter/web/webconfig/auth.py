@@ -8,21 +8,26 @@ import binascii
 import collections
 import enum
 import hashlib
+import heapq
 import ipaddress
+import itertools
+import time
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import bcrypt
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from apns_exporter.web.webconfig.settings import WebConfig
+from apns_exporter.web.webconfig.settings import WebConfig, bcrypt_cost
 
 # bcrypt only reads the first 72 bytes; htpasswd and Go truncate silently, pyca/bcrypt raises.
 _BCRYPT_MAX_PASSWORD = 72
 _CACHE_SIZE = 256
-# Sources with a bcrypt check queued or running; beyond this, new sources are told to retry.
+# Sources with a bcrypt check queued; beyond this, a newcomer takes the place of the source
+# with the most failures, if that has more than the newcomer, or is told to retry.
 MAX_WAITING_SOURCES = 16
+_SOURCES_REMEMBERED = 4096
 REALM = "apns-exporter"
 
 
@@ -53,21 +58,69 @@ def _parse_basic(header: str) -> tuple[str, bytes] | None:
         return None
 
 
-class Authenticator:
-    """bcrypt checks off the event loop, one at a time, at most one queued per source.
+class _Turns:
+    """One bcrypt check at a time; the next turn goes to the waiter with the fewest failures.
 
-    The lock is first come, first served and each source holds at most one place in its
-    queue, so a flood of wrong passwords from one address costs a valid user from another
-    address at most one check; a flood from many addresses at most MAX_WAITING_SOURCES.
+    Each source has at most one place, and at most ``max_waiting`` places exist. A flood
+    of wrong passwords soon gives its sources a record of failures, so a newcomer with
+    none goes ahead of them and, when every place is taken, takes the place of the worst.
+    """
+
+    def __init__(self, max_waiting: int) -> None:
+        self._max_waiting = max_waiting
+        self._running = False
+        self._seq = itertools.count()
+        # [failures, arrival, future]; futures resolved early (evicted) are skipped.
+        self._queue: list[list[Any]] = []
+
+    async def wait(self, failures: int) -> bool:
+        """Wait for this caller's turn; False when there is no room or its place was taken."""
+        if not self._running:
+            self._running = True
+            return True
+        waiting = [e for e in self._queue if not e[2].done()]
+        if len(waiting) >= self._max_waiting:
+            worst = max(waiting, key=lambda e: (e[0], e[1]))
+            if worst[0] <= failures:
+                return False
+            worst[2].set_result(False)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._queue, [failures, next(self._seq), future])
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled() and future.result():
+                self.done()  # handed the turn just as it gave up: pass it on
+            raise
+
+    def done(self) -> None:
+        """The turn holder finished: hand the turn on."""
+        while self._queue:
+            _, _, future = heapq.heappop(self._queue)
+            if not future.done():
+                future.set_result(True)
+                return
+        self._running = False
+
+
+class Authenticator:
+    """bcrypt checks off the event loop, one at a time, fair between sources, in equal time.
+
+    Every check takes as long as one at the highest configured cost (an unknown user is
+    checked against a dummy hash of that cost, a known user of a lower cost waits out the
+    difference off the lock), so response times do not reveal which user names exist.
     """
 
     def __init__(self, max_waiting_sources: int = MAX_WAITING_SOURCES) -> None:
-        self._lock = asyncio.Lock()
-        self._max_waiting = max_waiting_sources
+        self._turns = _Turns(max_waiting_sources)
         self._waiting: set[str] = set()
+        # Failed checks per source, most recent last; a success forgets the source.
+        self._failures: collections.OrderedDict[str, int] = collections.OrderedDict()
         # sha256 of (user, hash, password) for checks that passed; never the password itself.
         self._passed: collections.OrderedDict[bytes, None] = collections.OrderedDict()
         self._fake_hashes: dict[int, bytes] = {}
+        # How long a check at each cost took last time: the floor for cheaper checks.
+        self._took: dict[int, float] = {}
 
     async def check(
         self, users: Mapping[str, str], fake_cost: int, header: str | None, source: str
@@ -86,37 +139,61 @@ class Authenticator:
         if hashed is not None and key in self._passed:
             self._passed.move_to_end(key)
             return Verdict.OK
-        if source in self._waiting or len(self._waiting) >= self._max_waiting:
+        if source in self._waiting:
             return Verdict.BUSY
         self._waiting.add(source)
         try:
-            # bcrypt takes tens of milliseconds: a thread keeps the loop serving, the lock
-            # keeps a flood of bad passwords from using every core.
-            async with self._lock:
+            if not await self._turns.wait(self._failures.get(source, 0)):
+                return Verdict.BUSY
+            started = time.monotonic()
+            cost = fake_cost if hashed is None else bcrypt_cost(hashed)
+            try:
+                # bcrypt takes tens of milliseconds: a thread keeps the loop serving, one
+                # check at a time keeps a flood of bad passwords from using every core.
                 ok = await asyncio.to_thread(self._verify, hashed, fake_cost, password)
+                if cost < fake_cost and fake_cost not in self._took:
+                    # Measure once what a check at the highest cost takes, to pad to it.
+                    await asyncio.to_thread(self._dummy_check, fake_cost, password)
+            finally:
+                self._turns.done()
+            took = time.monotonic() - started
+            if cost >= fake_cost:
+                self._took[fake_cost] = took
+            else:
+                await asyncio.sleep(max(0.0, self._took.get(fake_cost, 0.0) - took))
         finally:
             self._waiting.discard(source)
-        if ok and hashed is not None:
-            self._passed[key] = None
-            if len(self._passed) > _CACHE_SIZE:
-                self._passed.popitem(last=False)
-            return Verdict.OK
-        return Verdict.DENIED
+        return self._record(source, key if ok and hashed is not None else None)
+
+    def _record(self, source: str, passed: bytes | None) -> Verdict:
+        failures = self._failures.pop(source, 0)
+        if passed is None:
+            self._failures[source] = failures + 1
+            if len(self._failures) > _SOURCES_REMEMBERED:
+                self._failures.popitem(last=False)
+            return Verdict.DENIED
+        self._passed[passed] = None
+        if len(self._passed) > _CACHE_SIZE:
+            self._passed.popitem(last=False)
+        return Verdict.OK
 
     def _verify(self, hashed: str | None, fake_cost: int, password: bytes) -> bool:
         if hashed is None:
-            # An unknown user still pays one bcrypt at the usual cost, so response times do
-            # not reveal which users exist.
-            if fake_cost not in self._fake_hashes:
-                self._fake_hashes[fake_cost] = bcrypt.hashpw(
-                    b"not a password", bcrypt.gensalt(fake_cost)
-                )
-            bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], self._fake_hashes[fake_cost])
+            # An unknown user still pays one bcrypt at the highest cost, so response times
+            # do not reveal which users exist.
+            self._dummy_check(fake_cost, password)
             return False
         try:
             return bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], hashed.encode())
         except ValueError:
             return False
+
+    def _dummy_check(self, cost: int, password: bytes) -> None:
+        if cost not in self._fake_hashes:
+            self._fake_hashes[cost] = bcrypt.hashpw(b"not a password", bcrypt.gensalt(cost))
+        started = time.monotonic()
+        bcrypt.checkpw(password[:_BCRYPT_MAX_PASSWORD], self._fake_hashes[cost])
+        self._took[cost] = time.monotonic() - started
 
 
 def _san_allowed(request: web.Request, allowed: Sequence[str]) -> bool:

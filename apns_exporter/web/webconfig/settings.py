@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import re
 import ssl
@@ -67,6 +66,12 @@ _KEYS: dict[KeyPath, tuple[str, ...]] = {
 }
 
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}")
+# Each step doubles the work: cost 14 is about a second of one core per check, and every
+# request that is not cached pays it. Above this, one anonymous request could hold the
+# authenticator (and a core) for minutes to days, and shutdown would wait for it.
+MAX_BCRYPT_COST = 14
+# A header value with these would split the response (or make every response fail).
+_HEADER_BREAKERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _HASH_HINT = "generate one with: htpasswd -nBC 10 \"\" | tr -d ':\\n'"
 
 
@@ -102,9 +107,13 @@ class WebConfig:
 
     @property
     def fake_hash_cost(self) -> int:
-        """The bcrypt cost most users have: unknown users are checked at that cost too."""
-        costs = collections.Counter(int(h[4:6]) for h in self.basic_auth_users.values())
-        return max(costs, key=lambda c: (costs[c], c)) if costs else 10
+        """The highest bcrypt cost of any user: unknown users are checked at that cost."""
+        return max((bcrypt_cost(h) for h in self.basic_auth_users.values()), default=10)
+
+
+def bcrypt_cost(hashed: str) -> int:
+    """The cost factor of a ``$2y$NN$…`` hash."""
+    return int(hashed[4:6])
 
 
 def load(path: str | os.PathLike[str]) -> WebConfig:
@@ -280,6 +289,12 @@ class _Parser:
                 allowed = ", ".join(ALLOWED_HEADERS)
                 raise self.fail((*path, name), f"this header cannot be set (allowed: {allowed})")
             text = self.string((*path, name), header)
+            if _HEADER_BREAKERS.search(text):
+                raise self.fail(
+                    (*path, name),
+                    "contains a control character (CR, LF, NUL or similar); "
+                    "a header value must be one line of printable text",
+                )
             choices = ALLOWED_HEADERS[name]
             if choices is not None and text.lower() not in choices:
                 raise self.fail(
@@ -294,6 +309,13 @@ class _Parser:
             # Never echo the value: it is a password hash.
             if not isinstance(hashed, str) or not _BCRYPT_HASH.fullmatch(hashed):
                 raise self.fail((*path, user), f"not a bcrypt hash ({_HASH_HINT})")
+            if bcrypt_cost(hashed) > MAX_BCRYPT_COST:
+                raise self.fail(
+                    (*path, user),
+                    f"bcrypt cost {bcrypt_cost(hashed)} is above the maximum of "
+                    f"{MAX_BCRYPT_COST}: every login would take minutes or more "
+                    f"({_HASH_HINT})",
+                )
         return dict(data)
 
 

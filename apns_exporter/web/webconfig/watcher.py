@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import os
 import ssl
@@ -10,9 +11,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography import x509
+
 from apns_exporter import files
 from apns_exporter.errors import WebConfigError
 from apns_exporter.web.webconfig.servertls import (
+    TLSMaterial,
     TLSServerConfig,
     build_context,
     load_chain,
@@ -72,8 +76,10 @@ class WebConfigWatcher:
         tls = self._config.tls
         if not self._listening:
             if tls is not None:
-                self._context = self._config.ssl_context()
+                material = read_material(tls)
+                self._context = build_context(tls, material)
                 self._loaded = _tls_state(tls)
+                self._warn_if_not_valid_now(tls, material)
             self._listening = True
             self._context_settings = self._restart_warned = (
                 None if tls is None else tls.restart_settings()
@@ -112,6 +118,24 @@ class WebConfigWatcher:
                     log.info("web config %s reloaded", self.path)
         if self._listening:
             self._update_context()
+
+    def _warn_if_not_valid_now(self, tls: TLSServerConfig, material: TLSMaterial) -> None:
+        # The files loaded, so TLS works; but clients refuse a certificate out of its dates.
+        cert = x509.load_pem_x509_certificates(material.chain_pem)[0]
+        now = datetime.datetime.now(datetime.UTC)
+        if cert.not_valid_after_utc <= now:
+            problem = f"expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}"
+        elif cert.not_valid_before_utc > now:
+            problem = f"is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%SZ}"
+        else:
+            return
+        log.warning(
+            "%s: the certificate in cert_file %s %s; clients will refuse the connection "
+            "(replace the certificate)",
+            self.path,
+            tls.cert_file,
+            problem,
+        )
 
     def _update_context(self) -> None:
         tls = self._config.tls
@@ -154,6 +178,8 @@ class WebConfigWatcher:
             )
             return
         log.info("%s: loaded the changed TLS certificate files", self.path)
+        if chain_changed:
+            self._warn_if_not_valid_now(tls, material)
         if ca_changed:
             log.warning(
                 "%s: client_ca_file changed; its new CAs are trusted now, but CAs removed "
