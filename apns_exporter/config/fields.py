@@ -229,13 +229,12 @@ def parse_secret(raw: bytes) -> bytes:
     secret = raw.strip(_WHITESPACE)
     if len(secret) < MIN_SECRET_BYTES:
         raise ValueError(
-            f"the receipt secret is {len(secret)} bytes; use at least {MIN_SECRET_BYTES} "
-            "(for example: openssl rand -hex 32)"
+            f"the receipt secret is {len(secret)} bytes; use at least {MIN_SECRET_BYTES}"
         )
     if len(set(secret)) < MIN_SECRET_SYMBOLS:
         # 32 NUL bytes, or "aaaa…": long enough, yet anyone could guess it.
         raise ValueError(
             f"the receipt secret uses only {len(set(secret))} different byte value(s), so it "
-            "can be guessed; use random bytes (for example: openssl rand -hex 32)"
+            "can be guessed; use random bytes"
         )
     return secret

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import threading
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def test_files_that_turned_bad_after_validation_are_located(
     password = workspace.path / "password"
     password.write_text("pw\n")
     secret = workspace.path / "receipt.key"
-    secret.write_text("s" * 32)
+    secret.write_text(secrets.token_hex(32))
     delivery = workspace.target(1, name="r1", devices=("ab" * 32,))
     delivery += f"    delivery:\n      secret_file: {secret}\n"
     cfg = workspace.config(
