@@ -293,6 +293,57 @@ def canary_alerts(p: Params) -> list[Rule]:
     ]
 
 
+# Multi-window burn rates, as the kubernetes-mixin pairs them: (long, short, factor, for).
+BURN_WINDOWS = (
+    ("1h", "5m", 14.4, "2m"),
+    ("6h", "30m", 6.0, "15m"),
+    ("1d", "2h", 3.0, "1h"),
+    ("3d", "6h", 1.0, "3h"),
+)
+SLI = "job_environment:apns_canary_success:ratio"
+
+
+def slo_rules() -> list[Rule]:
+    """The canary error ratio of every burn-rate window, per job and environment."""
+    windows = sorted({w for long, short, _, _ in BURN_WINDOWS for w in (long, short)})
+    return [
+        record(f"job_environment:apns_canary_error:ratio_avg{w}", f"1 - avg_over_time({SLI}[{w}])")
+        for w in windows
+    ]
+
+
+def slo_alerts(p: Params) -> list[Rule]:
+    """The error budget of the fleet SLO burning fast (hours) or slowly (days)."""
+    budget = 1 - p.canary_slo
+    rules = []
+    for long, short, factor, for_ in BURN_WINDOWS:
+        ratio = "job_environment:apns_canary_error:ratio_avg"
+        rules.append(
+            alert(
+                p,
+                "ApnsCanaryErrorBudgetBurn",
+                f"{ratio}{long} > ({factor:g} * {budget:.6g})\n"
+                f"and\n{ratio}{short} > ({factor:g} * {budget:.6g})",
+                "warning",
+                "The APNs canary SLO's error budget is burning.",
+                """{{ $value | humanizePercentage }} of the canary targets of job {{
+                $labels.job }} ({{ $labels.apns_environment }}) have been failing on average
+                over the last """
+                + long
+                + f""", {factor:g} times the rate that spends the whole error budget of the
+                {p.canary_slo:.4g} canary SLO in 30 days, and the last """
+                + short
+                + """ agree. Failing targets page on their own (ApnsCanaryFailing); this
+                says the fleet's availability is eroding, through many short or partial
+                failures as well.""",
+                for_=for_,
+                long=long,
+                short=short,
+            )
+        )
+    return rules
+
+
 def _still_failing(p: Params, env: str) -> str:
     """A canary target failing now, or failing when its exporter stopped being scraped.
 

@@ -81,7 +81,6 @@ class Params:
     # A fleet SLO: the share of canary-target evaluations that are not failing, per job
     # and environment, over slo_window; the burn-rate alert watches its error budget.
     canary_slo: float = 0.995
-    slo_window: str = "30d"
     # Where Grafana serves the shipped dashboards ("" leaves dashboard_url out), e.g.
     # https://grafana.example.org; alerts link to the overview or the target dashboard.
     grafana_url: str = ""
@@ -94,7 +93,6 @@ class Params:
         for name in ("canary_window", "reachability_interval"):
             if duration_seconds(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be longer than 0s")
-        duration_seconds(self.slo_window)
         if self.keep_firing_for:
             duration_seconds(self.keep_firing_for)
         for alert, value in self.for_overrides.items():
