@@ -81,6 +81,12 @@ CONTRACT_METRICS = frozenset(
         "apns_canary_deliveries_total",
         "apns_canary_delivery_lost_total",
         "apns_canary_last_delivery_timestamp_seconds",
+        # Meta-monitoring and per-target probe intervals (issue 24).
+        "apns_exporter_shard_index",
+        "apns_exporter_shard_count",
+        "apns_exporter_targets_configured",
+        "apns_exporter_targets_probed",
+        "apns_probe_interval_seconds",
     }
 )
 HISTOGRAMS = frozenset(

@@ -308,10 +308,10 @@ def test_alertmanager_example_passes_amtool(tmp_path: Path) -> None:
 
 
 def test_alertmanager_routes_critical_to_the_pager_and_drops_info() -> None:
-    """Routing: critical pages, info goes nowhere, grouping keeps one target per notification."""
+    """Routing: critical pages, info goes nowhere, one notification per alert and environment."""
     config = yaml.safe_load(assets.alertmanager_example())
     route = config["route"]
-    assert {"alertname", "severity", "target"} <= set(route["group_by"])
+    assert route["group_by"] == ["alertname", "severity", "job", "apns_environment"]
     by_severity = {r["matchers"][0]: r["receiver"] for r in route["routes"]}
     assert by_severity == {"severity = info": "blackhole", "severity = critical": "pager"}
     receivers = {r["name"]: r for r in config["receivers"]}

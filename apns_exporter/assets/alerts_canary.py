@@ -85,7 +85,9 @@ def recording_rules(p: Params) -> list[Rule]:
             f"or\n  0 * {up}\n",
         ),
         # The same for targets with a canary only: PING-only targets never page.
-        record("target:apns_canary_failing:bool", f"target:apns_failing:bool\nand {ON} {canary} > 0"),
+        record(
+            "target:apns_canary_failing:bool", f"target:apns_failing:bool\nand {ON} {canary} > 0"
+        ),
         # The fleet SLI: the share of canary targets not failing, per job and environment.
         record(
             "job_environment:apns_canary_success:ratio",
@@ -156,8 +158,7 @@ def exporter_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsExporterShardMissing",
-            f"count by (job) ({last(index)})\n"
-            f"< max by (job) ({last(shards)})",
+            f"count by (job) ({last(index)})\n< max by (job) ({last(shards)})",
             "warning",
             "A shard of the APNs exporter is missing.",
             """Only {{ $value }} exporter(s) of job {{ $labels.job }} report a shard{{ with

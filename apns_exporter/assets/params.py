@@ -194,7 +194,9 @@ def with_settings(
     changes: dict[str, Any] = {}
     unknown = sorted(set(fors or ()) - set(alerts)) if alerts is not None else []
     if unknown:
-        raise ValueError(f"--for {unknown[0]}: no such alert (known: {', '.join(sorted(alerts or ()))})")
+        raise ValueError(
+            f"--for {unknown[0]}: no such alert (known: {', '.join(sorted(alerts or ()))})"
+        )
     for name, text in settings.items():
         if name not in TUNABLE:
             raise ValueError(f"unknown setting {name!r} (known: {', '.join(sorted(TUNABLE))})")

@@ -83,7 +83,9 @@ def alert(
         "runbook_url": p.runbook(name),
     }
     if p.grafana_url:
-        rule["annotations"]["dashboard_url"] = dashboard_url(p.grafana_url, "$labels.target" in text)
+        rule["annotations"]["dashboard_url"] = dashboard_url(
+            p.grafana_url, "$labels.target" in text
+        )
     return rule
 
 

@@ -92,6 +92,26 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=r,
         )
+        # Meta-monitoring: a missing shard or an unprobed target is otherwise silent.
+        self.shard_index = Gauge(
+            "apns_exporter_shard_index",
+            "This replica's shard I of --targets.shard I/N.",
+            registry=r,
+        )
+        self.shard_count = Gauge(
+            "apns_exporter_shard_count",
+            "Shards N the targets are split into (1: unsharded).",
+            registry=r,
+        )
+        self.shard_count.set(1)
+        self.targets_configured = Gauge(
+            "apns_exporter_targets_configured",
+            "Targets in the loaded configuration, every shard's.",
+            registry=r,
+        )
+        self.targets_probed = Gauge(
+            "apns_exporter_targets_probed", "Targets this replica probes (its shard's).", registry=r
+        )
         self.exposition = Exposition(r, Store())
         # Everything /metrics serves, for generate_latest, get_sample_value and tests.
         self.registry = self.exposition.registry
@@ -104,6 +124,9 @@ class Metrics:
         self.delivery = DeliverySeries(make)
         self.chain = ChainSeries(make)
         self.reachability = ReachabilitySeries(make)
+        self.probe_interval = make.gauge(
+            "apns_probe_interval_seconds", "Configured interval of each probe.", "probe"
+        )
         self._environments: dict[str, str] = {}
         self._has_canary: dict[str, bool] = {}
         self._latest: dict[tuple[str, ProbeKind], ProbeResult] = {}
@@ -111,6 +134,8 @@ class Metrics:
     def families(self) -> Iterator[MetricWrapperBase | Family]:
         """Every metric family the exporter defines (not the process collectors)."""
         yield from (self.build_info, self.receipts_rejected, self.reload_ok, self.reload_time)
+        yield from (self.shard_index, self.shard_count, self.targets_configured)
+        yield self.targets_probed
         yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
@@ -137,6 +162,18 @@ class Metrics:
         self.reload_ok.set(1 if ok else 0)
         if ok:
             self.reload_time.set(now)
+
+    def sharded(self, shard: tuple[int, int], configured: int, probed: int) -> None:
+        """Record this replica's shard and how many of the configured targets it probes."""
+        self.shard_index.set(shard[0])
+        self.shard_count.set(shard[1])
+        self.targets_configured.set(configured)
+        self.targets_probed.set(probed)
+
+    def intervals(self, target: str, every: dict[ProbeKind, float]) -> None:
+        """Record how often each probe of ``target`` runs (staleness is judged against it)."""
+        for kind, seconds in every.items():
+            self.probe_interval.labels(*self._labels(target), kind.value).set(seconds)
 
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""
