@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ from apns_exporter.assets.params import Params, duration_seconds, format_duratio
 from apns_exporter.assets.rules import ALERTED_REASONS, groups
 from apns_exporter.commands import assets as command
 from apns_exporter.receipts.book import REASONS as RECEIPT_REASONS
-from tests.helpers import load_script
+from tests.helpers import load_script, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 generate = load_script("apns_assets_generate", ROOT / "alerts" / "generate.py")
@@ -107,6 +108,10 @@ def test_assets_command_writes_checkable_files_with_the_users_parameters(tmp_pat
         ["--for", "ApnsCanaryFailing"],
         ["--for", "ApnsCanaryFailing=later"],
         ["--runbook-url", ""],
+        ["--set", "cert_warning_days=-5"],
+        ["--set", "fleet_failing_ratio=2"],
+        ["--for", "NoSuchAlert=5m"],
+        ["--label", "bad-name=x"],
     ],
 )
 def test_assets_command_rejects_bad_parameters(tmp_path: Path, flags: list[str]) -> None:
@@ -340,3 +345,69 @@ def test_runbook_has_a_section_for_every_failing_layer() -> None:
     for layer in LAYERS:
         assert f"\n### Failing layer {layer}\n" in runbook
         assert assets.runbook_section(layer, "x").endswith(f"#failing-layer-{layer}")
+
+
+# ------------------------------------------------------ assets --out, through the CLI
+
+
+def _one_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit 2 with exactly one line naming the problem, and no traceback."""
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--runbook-url", "https://wiki.example.org/a\nb"], ("runbook_url", "CR, LF or NUL")),
+        (["--runbook-url", "https://wiki.example.org/a\rb"], ("runbook_url", "CR, LF or NUL")),
+        (["--for", "NoSuchAlert=5m"], ("NoSuchAlert", "no such alert")),
+        (["--set", "cert_warning_days=-5"], ("cert_warning_days=-5", "out of range")),
+        (["--label", "team=a\nb"], ("label team", "CR, LF or NUL")),
+    ],
+)
+def test_assets_cli_refuses_bad_values_in_one_line(
+    tmp_path: Path, flags: list[str], words: tuple[str, ...]
+) -> None:
+    """A newline in a URL or label, an unknown alert or an out-of-range value: one line, exit 2."""
+    _one_error(run_cli("assets", "--out", str(tmp_path / "out"), *flags), *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_assets_cli_never_writes_through_a_symlink_out_of_dir(tmp_path: Path) -> None:
+    """A symlinked dashboards/ or output file is refused before anything is written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dashboards").symlink_to(outside)
+    _one_error(run_cli("assets", "--out", str(out)), "dashboards", "symbolic link")
+    assert list(outside.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["dashboards"]
+    (out / "dashboards").unlink()
+    victim = outside / "victim"
+    victim.write_text("keep\n")
+    (out / "alertmanager.yml").symlink_to(victim)
+    _one_error(run_cli("assets", "--out", str(out)), "alertmanager.yml", "not a regular file")
+    assert victim.read_text() == "keep\n"
+
+
+def test_assets_cli_does_not_hang_on_a_fifo_named_like_an_output(tmp_path: Path) -> None:
+    """A FIFO in place of the rules file is refused at once, when writing and when checking."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "apns-exporter.rules.yml")
+    for extra in ((), ("--check",)):
+        _one_error(run_cli("assets", "--out", str(out), *extra), "not a regular file")
+
+
+@pytest.mark.parametrize("kind", ["file", "under-a-file"])
+def test_assets_cli_reports_an_unusable_out_without_a_traceback(tmp_path: Path, kind: str) -> None:
+    """--out naming a file, or a path under a file, is one error line, not a traceback."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker if kind == "file" else blocker / "sub"
+    _one_error(run_cli("assets", "--out", str(out)), str(out))

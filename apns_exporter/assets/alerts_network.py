@@ -84,7 +84,8 @@ def connection_alerts(p: Params) -> list[Rule]:
             """APNs has advertised MAX_CONCURRENT_STREAMS=1 on the connection of target {{
             $labels.target }} ({{ $labels.apns_environment }}) for <FOR>, without a
             reconnect in the last 30 minutes, although its device canaries succeed; a
-            healthy connection gets 1000. APNs lowers the limit after rejected requests, so requests on this
+            healthy connection gets 1000. APNs lowers the limit after rejected requests, so
+            requests on this
             connection keep being rejected between canaries, or the connection is wedged.
             Senders on such a connection get one push in flight at a time.""",
             for_="30m",
