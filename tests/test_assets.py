@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -411,3 +412,69 @@ def test_assets_cli_reports_an_unusable_out_without_a_traceback(tmp_path: Path, 
     blocker.write_text("")
     out = blocker if kind == "file" else blocker / "sub"
     _one_error(run_cli("assets", "--out", str(out)), str(out))
+
+
+def test_an_empty_selector_does_not_watch_every_scrape_target(tmp_path: Path) -> None:
+    """--selector '' alerts on a down exporter, never on another job's down target."""
+    rules = assets.render_all(Params(selector=""))["apns-exporter.rules.yml"]
+    assert "up{}" not in rules
+    series = [
+        {"series": 'up{job="node",instance="host:9100"}', "values": "0x20"},
+        {"series": 'up{job="apns",instance="e:1"}', "values": "1 1 0x20"},
+        {"series": 'apns_exporter_build_info{job="apns",instance="e:1"}', "values": "1 1"},
+    ]
+    down = re.sub(
+        r"\s+",
+        " ",
+        "Prometheus has failed to scrape the APNs exporter e:1 (job apns) for 5 minutes, so "
+        "canaries, PINGs and credential expiry of every target it monitors are no longer "
+        "watched. Likely causes: the exporter crashed or is restarting, its listen address or "
+        "web config changed, service discovery lost it, or the rules' selector does not match "
+        "the scrape job.",
+    )
+    expected = {
+        "exp_labels": {"severity": "warning", "job": "apns", "instance": "e:1"},
+        "exp_annotations": {
+            "summary": "The APNs exporter is down.",
+            "description": down,
+            "runbook_url": assets.DEFAULT_RUNBOOK_URL + "#apnsexporterdown",
+        },
+    }
+    case = {"eval_time": "10m", "alertname": "ApnsExporterDown", "exp_alerts": [expected]}
+    _run_tests(
+        tmp_path, rules, [{"interval": "1m", "input_series": series, "alert_rule_test": [case]}]
+    )
+
+
+def test_for_overrides_change_the_duration_descriptions_state(tmp_path: Path) -> None:
+    """--for ApnsCanaryFailing=15m makes the description say 15 minutes, not the default 10."""
+    params = with_settings(Params(), {}, {"ApnsCanaryFailing": "15m", "ApnsExporterDown": "90s"})
+    alerts = _alerts(assets.render_all(params)["apns-exporter.rules.yml"])
+    canary = {a["annotations"]["description"] for a in alerts if a["alert"] == "ApnsCanaryFailing"}
+    assert all("have failed for at least 15 minutes" in d for d in canary)
+    assert not any("10 minutes" in d for d in canary)
+    down = next(a for a in alerts if a["alert"] == "ApnsExporterDown")
+    assert "for 90 seconds" in down["annotations"]["description"]
+    assert "5 minutes" not in down["annotations"]["description"]
+
+
+def test_extra_labels_and_grafana_url_reach_every_alert() -> None:
+    """--label adds to every alert's labels; --grafana-url links each to its dashboard."""
+    params = with_settings(
+        dataclasses.replace(Params(), grafana_url="https://grafana.example.org/"),
+        {},
+        labels={"team": "push"},
+    )
+    alerts = _alerts(assets.render_all(params)["apns-exporter.rules.yml"])
+    assert all(a["labels"]["team"] == "push" for a in alerts)
+    urls = {a["alert"]: a["annotations"]["dashboard_url"] for a in alerts}
+    assert urls["ApnsCanaryFailing"].startswith(
+        "https://grafana.example.org/d/apns-exporter-target?"
+    )
+    assert "var-target={{ $labels.target }}" in urls["ApnsCanaryFailing"]
+    assert urls["ApnsFleetFailing"].startswith(
+        "https://grafana.example.org/d/apns-exporter-overview?"
+    )
+    assert "dashboard_url" not in json.dumps(
+        _alerts(assets.render_all()["apns-exporter.rules.yml"])
+    )

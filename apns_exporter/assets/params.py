@@ -121,7 +121,7 @@ class Params:
     def select(self, metric: str, *matchers: str) -> str:
         """A selector of ``metric`` limited to the exporter's series, plus ``matchers``."""
         inside = ", ".join(m for m in (self.selector, *matchers) if m)
-        return f"{metric}{{{inside}}}"
+        return f"{metric}{{{inside}}}" if inside else metric
 
     def up(self) -> str:
         """The exporter's ``up`` series: by the selector, else by its build_info series.
