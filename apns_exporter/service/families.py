@@ -25,6 +25,7 @@ from apns_exporter.service.series import (
     Families,
     Labels,
     bounded,
+    exemplar,
     status_label,
 )
 
@@ -183,7 +184,7 @@ class CanarySeries:
             else:
                 status = status_label(push.status)
                 self.responses.labels(*t, status, push.reason or "none").inc()
-                self.duration.labels(*t).observe(push.duration)
+                self.duration.labels(*t).observe(push.duration, exemplar(push))
         end = result.started_at + result.duration
         self.last_attempt.labels(*t).set(end)
         if result.ok:
