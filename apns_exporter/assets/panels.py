@@ -149,7 +149,7 @@ def heatmap(
 
     ``exemplars``: show the histogram's exemplars (one push's IDs) as points over it.
     """
-    extra = {"exemplar": True} if exemplars else {}
+    extra: dict[str, Any] = {"exemplar": True} if exemplars else {}
     return panel(
         "heatmap",
         title,
