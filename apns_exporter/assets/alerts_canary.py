@@ -189,11 +189,19 @@ def exporter_alerts(p: Params) -> list[Rule]:
 def canary_alerts(p: Params) -> list[Rule]:
     """The canary: failing (the page), fleet-wide failure, staleness, latency, setup."""
     setup = count(_responses(p, 'reason=~"' + _SETUP + '"'), "1h")
+    # During a fleet-wide failure this alert is muted (the fleet alert pages) and its
+    # per-target queries would run for thousands of alerts on every evaluation: one query
+    # decides, and the details are left out.
+    fleet = (
+        '{{ if printf "ALERTS{alertname=\\"ApnsFleetFailing\\",alertstate=\\"firing\\",'
+        'job=%q,apns_environment=%q}" $labels.job $labels.apns_environment | query }} '
+        "This target is part of a fleet-wide failure: see ApnsFleetFailing.{{ else }}"
+    )
     failing = """Canary pushes for target {{ $labels.target }} ({{ $labels.apns_environment }},
-        exporter {{ $labels.instance }}) have failed for at least <FOR>{{ with """ + (
+        exporter {{ $labels.instance }}) have failed for at least <FOR>.""" + fleet + """{{ with """ + (
         per_target("time() - apns_canary_last_success_timestamp_seconds{{T}} < 1e9")
-        + """ | query }}; the last success was {{ . | first | value | humanizeDuration }}
-        ago{{ end }}. """
+        + """ | query }} The last success was {{ . | first | value | humanizeDuration }}
+        ago.{{ end }} """
         + layer_text(per_target("apns_failing_layer{{T}} == 1"))
         + """APNs answers in the last """
         + p.canary_window
@@ -203,7 +211,8 @@ def canary_alerts(p: Params) -> list[Rule]:
         with $s.Labels.reason }}{{ if ne . "none" }} {{ . }}{{ end }}{{ end }} ({{ printf
         "%.0f" $s.Value }}){{ else }}none, so requests got no HTTP response{{ end }}.{{ with
         printf "up{job=%q,instance=%q} == 0" $labels.job $labels.instance | query }} The
-        exporter is not being scraped: this is the last state it reported.{{ end }}"""
+        exporter is not being scraped: this is the last state it reported.{{ end }}{{ end
+        }}"""
     )
     return [
         *(
