@@ -308,7 +308,7 @@ def test_overview_has_the_fleet_trend_and_slo_panels() -> None:
     panels = {p["title"]: p for p in _panels(board)}
     trend = panels["Failing targets by layer"]
     assert trend["type"] == "timeseries"
-    assert "count by (layer)" in trend["targets"][0]["expr"]
+    assert "sum by (layer)" in trend["targets"][0]["expr"]
     assert "job_environment:apns_canary_success:ratio" in panels["Canary SLO"]["targets"][0]["expr"]
 
 

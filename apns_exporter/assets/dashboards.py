@@ -160,8 +160,10 @@ def overview(p: Params) -> dict[str, Any]:
             "(apns_failing_layer): one layer rising across many targets is a shared cause.",
             [
                 query(
-                    f"count by (layer) (\n  apns_failing_layer{{{TARGET}}} == 1\n"
-                    f"  and {ON_TARGET} target:apns_canary_failing:bool{{{TARGET}}} == 1\n)",
+                    # A product, not a filter: every layer reads 0 while nothing fails.
+                    f"sum by (layer) (\n  apns_failing_layer{{{TARGET}}}\n"
+                    f"  * {ON_TARGET} group_left\n"
+                    f"  target:apns_canary_failing:bool{{{TARGET}}}\n)",
                     "{{layer}}",
                 )
             ],
