@@ -196,6 +196,9 @@ def _measure(binary: str, workdir: Any, rules: Any, address: str) -> dict[str, A
             seen.append(_group_durations(url))
         groups = get_json(f"{url}/api/v1/rules")["data"]["groups"]
         by_alert: dict[str, int] = {}
+        slowest = sorted(
+            ((r["evaluationTime"], r["name"]) for g in groups for r in g["rules"]), reverse=True
+        )[:6]
         for group in groups:
             for rule in group["rules"]:
                 if rule["type"] == "alerting":
@@ -209,6 +212,7 @@ def _measure(binary: str, workdir: Any, rules: Any, address: str) -> dict[str, A
             "alerts_firing": {k: v for k, v in sorted(by_alert.items()) if v},
             "rule_group_last_duration_seconds": {k: round(v, 4) for k, v in worst.items()},
             "under_evaluation_interval": all(v < EVALUATION_SECONDS for v in worst.values()),
+            "slowest_rules_seconds": [[name, round(t, 4)] for t, name in slowest],
         }
         durations = result["rule_group_last_duration_seconds"]
         log(f"rule groups at {TARGETS} failing targets: {durations}")

@@ -159,14 +159,23 @@ def test_alerted_reasons_list_every_reason_the_rules_name() -> None:
 
 
 def test_reason_counts_catch_a_series_first_seen_at_one() -> None:
-    """Every rule that selects a reason counts through count(), which sees a new series."""
+    """Every reason count goes through count(): a new series counts whole, an unseen one not.
+
+    A series counts by its whole value only when it is missing from some of the window's
+    successful scrapes (new), never merely because Prometheus has no sample a window ago.
+    """
     for group in groups(Params()):
         for rule in group["rules"]:
             expr = rule["expr"]
             for selector in re.findall(r"apns_\w+_total\{[^}]*reason[^}]*\}", expr):
                 windows = re.findall(re.escape(selector) + r"\[(\w+)\]", expr)
                 for window in windows:
-                    assert f"{selector} offset {window} or {selector}" in expr, (rule, selector)
+                    new = (
+                        f"or {selector} and count_over_time({selector}[{window}]) < "
+                        f"on (job, instance) group_left sum_over_time(up[{window}])"
+                    )
+                    assert new in expr, (rule, selector)
+                    assert f"or {selector})" not in expr, (rule, selector)
 
 
 def test_no_rule_or_panel_uses_the_setup_duration_histogram() -> None:

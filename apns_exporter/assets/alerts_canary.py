@@ -88,6 +88,13 @@ def recording_rules(p: Params) -> list[Rule]:
         record(
             "target:apns_canary_failing:bool", f"target:apns_failing:bool\nand {ON} {canary} > 0"
         ),
+        # 1 while a job and environment fail fleet-wide (ApnsFleetFailing's condition), else 0.
+        record(
+            "job_environment:apns_canary_fleet_failing:bool",
+            f"({_fleet(p, ANY)}) > bool 0\n"
+            "or on (job, apns_environment)\n"
+            "0 * count by (job, apns_environment) (target:apns_canary_failing:bool)",
+        ),
         # The fleet SLI: the share of canary targets not failing, per job and environment.
         record(
             "job_environment:apns_canary_success:ratio",
@@ -190,15 +197,17 @@ def canary_alerts(p: Params) -> list[Rule]:
     """The canary: failing (the page), fleet-wide failure, staleness, latency, setup."""
     setup = count(_responses(p, 'reason=~"' + _SETUP + '"'), "1h")
     # During a fleet-wide failure this alert is muted (the fleet alert pages) and its
-    # per-target queries would run for thousands of alerts on every evaluation: one query
-    # decides, and the details are left out.
+    # per-target queries would run for thousands of alerts on every evaluation: the
+    # expression's value (2) says so, and the details are left out without a query.
     fleet = (
-        '{{ if printf "ALERTS{alertname=\\"ApnsFleetFailing\\",alertstate=\\"firing\\",'
-        'job=%q,apns_environment=%q}" $labels.job $labels.apns_environment | query }} '
-        "This target is part of a fleet-wide failure: see ApnsFleetFailing.{{ else }}"
+        "{{ if eq $value 2.0 }} This target is part of a fleet-wide failure: see "
+        "ApnsFleetFailing.{{ else }}"
     )
     failing = """Canary pushes for target {{ $labels.target }} ({{ $labels.apns_environment }},
-        exporter {{ $labels.instance }}) have failed for at least <FOR>.""" + fleet + """{{ with """ + (
+        exporter {{ $labels.instance }}) have failed for at least <FOR>."""
+        + fleet
+        + """{{ with """
+        + (
         per_target("time() - apns_canary_last_success_timestamp_seconds{{T}} < 1e9")
         + """ | query }} The last success was {{ . | first | value | humanizeDuration }}
         ago.{{ end }} """
@@ -311,6 +320,8 @@ BURN_WINDOWS = (
     ("3d", "6h", 1.0, "3h"),
 )
 SLI = "job_environment:apns_canary_success:ratio"
+FLEET = "job_environment:apns_canary_fleet_failing:bool"
+ANY = '=~".+"'
 
 
 def slo_rules() -> list[Rule]:
@@ -361,8 +372,11 @@ def _still_failing(p: Params, env: str) -> str:
     verdict stands for an hour while no exporter of that job and instance is up.
     """
     failing = f"target:apns_canary_failing:bool{{apns_environment{env}}}"
+    # The value: 2 while the target's job and environment fail fleet-wide, else 1.
     return (
-        f"{failing} == 1\n"
+        f"  ({failing} == 1)\n"
+        f"  + on (job, apns_environment) group_left {FLEET}\n"
+        f"or\n  ({failing} == 1) + 0\n"
         f"or\n  last_over_time({failing}[1h]) == 1\n"
         f"  unless on (job, instance) {p.up()} == 1"
     )
