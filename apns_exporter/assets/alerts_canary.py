@@ -203,12 +203,13 @@ def canary_alerts(p: Params) -> list[Rule]:
         "{{ if eq $value 2.0 }} This target is part of a fleet-wide failure: see "
         "ApnsFleetFailing.{{ else }}"
     )
-    failing = """Canary pushes for target {{ $labels.target }} ({{ $labels.apns_environment }},
+    head = """Canary pushes for target {{ $labels.target }} ({{ $labels.apns_environment }},
         exporter {{ $labels.instance }}) have failed for at least <FOR>."""
+    failing = (
+        head
         + fleet
         + """{{ with """
-        + (
-        per_target("time() - apns_canary_last_success_timestamp_seconds{{T}} < 1e9")
+        + per_target("time() - apns_canary_last_success_timestamp_seconds{{T}} < 1e9")
         + """ | query }} The last success was {{ . | first | value | humanizeDuration }}
         ago.{{ end }} """
         + layer_text(per_target("apns_failing_layer{{T}} == 1"))
