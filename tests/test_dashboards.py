@@ -267,9 +267,14 @@ def test_stat_panels_have_thresholds_and_name_their_exporter() -> None:
         assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"], where
         if panel["targets"][0]["legendFormat"] != "__auto":
             assert panel["options"]["textMode"] == "value_and_name", where
-    board = BOARDS["apns-exporter-overview.json"]
-    scrape = next(p for p in _panels(board) if p["title"] == "Config loaded")
-    assert scrape["options"]["textMode"] == "value_and_name"
+    for name, title in (
+        ("apns-exporter-overview.json", "Config loaded"),
+        ("apns-exporter-target.json", "Client certificate expires in"),
+        ("apns-exporter-target.json", "Credential loaded"),
+    ):
+        stat = next(p for p in _panels(BOARDS[name]) if p["title"] == title)
+        assert stat["targets"][0]["legendFormat"] == "{{instance}}", title
+        assert stat["options"]["textMode"] == "value_and_name", title
 
 
 def test_targets_table_links_to_the_target_dashboard_and_keys_on_every_target() -> None:

@@ -219,6 +219,7 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             steps=DAYS_STEPS,
             no_value="token auth",
             decimals=1,
+            legend="{{instance}}",
         ),
         stat(
             "Credential loaded",
@@ -227,6 +228,7 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             "bool",
             6,
             height=8,
+            legend="{{instance}}",
             mappings=OK_FAILING,
             steps=RED_GREEN,
         ),
