@@ -487,3 +487,32 @@ def test_extra_labels_and_grafana_url_reach_every_alert() -> None:
     assert "dashboard_url" not in json.dumps(
         _alerts(assets.render_all()["apns-exporter.rules.yml"])
     )
+
+
+def test_a_for_override_is_what_the_fired_alert_says_in_promtool(tmp_path: Path) -> None:
+    """Under --for ApnsExporterDown=7m the alert fires after 7 minutes and says 7 minutes."""
+    params = with_settings(Params(), {}, {"ApnsExporterDown": "7m"})
+    rules = assets.render_all(params)["apns-exporter.rules.yml"]
+    up = {"series": 'up{job="apns-exporter",instance="e:1"}', "values": "1 1 0x20"}
+    text = (
+        "Prometheus has failed to scrape the APNs exporter e:1 (job apns-exporter) for 7 "
+        "minutes, so canaries, PINGs and credential expiry of every target it monitors are no "
+        "longer watched. Likely causes: the exporter crashed or is restarting, its listen "
+        "address or web config changed, service discovery lost it, or the rules' selector "
+        "does not match the scrape job."
+    )
+    fired = {
+        "exp_labels": {"severity": "warning", "job": "apns-exporter", "instance": "e:1"},
+        "exp_annotations": {
+            "summary": "The APNs exporter is down.",
+            "description": text,
+            "runbook_url": assets.DEFAULT_RUNBOOK_URL + "#apnsexporterdown",
+        },
+    }
+    cases = [
+        {"eval_time": "8m", "alertname": "ApnsExporterDown", "exp_alerts": []},
+        {"eval_time": "10m", "alertname": "ApnsExporterDown", "exp_alerts": [fired]},
+    ]
+    _run_tests(
+        tmp_path, rules, [{"interval": "1m", "input_series": [up], "alert_rule_test": cases}]
+    )
