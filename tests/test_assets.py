@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,7 +21,7 @@ from apns_exporter.assets.params import Params, duration_seconds, format_duratio
 from apns_exporter.assets.rules import ALERTED_REASONS, groups
 from apns_exporter.commands import assets as command
 from apns_exporter.receipts.book import REASONS as RECEIPT_REASONS
-from tests.helpers import load_script
+from tests.helpers import load_script, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 generate = load_script("apns_assets_generate", ROOT / "alerts" / "generate.py")
@@ -107,6 +109,10 @@ def test_assets_command_writes_checkable_files_with_the_users_parameters(tmp_pat
         ["--for", "ApnsCanaryFailing"],
         ["--for", "ApnsCanaryFailing=later"],
         ["--runbook-url", ""],
+        ["--set", "cert_warning_days=-5"],
+        ["--set", "fleet_failing_ratio=2"],
+        ["--for", "NoSuchAlert=5m"],
+        ["--label", "bad-name=x"],
     ],
 )
 def test_assets_command_rejects_bad_parameters(tmp_path: Path, flags: list[str]) -> None:
@@ -153,14 +159,23 @@ def test_alerted_reasons_list_every_reason_the_rules_name() -> None:
 
 
 def test_reason_counts_catch_a_series_first_seen_at_one() -> None:
-    """Every rule that selects a reason counts through count(), which sees a new series."""
+    """Every reason count goes through count(): a new series counts whole, an unseen one not.
+
+    A series counts by its whole value only when it is missing from some of the window's
+    successful scrapes (new), never merely because Prometheus has no sample a window ago.
+    """
     for group in groups(Params()):
         for rule in group["rules"]:
             expr = rule["expr"]
             for selector in re.findall(r"apns_\w+_total\{[^}]*reason[^}]*\}", expr):
                 windows = re.findall(re.escape(selector) + r"\[(\w+)\]", expr)
                 for window in windows:
-                    assert f"{selector} offset {window} or {selector}" in expr, (rule, selector)
+                    new = (
+                        f"or {selector} and count_over_time({selector}[{window}]) < "
+                        f"on (job, instance) group_left sum_over_time(up[{window}])"
+                    )
+                    assert new in expr, (rule, selector)
+                    assert f"or {selector})" not in expr, (rule, selector)
 
 
 def test_no_rule_or_panel_uses_the_setup_duration_histogram() -> None:
@@ -308,10 +323,10 @@ def test_alertmanager_example_passes_amtool(tmp_path: Path) -> None:
 
 
 def test_alertmanager_routes_critical_to_the_pager_and_drops_info() -> None:
-    """Routing: critical pages, info goes nowhere, grouping keeps one target per notification."""
+    """Routing: critical pages, info goes nowhere, one notification per alert and environment."""
     config = yaml.safe_load(assets.alertmanager_example())
     route = config["route"]
-    assert {"alertname", "severity", "target"} <= set(route["group_by"])
+    assert route["group_by"] == ["alertname", "severity", "job", "apns_environment"]
     by_severity = {r["matchers"][0]: r["receiver"] for r in route["routes"]}
     assert by_severity == {"severity = info": "blackhole", "severity = critical": "pager"}
     receivers = {r["name"]: r for r in config["receivers"]}
@@ -340,3 +355,164 @@ def test_runbook_has_a_section_for_every_failing_layer() -> None:
     for layer in LAYERS:
         assert f"\n### Failing layer {layer}\n" in runbook
         assert assets.runbook_section(layer, "x").endswith(f"#failing-layer-{layer}")
+
+
+# ------------------------------------------------------ assets --out, through the CLI
+
+
+def _one_error(result: subprocess.CompletedProcess[str], *words: str) -> None:
+    """Exit 2 with exactly one line naming the problem, and no traceback."""
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--runbook-url", "https://wiki.example.org/a\nb"], ("runbook_url", "CR, LF or NUL")),
+        (["--runbook-url", "https://wiki.example.org/a\rb"], ("runbook_url", "CR, LF or NUL")),
+        (["--for", "NoSuchAlert=5m"], ("NoSuchAlert", "no such alert")),
+        (["--set", "cert_warning_days=-5"], ("cert_warning_days=-5", "out of range")),
+        (["--label", "team=a\nb"], ("label team", "CR, LF or NUL")),
+    ],
+)
+def test_assets_cli_refuses_bad_values_in_one_line(
+    tmp_path: Path, flags: list[str], words: tuple[str, ...]
+) -> None:
+    """A newline in a URL or label, an unknown alert or an out-of-range value: one line, exit 2."""
+    _one_error(run_cli("assets", "--out", str(tmp_path / "out"), *flags), *words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_assets_cli_never_writes_through_a_symlink_out_of_dir(tmp_path: Path) -> None:
+    """A symlinked dashboards/ or output file is refused before anything is written."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "dashboards").symlink_to(outside)
+    _one_error(run_cli("assets", "--out", str(out)), "dashboards", "symbolic link")
+    assert list(outside.iterdir()) == []
+    assert [p.name for p in out.iterdir()] == ["dashboards"]
+    (out / "dashboards").unlink()
+    victim = outside / "victim"
+    victim.write_text("keep\n")
+    (out / "alertmanager.yml").symlink_to(victim)
+    _one_error(run_cli("assets", "--out", str(out)), "alertmanager.yml", "not a regular file")
+    assert victim.read_text() == "keep\n"
+
+
+def test_assets_cli_does_not_hang_on_a_fifo_named_like_an_output(tmp_path: Path) -> None:
+    """A FIFO in place of the rules file is refused at once, when writing and when checking."""
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "apns-exporter.rules.yml")
+    for extra in ((), ("--check",)):
+        _one_error(run_cli("assets", "--out", str(out), *extra), "not a regular file")
+
+
+@pytest.mark.parametrize("kind", ["file", "under-a-file"])
+def test_assets_cli_reports_an_unusable_out_without_a_traceback(tmp_path: Path, kind: str) -> None:
+    """--out naming a file, or a path under a file, is one error line, not a traceback."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    out = blocker if kind == "file" else blocker / "sub"
+    _one_error(run_cli("assets", "--out", str(out)), str(out))
+
+
+def test_an_empty_selector_does_not_watch_every_scrape_target(tmp_path: Path) -> None:
+    """--selector '' alerts on a down exporter, never on another job's down target."""
+    rules = assets.render_all(Params(selector=""))["apns-exporter.rules.yml"]
+    assert "up{}" not in rules
+    series = [
+        {"series": 'up{job="node",instance="host:9100"}', "values": "0x20"},
+        {"series": 'up{job="apns",instance="e:1"}', "values": "1 1 0x20"},
+        {"series": 'apns_exporter_build_info{job="apns",instance="e:1"}', "values": "1 1"},
+    ]
+    down = re.sub(
+        r"\s+",
+        " ",
+        "Prometheus has failed to scrape the APNs exporter e:1 (job apns) for 5 minutes, so "
+        "canaries, PINGs and credential expiry of every target it monitors are no longer "
+        "watched. Likely causes: the exporter crashed or is restarting, its listen address or "
+        "web config changed, service discovery lost it, or the rules' selector does not match "
+        "the scrape job.",
+    )
+    expected = {
+        "exp_labels": {"severity": "warning", "job": "apns", "instance": "e:1"},
+        "exp_annotations": {
+            "summary": "The APNs exporter is down.",
+            "description": down,
+            "runbook_url": assets.DEFAULT_RUNBOOK_URL + "#apnsexporterdown",
+        },
+    }
+    case = {"eval_time": "10m", "alertname": "ApnsExporterDown", "exp_alerts": [expected]}
+    _run_tests(
+        tmp_path, rules, [{"interval": "1m", "input_series": series, "alert_rule_test": [case]}]
+    )
+
+
+def test_for_overrides_change_the_duration_descriptions_state(tmp_path: Path) -> None:
+    """--for ApnsCanaryFailing=15m makes the description say 15 minutes, not the default 10."""
+    params = with_settings(Params(), {}, {"ApnsCanaryFailing": "15m", "ApnsExporterDown": "90s"})
+    alerts = _alerts(assets.render_all(params)["apns-exporter.rules.yml"])
+    canary = {a["annotations"]["description"] for a in alerts if a["alert"] == "ApnsCanaryFailing"}
+    assert all("have failed for at least 15 minutes" in d for d in canary)
+    assert not any("10 minutes" in d for d in canary)
+    down = next(a for a in alerts if a["alert"] == "ApnsExporterDown")
+    assert "for 90 seconds" in down["annotations"]["description"]
+    assert "5 minutes" not in down["annotations"]["description"]
+
+
+def test_extra_labels_and_grafana_url_reach_every_alert() -> None:
+    """--label adds to every alert's labels; --grafana-url links each to its dashboard."""
+    params = with_settings(
+        dataclasses.replace(Params(), grafana_url="https://grafana.example.org/"),
+        {},
+        labels={"team": "push"},
+    )
+    alerts = _alerts(assets.render_all(params)["apns-exporter.rules.yml"])
+    assert all(a["labels"]["team"] == "push" for a in alerts)
+    urls = {a["alert"]: a["annotations"]["dashboard_url"] for a in alerts}
+    assert urls["ApnsCanaryFailing"].startswith(
+        "https://grafana.example.org/d/apns-exporter-target?"
+    )
+    assert "var-target={{ $labels.target }}" in urls["ApnsCanaryFailing"]
+    assert urls["ApnsFleetFailing"].startswith(
+        "https://grafana.example.org/d/apns-exporter-overview?"
+    )
+    assert "dashboard_url" not in json.dumps(
+        _alerts(assets.render_all()["apns-exporter.rules.yml"])
+    )
+
+
+def test_a_for_override_is_what_the_fired_alert_says_in_promtool(tmp_path: Path) -> None:
+    """Under --for ApnsExporterDown=7m the alert fires after 7 minutes and says 7 minutes."""
+    params = with_settings(Params(), {}, {"ApnsExporterDown": "7m"})
+    rules = assets.render_all(params)["apns-exporter.rules.yml"]
+    up = {"series": 'up{job="apns-exporter",instance="e:1"}', "values": "1 1 0x20"}
+    text = (
+        "Prometheus has failed to scrape the APNs exporter e:1 (job apns-exporter) for 7 "
+        "minutes, so canaries, PINGs and credential expiry of every target it monitors are no "
+        "longer watched. Likely causes: the exporter crashed or is restarting, its listen "
+        "address or web config changed, service discovery lost it, or the rules' selector "
+        "does not match the scrape job."
+    )
+    fired = {
+        "exp_labels": {"severity": "warning", "job": "apns-exporter", "instance": "e:1"},
+        "exp_annotations": {
+            "summary": "The APNs exporter is down.",
+            "description": text,
+            "runbook_url": assets.DEFAULT_RUNBOOK_URL + "#apnsexporterdown",
+        },
+    }
+    cases = [
+        {"eval_time": "8m", "alertname": "ApnsExporterDown", "exp_alerts": []},
+        {"eval_time": "10m", "alertname": "ApnsExporterDown", "exp_alerts": [fired]},
+    ]
+    _run_tests(
+        tmp_path, rules, [{"interval": "1m", "input_series": [up], "alert_rule_test": cases}]
+    )

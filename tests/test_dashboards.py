@@ -83,9 +83,11 @@ def test_template_variables() -> None:
         assert list(variables) == ["datasource", "job", "instance", "environment", "target"]
         assert variables["datasource"]["type"] == "datasource"
         assert variables["datasource"]["query"] == "prometheus"
-        assert variables["datasource"]["label"] == "Data Source"
+        # grafana/dashboard-linter's labels: "Data source", then the title-cased name.
+        assert variables["datasource"]["label"] == "Data source"
         for name in ("job", "instance", "environment", "target"):
             var = variables[name]
+            assert var["label"] == name.title()
             assert var["type"] == "query"
             assert var["datasource"]["uid"] == "${datasource}"
             assert var["definition"].startswith("label_values(")
@@ -112,20 +114,24 @@ def test_rates_use_rate_interval() -> None:
 
 
 def test_queries_select_job_instance_and_target() -> None:
-    """Every selector selects job; per-target ones also instance, environment and target."""
+    """Every selector selects job; per-target ones also instance, environment and target.
+
+    Instance and target values are regex-escaped (${x:regex}): "a.b" must not match "axb".
+    """
     exporter_level = {
         "up",
         "apns_exporter_config_last_reload_successful",
         "apns_exporter_config_last_reload_success_timestamp_seconds",
     }
     for q in QUERIES:
-        for name, selector in re.findall(r"\b([a-zA-Z_:][\w:]*)(\{[^}]*\})", q["expr"]):
+        selectors = re.findall(r"\b([a-zA-Z_:][\w:]*)(\{(?:[^{}]|\$\{[^}]*\})*\})", q["expr"])
+        for name, selector in selectors:
             assert 'job=~"$job"' in selector, q
-            if name == "ALERTS":
-                continue  # fleet alerts carry neither instance nor target
-            assert 'instance=~"$instance"' in selector, q
+            if name == "ALERTS" or name.startswith("job_environment:"):
+                continue  # fleet alerts and SLO series carry neither instance nor target
+            assert 'instance=~"${instance:regex}"' in selector, q
             if name not in exporter_level:
-                assert 'target=~"$target"' in selector, q
+                assert 'target=~"${target:regex}"' in selector, q
                 assert 'apns_environment=~"$environment"' in selector, q
 
 
@@ -243,3 +249,77 @@ def test_committed_json_is_valid() -> None:
         board = json.loads(path.read_text(encoding="utf-8"))
         assert board["title"]
         assert board["panels"]
+
+
+def test_no_panel_uses_the_week_rounding_day_unit() -> None:
+    """Day counts use a "days" suffix: Grafana's d unit shows 27 days as "3.9 week"."""
+    text = json.dumps(BOARDS)
+    assert '"unit": "d"' not in text
+    assert '"value": "d"' not in text
+    assert grafana.DAYS in text
+
+
+def test_stat_panels_have_thresholds_and_name_their_exporter() -> None:
+    """No stat falls back to Grafana's red-at-80; stats with a legend show whose value it is."""
+    for where, panel in _content_panels():
+        if panel["type"] != "stat":
+            continue
+        assert panel["fieldConfig"]["defaults"]["thresholds"]["steps"], where
+        if panel["targets"][0]["legendFormat"] != "__auto":
+            assert panel["options"]["textMode"] == "value_and_name", where
+    for name, title in (
+        ("apns-exporter-overview.json", "Config loaded"),
+        ("apns-exporter-target.json", "Client certificate expires in"),
+        ("apns-exporter-target.json", "Credential loaded"),
+    ):
+        stat = next(p for p in _panels(BOARDS[name]) if p["title"] == title)
+        assert stat["targets"][0]["legendFormat"] == "{{instance}}", title
+        assert stat["options"]["textMode"] == "value_and_name", title
+
+
+def test_targets_table_links_to_the_target_dashboard_and_keys_on_every_target() -> None:
+    """The trouble table links each row to its target and keeps inventory-only targets."""
+    from apns_exporter.assets.dashboard_target import TARGET_UID
+
+    board = BOARDS["apns-exporter-overview.json"]
+    table = next(p for p in _panels(board) if p["title"] == "Targets by trouble")
+    links = [
+        prop["value"]
+        for o in table["fieldConfig"]["overrides"]
+        if o["matcher"]["options"] == "target"
+        for prop in o["properties"]
+        if prop["id"] == "links"
+    ]
+    (link,) = links[0]
+    assert link["url"].startswith(f"/d/{TARGET_UID}?")
+    assert "var-target=${__data.fields.target}" in link["url"]
+    trouble = table["targets"][0]["expr"]
+    assert "apns_target_info" in trouble
+
+
+def test_time_series_have_a_minimum_interval_and_latency_shows_exemplars() -> None:
+    """Sparse counters do not spike at short zoom; the canary latency panel shows exemplars."""
+    for where, panel in _content_panels():
+        if panel["type"] in ("timeseries", "heatmap"):
+            assert panel["interval"] == "1m", where
+    board = BOARDS["apns-exporter-target.json"]
+    latency = next(p for p in _panels(board) if p["title"] == "Canary latency")
+    assert latency["targets"][0]["exemplar"] is True
+
+
+def test_overview_has_the_fleet_trend_and_slo_panels() -> None:
+    """Failing targets by layer over time, and the fleet SLO, are on the overview."""
+    board = BOARDS["apns-exporter-overview.json"]
+    panels = {p["title"]: p for p in _panels(board)}
+    trend = panels["Failing targets by layer"]
+    assert trend["type"] == "timeseries"
+    assert "sum by (layer)" in trend["targets"][0]["expr"]
+    assert "job_environment:apns_canary_success:ratio" in panels["Canary SLO"]["targets"][0]["expr"]
+
+
+def test_expand_query_fills_regex_formatted_variables() -> None:
+    """${target:regex} is substituted like $target (the value passed is already a regex)."""
+    expr = 'x{target=~"${target:regex}", instance=~"${instance:regex}"}'
+    assert grafana.expand_query(expr, target=grafana.literal("a.b")) == (
+        'x{target=~"a\\\\.b", instance=~".+"}'
+    )

@@ -401,3 +401,24 @@ def test_systemd_unit_exposure_is_low(tmp_path: Path) -> None:
         assert "unrecognized option" in result.stderr or "offline" in result.stderr
         return
     assert float(match.group(1)) <= 2.0, result.stdout
+
+
+def test_monitors_relabel_instance_to_the_pod_name() -> None:
+    """ServiceMonitor and PodMonitor set instance from the pod name, not the pod's IP."""
+    service_monitor = manifest("servicemonitor.yaml", "ServiceMonitor")
+    pod_monitor = manifest("podmonitor.yaml", "PodMonitor")
+    endpoints = [*service_monitor["spec"]["endpoints"], *pod_monitor["spec"]["podMetricsEndpoints"]]
+    for endpoint in endpoints:
+        assert {
+            "sourceLabels": ["__meta_kubernetes_pod_name"],
+            "targetLabel": "instance",
+        } in endpoint["relabelings"]
+    # The rules select job="apns-exporter"; the pods carry it as their name label.
+    assert pod_monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+    statefulset = manifest("statefulset-sharded.yaml", "StatefulSet")
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["app.kubernetes.io/name"] == "apns-exporter"
+    assert pod_monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] == "http-metrics"
+    (kustomization,) = documents(KUBERNETES / "kustomization.yaml")
+    assert "podmonitor.yaml" not in kustomization["resources"], "it would scrape twice"

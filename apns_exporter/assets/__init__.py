@@ -14,7 +14,12 @@ from importlib import resources
 from apns_exporter.assets.dashboards import dashboards
 from apns_exporter.assets.grafana import render
 from apns_exporter.assets.params import DEFAULT_RUNBOOK_URL, DEFAULT_SELECTOR, Params
-from apns_exporter.assets.rules import ALERTED_REASONS, render_prometheus_rule, render_rules
+from apns_exporter.assets.rules import (
+    ALERTED_REASONS,
+    groups,
+    render_prometheus_rule,
+    render_rules,
+)
 
 RULES_FILE = "apns-exporter.rules.yml"
 PROMETHEUS_RULE_FILE = "prometheusrule.yaml"
@@ -36,6 +41,11 @@ def alertmanager_example() -> str:
     return resources.files(__name__).joinpath(ALERTMANAGER_FILE).read_text(encoding="utf-8")
 
 
+def alert_names() -> frozenset[str]:
+    """Every alert the rules define (what ``--for`` may name)."""
+    return frozenset(r["alert"] for g in groups(Params()) for r in g["rules"] if "alert" in r)
+
+
 def render_all(params: Params | None = None) -> dict[str, str]:
     """Every shipped file, by its path relative to the output directory."""
     p = params or Params()
@@ -53,6 +63,7 @@ __all__ = [
     "DEFAULT_RUNBOOK_URL",
     "DEFAULT_SELECTOR",
     "Params",
+    "alert_names",
     "alertmanager_example",
     "render_all",
     "runbook_section",

@@ -8,7 +8,7 @@ app was reinstalled, a wrong device token or topic) is a warning, never a page.
 from __future__ import annotations
 
 from apns_exporter.assets.params import Params, duration_seconds, format_duration
-from apns_exporter.assets.promql import ON, Rule, alert, count, per_target, record
+from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target, record
 
 # Canary answers that say the canary itself is set up wrongly, not that APNs is down:
 # the device token is gone (410), belongs to another app, or the topic is wrong.
@@ -63,7 +63,8 @@ def recording_rules(p: Params) -> list[Rule]:
     )
     errors = count(p.select("apns_canary_request_errors_total"), w)
     dials = count(p.select("apns_connection_failures_total"), w)
-    up = p.select("apns_up")
+    up = last(p.select("apns_up"))
+    canary = last(p.select("apns_canary_interval_seconds"))
     return [
         # 1 while the canary's failures in the window are only setup problems (absent
         # otherwise).
@@ -84,12 +85,37 @@ def recording_rules(p: Params) -> list[Rule]:
             f"  (({up} == bool 0) unless {ON} target:apns_canary_setup_problem:bool == 1)\n"
             f"or\n  0 * {up}\n",
         ),
+        # The same for targets with a canary only: PING-only targets never page.
+        record(
+            "target:apns_canary_failing:bool", f"target:apns_failing:bool\nand {ON} {canary} > 0"
+        ),
+        # 1 while a job and environment fail fleet-wide (ApnsFleetFailing's condition), else 0.
+        record(
+            "job_environment:apns_canary_fleet_failing:bool",
+            f"({_fleet(p, ANY)}) > bool 0\n"
+            "or on (job, apns_environment)\n"
+            "0 * count by (job, apns_environment) (target:apns_canary_failing:bool)",
+        ),
+        # The fleet SLI: the share of canary targets not failing, per job and environment.
+        record(
+            "job_environment:apns_canary_success:ratio",
+            "1 - avg by (job, apns_environment) (target:apns_canary_failing:bool)",
+        ),
     ]
 
 
 def exporter_alerts(p: Params) -> list[Rule]:
-    """The exporter is scraped and its configuration loads."""
-    up = p.select("up")
+    """The exporter is scraped, its configuration loads, and every shard probes."""
+    up = p.up()
+    matching = p.selector.replace('"', "'") or "the exporter's series"
+    shard = (
+        '{{ with printf "last_over_time(apns_exporter_shard_index{job=%q,instance=%q}[1d])"'
+        " $labels.job $labels.instance | query }}, shard {{ . | first | value }}{{ end }}"
+    )
+    index = p.select("apns_exporter_shard_index")
+    shards = p.select("apns_exporter_shard_count")
+    configured = p.select("apns_exporter_targets_configured")
+    probed = p.select("apns_exporter_targets_probed")
     return [
         alert(
             p,
@@ -98,10 +124,11 @@ def exporter_alerts(p: Params) -> list[Rule]:
             p.exporter_down_severity,
             "The APNs exporter is down.",
             """{{ if $labels.instance }}Prometheus has failed to scrape the APNs exporter
-            {{ $labels.instance }} (job {{ $labels.job }}) for 5 minutes{{ else }}Prometheus
-            has no scrape target matching """
-            + p.selector.replace('"', "'")
-            + """ for 5 minutes{{ end }}, so canaries, PINGs and credential expiry of every
+            {{ $labels.instance }} (job {{ $labels.job }}"""
+            + shard
+            + """) for <FOR>{{ else }}Prometheus has no scrape target matching """
+            + matching
+            + """ for <FOR>{{ end }}, so canaries, PINGs and credential expiry of every
             target it monitors are no longer watched. Likely causes: the exporter crashed
             or is restarting, its listen address or web config changed, service discovery
             lost it, or the rules' selector does not match the scrape job.""",
@@ -109,8 +136,21 @@ def exporter_alerts(p: Params) -> list[Rule]:
         ),
         alert(
             p,
+            "ApnsMonitoringBlind",
+            f"max by (job) ({up}) == 0 or absent({up})",
+            "critical",
+            "Every APNs exporter of a job is down: APNs is not monitored.",
+            """No exporter of job {{ $labels.job }} has been scraped for <FOR>: no canary,
+            PING or certificate of any target is watched, so an APNs outage would go
+            unnoticed. Pages that were firing keep firing on their last known state. Likely
+            causes: the exporter's deployment is gone or crash-looping, a network policy
+            blocks Prometheus, or service discovery lost every exporter.""",
+            for_="15m",
+        ),
+        alert(
+            p,
             "ApnsExporterConfigReloadFailed",
-            f"{p.select('apns_exporter_config_last_reload_successful')} == 0",
+            f"{last(p.select('apns_exporter_config_last_reload_successful'))} == 0",
             "warning",
             "The APNs exporter failed to reload its configuration.",
             """The last configuration reload of the APNs exporter {{ $labels.instance }}
@@ -123,18 +163,56 @@ def exporter_alerts(p: Params) -> list[Rule]:
             `apns-exporter --config.check` prints the error.""",
             for_="5m",
         ),
+        alert(
+            p,
+            "ApnsExporterShardMissing",
+            f"count by (job) ({last(index)})\n< max by (job) ({last(shards)})",
+            "warning",
+            "A shard of the APNs exporter is missing.",
+            """Only {{ $value }} exporter(s) of job {{ $labels.job }} report a shard{{ with
+            printf "max(apns_exporter_shard_count{job=%q})" $labels.job |
+            query }}, but the targets are split into {{ . | first | value }} shards{{ end
+            }}; the targets of the missing shard are not probed. Likely causes: a pending
+            or crash-looping StatefulSet pod, or replicas out of step with --targets.shard
+            I/N.""",
+            for_="15m",
+        ),
+        alert(
+            p,
+            "ApnsTargetsUnprobed",
+            f"max by (job) ({last(configured)})\n> sum by (job) ({last(probed)})",
+            "warning",
+            "Configured APNs targets are not probed by any exporter.",
+            """Of the {{ with printf "max(apns_exporter_targets_configured{job=%q})"
+            $labels.job | query }}{{ . | first | value }}{{ end }} targets configured for
+            job {{ $labels.job }}, the exporters probe only {{ with printf
+            "sum(apns_exporter_targets_probed{job=%q})" $labels.job | query }}{{ . | first |
+            value }}{{ end }}. Likely causes: exporters with different configuration files,
+            or shards that disagree on the shard count.""",
+            for_="15m",
+        ),
     ]
 
 
 def canary_alerts(p: Params) -> list[Rule]:
     """The canary: failing (the page), fleet-wide failure, staleness, latency, setup."""
-    canary_target = f"{ON} {p.select('apns_canary_interval_seconds')} > 0"
     setup = count(_responses(p, 'reason=~"' + _SETUP + '"'), "1h")
-    failing = """Canary pushes for target {{ $labels.target }} ({{ $labels.apns_environment }},
-        exporter {{ $labels.instance }}) have failed for at least 10 minutes{{ with """ + (
-        per_target("time() - apns_canary_last_success_timestamp_seconds{{T}} < 1e9")
-        + """ | query }}; the last success was {{ . | first | value | humanizeDuration }}
-        ago{{ end }}. """
+    # During a fleet-wide failure this alert is muted (the fleet alert pages) and its
+    # per-target queries would run for thousands of alerts on every evaluation: the
+    # expression's value (2) says so, and the details are left out without a query.
+    fleet = (
+        "{{ if eq $value 2.0 }} This target is part of a fleet-wide failure: see "
+        "ApnsFleetFailing.{{ else }}"
+    )
+    head = """Canary pushes for target {{ $labels.target }} ({{ $labels.apns_environment }},
+        exporter {{ $labels.instance }}) have failed for at least <FOR>."""
+    failing = (
+        head
+        + fleet
+        + """{{ with """
+        + per_target("time() - apns_canary_last_success_timestamp_seconds{{T}} < 1e9")
+        + """ | query }} The last success was {{ . | first | value | humanizeDuration }}
+        ago.{{ end }} """
         + layer_text(per_target("apns_failing_layer{{T}} == 1"))
         + """APNs answers in the last """
         + p.canary_window
@@ -142,57 +220,54 @@ def canary_alerts(p: Params) -> list[Rule]:
         + per_target(f"increase(apns_canary_responses_total{{{{T}}}}[{p.canary_window}]) >= 0.5")
         + """ | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.status }}{{
         with $s.Labels.reason }}{{ if ne . "none" }} {{ . }}{{ end }}{{ end }} ({{ printf
-        "%.0f" $s.Value }}){{ else }}none, so requests got no HTTP response{{ end }}."""
+        "%.0f" $s.Value }}){{ else }}none, so requests got no HTTP response{{ end }}.{{ with
+        printf "up{job=%q,instance=%q} == 0" $labels.job $labels.instance | query }} The
+        exporter is not being scraped: this is the last state it reported.{{ end }}{{ end
+        }}"""
     )
-    # Recorded from the selected series already: no selector needed.
-    fleet = 'target:apns_failing:bool{apns_environment="production"}'
     return [
-        alert(
-            p,
-            "ApnsCanaryFailing",
-            f'target:apns_failing:bool{{apns_environment="production"}} == 1\nand {canary_target}',
-            "critical",
-            "APNs canary pushes are failing.",
-            failing,
-            for_="10m",
-            keep_firing=True,
+        *(
+            alert(
+                p,
+                "ApnsCanaryFailing",
+                _still_failing(p, env),
+                severity,
+                "APNs canary pushes are failing.",
+                failing,
+                for_="10m",
+                keep_firing=True,
+            )
+            for env, severity in (('="production"', "critical"), ('!="production"', "warning"))
         ),
-        alert(
-            p,
-            "ApnsCanaryFailing",
-            f'target:apns_failing:bool{{apns_environment!="production"}} == 1\nand {canary_target}',
-            "warning",
-            "APNs canary pushes are failing.",
-            failing,
-            for_="10m",
-            keep_firing=True,
-        ),
-        alert(
-            p,
-            "ApnsFleetFailing",
-            f"count by (job) ({fleet} == 1) >= {p.fleet_min_targets}\n"
-            f"and\ncount by (job) ({fleet} == 1) / count by (job) ({fleet})"
-            f" >= {p.fleet_failing_ratio}",
-            "critical",
-            "Many APNs targets fail at once.",
-            """{{ printf "%.0f" $value }} production targets of job {{ $labels.job }} fail
-            at the same time{{ with printf
-            "count(target:apns_failing:bool{job=%q,apns_environment=\\"production\\"})"
-            $labels.job | query }} out of {{ . | first | value }}{{ end }}. Failing layers:
-            {{ range $i, $s := printf "count by (layer) (apns_failing_layer{job=%q} == 1)"
-            $labels.job | query | sortByLabel "layer" }}{{ if $i }}, {{ end }}{{
-            $s.Labels.layer }} ({{ $s.Value }}){{ end }}. One credential cannot break many
-            targets: this is APNs itself, the network towards Apple (DNS, firewall, proxy), a
-            trust store change on the exporter host, or a signing key shared by all.""",
-            for_="5m",
-            keep_firing=True,
+        *(
+            alert(
+                p,
+                "ApnsFleetFailing",
+                _fleet(p, env),
+                severity,
+                "Many APNs targets fail at once.",
+                """{{ printf "%.0f" $value }} {{ $labels.apns_environment }} canary targets
+                of job {{ $labels.job }} fail at the same time{{ with printf
+                "count(target:apns_canary_failing:bool{job=%q,apns_environment=%q})"
+                $labels.job $labels.apns_environment | query }} out of {{ . | first | value
+                }}{{ end }}. Failing layers: {{ range $i, $s := printf "count by (layer)
+                (apns_failing_layer{job=%q,apns_environment=%q} == 1)" $labels.job
+                $labels.apns_environment | query | sortByLabel "layer" }}{{ if $i }}, {{ end
+                }}{{ $s.Labels.layer }} ({{ $s.Value }}){{ end }}. One credential cannot
+                break many targets: this is APNs itself, the network towards Apple (DNS,
+                firewall, proxy), a trust store change on the exporter host, or a signing key
+                shared by all.""",
+                for_="5m",
+                keep_firing=True,
+            )
+            for env, severity in (('="production"', "critical"), ('!="production"', "warning"))
         ),
         alert(
             p,
             "ApnsCanaryStale",
-            f"time() - {p.select('apns_canary_last_attempt_timestamp_seconds')}\n"
-            f"  > 3 * {p.select('apns_canary_interval_seconds')}\n"
-            f"and {p.select('apns_canary_interval_seconds')} > 0",
+            f"time() - {last(p.select('apns_canary_last_attempt_timestamp_seconds'))}\n"
+            f"  > {ON} 3 * {last(p.select('apns_canary_interval_seconds'))}\n"
+            f"and {ON} {last(p.select('apns_canary_interval_seconds'))} > 0",
             "warning",
             "APNs canary pushes are not being attempted.",
             """The exporter {{ $labels.instance }} last attempted a canary push for target
@@ -237,6 +312,86 @@ def canary_alerts(p: Params) -> list[Rule]:
             page; until it is fixed the canary cannot see an outage either.""",
         ),
     ]
+
+
+# Multi-window burn rates, as the kubernetes-mixin pairs them: (long, short, factor, for).
+BURN_WINDOWS = (
+    ("1h", "5m", 14.4, "2m"),
+    ("6h", "30m", 6.0, "15m"),
+    ("1d", "2h", 3.0, "1h"),
+    ("3d", "6h", 1.0, "3h"),
+)
+SLI = "job_environment:apns_canary_success:ratio"
+FLEET = "job_environment:apns_canary_fleet_failing:bool"
+ANY = '=~".+"'
+
+
+def slo_rules() -> list[Rule]:
+    """The canary error ratio of every burn-rate window, per job and environment."""
+    windows = sorted({w for long, short, _, _ in BURN_WINDOWS for w in (long, short)})
+    return [
+        record(f"job_environment:apns_canary_error:ratio_avg{w}", f"1 - avg_over_time({SLI}[{w}])")
+        for w in windows
+    ]
+
+
+def slo_alerts(p: Params) -> list[Rule]:
+    """The error budget of the fleet SLO burning fast (hours) or slowly (days)."""
+    budget = 1 - p.canary_slo
+    rules = []
+    for long, short, factor, for_ in BURN_WINDOWS:
+        ratio = "job_environment:apns_canary_error:ratio_avg"
+        rules.append(
+            alert(
+                p,
+                "ApnsCanaryErrorBudgetBurn",
+                f"{ratio}{long} > ({factor:g} * {budget:.6g})\n"
+                f"and\n{ratio}{short} > ({factor:g} * {budget:.6g})",
+                "warning",
+                "The APNs canary SLO's error budget is burning.",
+                """{{ $value | humanizePercentage }} of the canary targets of job {{
+                $labels.job }} ({{ $labels.apns_environment }}) have been failing on average
+                over the last """
+                + long
+                + f""", {factor:g} times the rate that spends the whole error budget of the
+                {p.canary_slo:.4g} canary SLO in 30 days, and the last """
+                + short
+                + """ agree. Failing targets page on their own (ApnsCanaryFailing); this
+                says the fleet's availability is eroding, through many short or partial
+                failures as well.""",
+                for_=for_,
+                long=long,
+                short=short,
+            )
+        )
+    return rules
+
+
+def _still_failing(p: Params, env: str) -> str:
+    """A canary target failing now, or failing when its exporter stopped being scraped.
+
+    A page in progress must not resolve because the exporter died: its last recorded
+    verdict stands for an hour while no exporter of that job and instance is up.
+    """
+    failing = f"target:apns_canary_failing:bool{{apns_environment{env}}}"
+    # The value: 2 while the target's job and environment fail fleet-wide, else 1.
+    return (
+        f"  ({failing} == 1)\n"
+        f"  + on (job, apns_environment) group_left {FLEET}\n"
+        f"or\n  ({failing} == 1) + 0\n"
+        f"or\n  last_over_time({failing}[1h]) == 1\n"
+        f"  unless on (job, instance) {p.up()} == 1"
+    )
+
+
+def _fleet(p: Params, env: str) -> str:
+    """Canary targets of one job and environment failing at once, by share and number."""
+    failing = f"target:apns_canary_failing:bool{{apns_environment{env}}}"
+    by = "count by (job, apns_environment)"
+    return (
+        f"{by} ({failing} == 1) >= {p.fleet_min_targets}\n"
+        f"and\n{by} ({failing} == 1) / {by} ({failing}) >= {p.fleet_failing_ratio}"
+    )
 
 
 def delivery_alerts(p: Params) -> list[Rule]:
@@ -294,10 +449,14 @@ def delivery_alerts(p: Params) -> list[Rule]:
 
 def staleness_alerts(p: Params) -> list[Rule]:
     """Probes that stopped running: their last result would otherwise look current."""
-    stale = format_duration(3 * duration_seconds(p.reachability_interval))
+    window = 3 * duration_seconds(p.reachability_interval)
+    stale = format_duration(window)
     connect = p.select("apns_reachability_connect_seconds")
-    ping_age = f"time() - {p.select('apns_ping_last_success_timestamp_seconds')}"
-    tls_age = f"time() - {p.select('apns_tls_check_last_attempt_timestamp_seconds')}"
+    ping_age = f"time() - {last(p.select('apns_ping_last_success_timestamp_seconds'))}"
+    tls_age = f"time() - {last(p.select('apns_tls_check_last_attempt_timestamp_seconds'))}"
+
+    def interval(probe: str) -> str:
+        return last(p.select("apns_probe_interval_seconds", f'probe="{probe}"'))
 
     def stale_alert(probe: str, expr: str, reads: str) -> Rule:
         # A rule's own labels are not in $labels when annotations are rendered: name the
@@ -315,22 +474,25 @@ def staleness_alerts(p: Params) -> list[Rule]:
     return [
         stale_alert(
             "ping",
-            f"{p.select('apns_connection_up')} == 1\nand {ON}\n"
-            f"{ping_age} > 3 * {p.select('apns_ping_interval_seconds')}",
+            f"{last(p.select('apns_connection_up'))} == 1\nand {ON}\n"
+            f"{ping_age} > {ON} 3 * {last(p.select('apns_ping_interval_seconds'))}",
             "apns_connection_up still reads 1",
         ),
         # The connect time of a reachable host changes with every run (it is measured in
-        # nanoseconds); unchanged for three intervals means no run happened.
+        # nanoseconds); unchanged for three intervals means no run happened. A range cannot
+        # follow each target's interval: targets probed less often than
+        # reachability_interval are not judged.
         stale_alert(
             "reachability",
             f"{p.select('apns_reachable')} == 1\n"
             f"and changes({connect}[{stale}]) == 0\n"
-            f"and {connect} offset {stale}",
+            f"and {connect} offset {stale}\n"
+            f"and {ON} 3 * {interval('reachability')} <= {window}",
             "apns_reachable still reads 1",
         ),
         stale_alert(
             "tls_check",
-            f"{tls_age} > {3 * duration_seconds(p.tls_check_interval):g}",
+            f"{tls_age} > {ON} 3 * {interval('tls')}",
             "the server certificate series still read as they did at its last run",
         ),
     ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.assets.params import Params
-from apns_exporter.assets.promql import ON, Rule, alert, count, per_target
+from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target
 
 AUTH = tuple(sorted(r.value for r in AUTH_REASONS))
 TOKEN_UPDATES = Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES.value
@@ -30,7 +30,7 @@ def auth_alerts(p: Params) -> list[Rule]:
     w = p.canary_window
     auth = 'reason=~"' + _AUTH + '"'
     updates = 'reason="' + TOKEN_UPDATES + '"'
-    streak = p.select("apns_signing_key_invalid_streak")
+    streak = last(p.select("apns_signing_key_invalid_streak"))
     issued = p.select("apns_provider_token_issued_timestamp_seconds")
     used = p.select("apns_canary_last_attempt_timestamp_seconds")
     due = p.select("apns_signing_key_rotation_due_timestamp_seconds")
@@ -131,10 +131,10 @@ def auth_alerts(p: Params) -> list[Rule]:
 
 def certificate_alerts(p: Params) -> list[Rule]:
     """Client certificate expiry bands and credential files that do not load."""
-    left = f"{p.select('apns_client_certificate_not_after_timestamp_seconds')} - time()"
-    mdm = f"{ON} " + p.select("apns_client_certificate_info", 'mdm="true"')
-    production = p.select("apns_client_certificate_info", 'apns_environment="production"')
-    canary = f"{ON} {p.select('apns_canary_interval_seconds')} > 0"
+    left = f"{last(p.select('apns_client_certificate_not_after_timestamp_seconds'))} - time()"
+    mdm = f"{ON} " + last(p.select("apns_client_certificate_info", 'mdm="true"'))
+    production = last(p.select("apns_client_certificate_info", 'apns_environment="production"'))
+    canary = f"{ON} {last(p.select('apns_canary_interval_seconds'))} > 0"
     description = (
         """{{ $mdm := false }}{{ $cn := "" }}{{ range """
         + per_target("apns_client_certificate_info{{T}}")
@@ -190,7 +190,7 @@ def certificate_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsCredentialLoadFailed",
-            f"{p.select('apns_credential_up')} == 0",
+            f"{last(p.select('apns_credential_up'))} == 0",
             "warning",
             "The APNs exporter cannot load a credential.",
             """The exporter {{ $labels.instance }} cannot load the credential (client
@@ -210,7 +210,7 @@ def certificate_alerts(p: Params) -> list[Rule]:
 
 def tls_alerts(p: Params) -> list[Rule]:
     """The chain APNs presents: trust and changes."""
-    verified = p.select("apns_server_certificate_verified", 'trust_store="effective"')
+    verified = last(p.select("apns_server_certificate_verified", 'trust_store="effective"'))
     verify_failures = count(
         p.select("apns_connection_failures_total", 'reason="tls_verify"'), p.canary_window
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from apns_exporter.assets.params import Params
-from apns_exporter.assets.promql import ON, Rule, alert, count, per_target
+from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target
 
 _FAILURES_15M = per_target("increase(apns_connection_failures_total{{T}}[15m]) >= 0.5")
 
@@ -11,9 +11,7 @@ _FAILURES_15M = per_target("increase(apns_connection_failures_total{{T}}[15m]) >
 def connection_alerts(p: Params) -> list[Rule]:
     """The long-lived HTTP/2 connection: down, flapping, GOAWAYs, stream limit, PING RTT."""
     # While a target's canary fails, ApnsCanaryFailing speaks for its connection too.
-    canary_failing = (
-        f"{ON} ({p.select('apns_up')} == 0 and {ON} {p.select('apns_canary_interval_seconds')} > 0)"
-    )
+    canary_failing = f"{ON} target:apns_canary_failing:bool == 1"
     attempts = count(p.select("apns_connection_attempts_total"), "1h")
     device_pushes = count(p.select("apns_canary_pushes_total", 'kind="device"'), "30m")
     # A new connection starts at one stream; only one that stays open can be stuck.
@@ -22,14 +20,14 @@ def connection_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsConnectionDown",
-            f"{p.select('apns_connection_up')} == 0\nunless {canary_failing}",
+            f"{last(p.select('apns_connection_up'))} == 0\nunless {canary_failing}",
             "warning",
             "The APNs connection is down.",
             """The exporter's HTTP/2 connection to APNs{{ range """
             + per_target("apns_target_info{{T}}")
             + """ | query }} ({{ .Labels.host }}:{{ .Labels.port }}){{ end }} for target {{
             $labels.target }} ({{ $labels.apns_environment }}) has been down or has not
-            answered PINGs for 5 minutes. Connection failures in the last 15 minutes, by
+            answered PINGs for <FOR>. Connection failures in the last 15 minutes, by
             layer: {{ range $i, $s := """
             + _FAILURES_15M
             + """ | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.reason
@@ -77,16 +75,17 @@ def connection_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsStreamLimitStuckAtOne",
-            f"{p.select('apns_max_concurrent_streams')} == 1\n"
-            f"and {ON} {p.select('apns_up')} == 1\n"
+            f"{last(p.select('apns_max_concurrent_streams'))} == 1\n"
+            f"and {ON} {last(p.select('apns_up'))} == 1\n"
             f"and {ON} {device_pushes} > 0\n"
             f"unless {ON} {reconnects} > 0",
             "warning",
             "APNs allows only one concurrent stream.",
             """APNs has advertised MAX_CONCURRENT_STREAMS=1 on the connection of target {{
-            $labels.target }} ({{ $labels.apns_environment }}) for 30 minutes, without a
-            reconnect, although its device canaries succeed; a healthy connection gets
-            1000. APNs lowers the limit after rejected requests, so requests on this
+            $labels.target }} ({{ $labels.apns_environment }}) for <FOR>, without a
+            reconnect in the last 30 minutes, although its device canaries succeed; a
+            healthy connection gets 1000. APNs lowers the limit after rejected requests, so
+            requests on this
             connection keep being rejected between canaries, or the connection is wedged.
             Senders on such a connection get one push in flight at a time.""",
             for_="30m",
@@ -94,11 +93,13 @@ def connection_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsPingRttHigh",
-            'target_quantile:apns_ping_rtt_seconds:histogram_quantile{quantile="0.99"}'
+            # The median: ten minutes hold about ten PINGs, whose p99 is their maximum
+            # stretched to a bucket's upper bound; half of them being slow is a signal.
+            'target_quantile:apns_ping_rtt_seconds:histogram_quantile{quantile="0.5"}'
             f" > {p.ping_rtt_seconds:g}",
             "warning",
             "The APNs PING round-trip time is high.",
-            """The p99 HTTP/2 PING round-trip time to APNs for target {{ $labels.target }}
+            """The median HTTP/2 PING round-trip time to APNs for target {{ $labels.target }}
             ({{ $labels.apns_environment }}) was {{ $value | humanizeDuration }} over the last
             10 minutes (threshold """
             + f"{p.ping_rtt_seconds:g}s"
@@ -115,7 +116,7 @@ def reachability_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsAddressOutsideAppleRange",
-            f"{p.select('apns_address_in_apple_range')} == 0",
+            f"{last(p.select('apns_address_in_apple_range'))} == 0",
             "warning",
             "An APNs host resolves outside Apple's address ranges.",
             """{{ $labels.host }}, an APNs host of target {{ $labels.target }} ({{
@@ -128,12 +129,12 @@ def reachability_alerts(p: Params) -> list[Rule]:
         alert(
             p,
             "ApnsReachabilityLost",
-            f"max without (family) ({p.select('apns_reachable')}) == 0",
+            f"max without (family) ({last(p.select('apns_reachable'))}) == 0",
             "warning",
             "An APNs host is unreachable.",
             """The exporter {{ $labels.instance }} has not been able to open a TCP connection
             to {{ $labels.host }}:{{ $labels.port }} (target {{ $labels.target }}, {{
-            $labels.apns_environment }}) over any address family for 10 minutes. {{ if eq
+            $labels.apns_environment }}) over any address family for <FOR>. {{ if eq
             $labels.port "2197" }}Port 2197 is Apple's alternative to 443 and is often blocked
             by default. {{ end }}Likely causes: an egress firewall or network policy not
             allowing 17.0.0.0/8, a required HTTP proxy, or DNS failures.""",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from apns_exporter.assets.grafana import (
+    DAYS,
     OK_FAILING,
     RED_GREEN,
     TARGET,
@@ -49,10 +50,14 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
         heatmap(
             "Canary latency",
             "Canary request to APNs response headers (apns_canary_duration_seconds), "
-            "canaries per second in each latency bucket. APNs normally answers in 50-300 ms.",
+            "canaries per second in each latency bucket. APNs normally answers in 50-300 ms. "
+            "Points are exemplars: one canary each, with its apns-id (and apns-unique-id in "
+            "sandbox) to look up in the Push Notifications Console or your logs; they need "
+            "Prometheus' exemplar storage (--enable-feature=exemplar-storage).",
             "apns_canary_duration_seconds_bucket",
             12,
             "Oranges",
+            exemplars=True,
         ),
         timeseries(
             "Canary responses by reason",
@@ -208,12 +213,13 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             "Client certificate expires in",
             CERT_DAYS,
             f"(apns_client_certificate_not_after_timestamp_seconds{{{TARGET}}} - time()) / 86400",
-            "d",
+            DAYS,
             6,
             height=8,
             steps=DAYS_STEPS,
             no_value="token auth",
             decimals=1,
+            legend="{{instance}}",
         ),
         stat(
             "Credential loaded",
@@ -222,6 +228,7 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             "bool",
             6,
             height=8,
+            legend="{{instance}}",
             mappings=OK_FAILING,
             steps=RED_GREEN,
         ),
@@ -291,7 +298,7 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
                     "matcher": {"id": "byName", "options": "Value #C"},
                     "properties": [
                         {"id": "displayName", "value": "expires in"},
-                        {"id": "unit", "value": "d"},
+                        {"id": "unit", "value": DAYS},
                         {"id": "decimals", "value": 0},
                     ],
                 },

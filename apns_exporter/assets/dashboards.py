@@ -12,6 +12,7 @@ from typing import Any
 
 from apns_exporter.assets.dashboard_target import TARGET_UID, target_detail
 from apns_exporter.assets.grafana import (
+    DAYS,
     EXPORTER,
     OK_FAILING,
     ON_TARGET,
@@ -20,10 +21,11 @@ from apns_exporter.assets.grafana import (
     UP_DOWN,
     Panel,
     dashboard,
+    query,
     row,
     thresholds,
 )
-from apns_exporter.assets.panels import stat, table
+from apns_exporter.assets.panels import stat, table, timeseries
 from apns_exporter.assets.params import Params
 
 OVERVIEW_UID = "apns-exporter-overview"
@@ -35,8 +37,28 @@ def firing(*matchers: str) -> str:
     return f"ALERTS{{{inside}}}"
 
 
+def _target_link() -> dict[str, Any]:
+    """A table cell's link to the row's target on the per-target dashboard."""
+    fields = "&".join(
+        f"var-{var}=${{__data.fields.{field}}}"
+        for var, field in (
+            ("job", "job"),
+            ("instance", "instance"),
+            ("environment", "apns_environment"),
+            ("target", "target"),
+        )
+    )
+    return {
+        "title": "Target dashboard",
+        "url": f"/d/{TARGET_UID}?{fields}&${{__url_time_range}}",
+    }
+
+
 def _targets_table() -> Panel:
     up = f"apns_up{{{TARGET}}}"
+    # Every target has apns_target_info, inventory-only ones (no apns_up) included: rows
+    # are keyed on it, without its extra labels.
+    every = f"max by (job, instance, target, apns_environment) (0 * apns_target_info{{{TARGET}}})"
     alerts = firing('instance=~"$instance"', 'target=~"$target"')
     count = f"count by (job, instance, target, apns_environment) ({alerts})"
     days = (
@@ -45,7 +67,7 @@ def _targets_table() -> Panel:
     )
     layer = (
         f"apns_failing_layer{{{TARGET}}} == 1\n"
-        f'or {ON_TARGET} label_replace(0 * {up}, "layer", "none", "", "")'
+        f'or {ON_TARGET} label_replace({every}, "layer", "none", "", "")'
     )
     return table(
         "Targets by trouble",
@@ -55,16 +77,20 @@ def _targets_table() -> Panel:
         "signing key's until its configured rotate_by date; last canary is the time since "
         "the last canary finished.",
         [
-            (f"10 * (1 - {up})\n+ {ON_TARGET}\n({count} or 0 * {up})", "trouble", "none"),
+            (
+                f"(10 * (1 - {up}) or {ON_TARGET} {every})\n+ {ON_TARGET}\n({count} or {every})",
+                "trouble",
+                "none",
+            ),
             (layer, "layer value", "none"),
             (up, "OK", "bool"),
-            (days, "credential days left", "d"),
+            (days, "credential days left", DAYS),
             (
                 f"time() - apns_canary_last_attempt_timestamp_seconds{{{TARGET}}}",
                 "last canary",
                 "s",
             ),
-            (f"{count} or 0 * {up}", "firing alerts", "none"),
+            (f"{count} or {every}", "firing alerts", "none"),
         ],
         24,
         10,
@@ -73,13 +99,17 @@ def _targets_table() -> Panel:
         sort_by="trouble",
         overrides=[
             {
+                "matcher": {"id": "byName", "options": "target"},
+                "properties": [{"id": "links", "value": [_target_link()]}],
+            },
+            {
                 "matcher": {"id": "byName", "options": "Value #C"},
                 "properties": [
                     {"id": "mappings", "value": OK_FAILING},
                     {"id": "custom.cellOptions", "value": {"type": "color-background"}},
                     {"id": "thresholds", "value": RED_GREEN},
                 ],
-            }
+            },
         ],
     )
 
@@ -123,6 +153,39 @@ def overview(p: Params) -> dict[str, Any]:
             steps=thresholds((None, "green"), (1, "orange")),
         ),
         _targets_table(),
+        timeseries(
+            "Failing targets by layer",
+            "Canary targets failing for users over time (recording rule "
+            "target:apns_canary_failing:bool), by the layer that fails "
+            "(apns_failing_layer): one layer rising across many targets is a shared cause.",
+            [
+                query(
+                    # A product, not a filter: every layer reads 0 while nothing fails.
+                    f"sum by (layer) (\n  apns_failing_layer{{{TARGET}}}\n"
+                    f"  * {ON_TARGET} group_left\n"
+                    f"  target:apns_canary_failing:bool{{{TARGET}}}\n)",
+                    "{{layer}}",
+                )
+            ],
+            "short",
+            16,
+            draw="bars",
+        ),
+        timeseries(
+            "Canary SLO",
+            "Share of canary targets not failing, per job and environment (recording rule "
+            "job_environment:apns_canary_success:ratio); the error budget alert "
+            "ApnsCanaryErrorBudgetBurn watches its burn rate.",
+            [
+                query(
+                    'job_environment:apns_canary_success:ratio{job=~"$job", '
+                    'apns_environment=~"$environment"}',
+                    "{{job}} {{apns_environment}}",
+                )
+            ],
+            "percentunit",
+            8,
+        ),
         table(
             "Firing alerts",
             "APNs alerts firing now (ALERTS), as Prometheus evaluates the shipped rules; "

@@ -21,8 +21,15 @@ TAG = "apns-exporter"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Matchers for exporter-level and per-target series.
-EXPORTER = 'job=~"$job", instance=~"$instance"'
-TARGET = 'job=~"$job", instance=~"$instance", apns_environment=~"$environment", target=~"$target"'
+# Instance and target values hold regex metacharacters ("10.0.0.1:10054", "app.prod"):
+# Grafana escapes a single value only when asked (:regex).
+EXPORTER = 'job=~"$job", instance=~"${instance:regex}"'
+TARGET = (
+    'job=~"$job", instance=~"${instance:regex}", apns_environment=~"$environment", '
+    'target=~"${target:regex}"'
+)
+# Whole days (Grafana's "d" unit shows 27 days as "3.9 week").
+DAYS = "suffix: days"
 # Labels a per-target series is identified by, for joins.
 ON_TARGET = "on (job, instance, target, apns_environment)"
 
@@ -159,7 +166,8 @@ def variable(name: str, definition: str, *, multi: bool = True) -> dict[str, Any
     """A query variable fed by ``label_values``; refreshed when the time range changes."""
     out: dict[str, Any] = {
         "name": name,
-        "label": name,
+        # grafana/dashboard-linter: a variable is labelled with its title-cased name.
+        "label": name.title(),
         "type": "query",
         "datasource": DATASOURCE,
         "definition": definition,
@@ -184,7 +192,7 @@ def templating(multi_target: bool) -> dict[str, Any]:
         "list": [
             {
                 "name": "datasource",
-                "label": "Data Source",
+                "label": "Data source",
                 "type": "datasource",
                 "query": "prometheus",
                 "current": {},
@@ -337,11 +345,12 @@ def expand_query(
 
     def sub(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
+        # ${name:regex} gets the value regex-escaped by Grafana; values here are regexes.
         if name not in values:
             raise KeyError(f"unknown dashboard variable ${name} in {expr!r}")
         return values[name]
 
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", sub, expr)
+    return re.sub(r"\$\{(\w+)(?::regex)?\}|\$(\w+)", sub, expr)
 
 
 def render(board: dict[str, Any]) -> str:

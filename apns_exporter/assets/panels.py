@@ -7,7 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from apns_exporter.assets.grafana import RED_GREEN, Panel, panel, query, rate
+from apns_exporter.assets.grafana import RED_GREEN, Panel, panel, query, rate, thresholds
+
+# Sparse counters (a GOAWAY an hour) spike and vanish when Grafana's step gets shorter than
+# the scrape interval: no panel goes below this.
+MIN_INTERVAL = "1m"
 
 
 def stat(
@@ -24,10 +28,17 @@ def stat(
     no_value: str | None = None,
     decimals: int | None = None,
 ) -> Panel:
-    """A single-value panel showing the latest value, coloured by thresholds."""
-    defaults: dict[str, Any] = {"color": {"mode": "thresholds"}, "mappings": mappings or []}
-    if steps is not None:
-        defaults["thresholds"] = steps
+    """A single-value panel showing the latest value, coloured by thresholds.
+
+    Without ``steps`` the background is a neutral blue: Grafana's default thresholds turn
+    red at 80, which means nothing for a count. With a ``legend`` each value is shown with
+    its name (which exporter it belongs to).
+    """
+    defaults: dict[str, Any] = {
+        "color": {"mode": "thresholds"},
+        "mappings": mappings or [],
+        "thresholds": steps if steps is not None else thresholds((None, "blue")),
+    }
     if no_value is not None:
         defaults["noValue"] = no_value
     if decimals is not None:
@@ -46,7 +57,7 @@ def stat(
             "graphMode": "none",
             "justifyMode": "center",
             "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
-            "textMode": "value",
+            "textMode": "value_and_name" if legend else "value",
         },
     )
 
@@ -83,6 +94,7 @@ def timeseries(
         unit,
         width,
         height,
+        interval=MIN_INTERVAL,
         defaults=defaults,
         options={
             "legend": {"displayMode": "table", "placement": "bottom", "showLegend": True},
@@ -124,16 +136,29 @@ def state_timeline(
     )
 
 
-def heatmap(title: str, description: str, histogram: str, width: int, scheme: str) -> Panel:
-    """Observations per second in each bucket of a per-target histogram, over time."""
+def heatmap(
+    title: str,
+    description: str,
+    histogram: str,
+    width: int,
+    scheme: str,
+    *,
+    exemplars: bool = False,
+) -> Panel:
+    """Observations per second in each bucket of a per-target histogram, over time.
+
+    ``exemplars``: show the histogram's exemplars (one push's IDs) as points over it.
+    """
+    extra: dict[str, Any] = {"exemplar": True} if exemplars else {}
     return panel(
         "heatmap",
         title,
         description,
-        [query(f"sum by (le) ({rate(histogram)})", "{{le}}", format="heatmap")],
+        [query(f"sum by (le) ({rate(histogram)})", "{{le}}", format="heatmap", **extra)],
         "s",
         width,
         8,
+        interval=MIN_INTERVAL,
         options={
             "calculate": False,
             "yAxis": {"unit": "s"},
@@ -141,6 +166,7 @@ def heatmap(title: str, description: str, histogram: str, width: int, scheme: st
             "color": {"mode": "scheme", "scheme": scheme, "fill": "dark", "steps": 64},
             "tooltip": {"show": True, "yHistogram": False},
             "legend": {"show": True},
+            "exemplars": {"color": "rgba(255,0,255,0.7)"},
         },
     )
 

@@ -38,9 +38,10 @@ HEADER = """\
 #
 # Needs Prometheus >= 2.42 for keep_firing_for (prometheus-operator >= v0.66 in a
 # PrometheusRule); generate with --set keep_firing_for= to leave it out.
-# Paging policy (docs/runbook.md): only ApnsCanaryFailing on production targets and
-# ApnsFleetFailing are critical; causes and setup problems are warnings. Route and
-# inhibit them with the shipped Alertmanager example (alertmanager.yml).
+# Paging policy (docs/runbook.md): only ApnsCanaryFailing on production targets,
+# ApnsFleetFailing on production and ApnsMonitoringBlind are critical; causes, setup
+# problems and the SLO's budget burn are warnings. Route, group and inhibit them with the
+# shipped Alertmanager example (alertmanager.yml).
 """
 
 
@@ -70,6 +71,7 @@ def recording_rules(p: Params) -> list[Rule]:
         record("target:apns_goaway_received:increase1h", f"sum without (reason) ({goaways})"),
         record("target:apns_canary_delivery_lost:ratio1h", f"{lost}\n/\n({lost} + {delivered})"),
         *alerts_canary.recording_rules(p),
+        *alerts_canary.slo_rules(),
     ]
     return rules
 
@@ -79,6 +81,7 @@ def alerting_rules(p: Params) -> list[Rule]:
     return [
         *alerts_canary.exporter_alerts(p),
         *alerts_canary.canary_alerts(p),
+        *alerts_canary.slo_alerts(p),
         *alerts_canary.staleness_alerts(p),
         *alerts_canary.delivery_alerts(p),
         *alerts_credentials.auth_alerts(p),

@@ -158,6 +158,7 @@ class Exporter:
         self.spawn(heap.keep_collections_short(), "gc-freeze")
         for target in self._mine(self.config):
             self._add(target)
+        self._count(self.config)
         self.metrics.reloaded(True, self.clock())
         log.info("probing %d target(s)", len(self.targets))
 
@@ -188,6 +189,7 @@ class Exporter:
         )
         for note in self.restart_needed:
             log.warning("configuration reloaded, but needs a restart: %s", note)
+        self._count(config)
         self.metrics.reloaded(True, self.clock())
         log.info("configuration reloaded: probing %d target(s)", len(self.targets))
 
@@ -269,13 +271,17 @@ class Exporter:
         index, count = self._shard
         return [t for t in config.targets if shard_of(t.name, count) == index]
 
+    def _count(self, config: Config) -> None:
+        self.metrics.sharded(self._shard or (0, 1), len(config.targets), len(self.targets))
+
     def _add(self, target: Target) -> None:
         state = self._builder.build(
             target, self.config.global_.scrape_timeout, self.config.egress(target)
         )
         self.targets[target.name] = state
-        self.metrics.add_target(describe(state))
-        for job in self._jobs(state):
+        jobs = self._jobs(state)
+        self.metrics.add_target(describe(state, {job.kind: job.interval for job in jobs}))
+        for job in jobs:
             self.scheduler.add(job)
 
     async def _remove(self, name: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
@@ -27,6 +28,7 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
+    Exemplar,
     GaugeMetricFamily,
     Metric,
 )
@@ -42,6 +44,10 @@ PLAIN_ESCAPINGS = frozenset({openmetrics.UNDERSCORES, openmetrics.ALLOWUTF8})
 EOF = b"# EOF\n"
 # Upstream's float formatting (Go's, with +Inf, -Inf and NaN), typed for mypy.
 floatToGoString: Callable[[float], str] = _untyped_go_float
+
+
+# OpenMetrics: an exemplar's label names and values together hold at most 128 characters.
+EXEMPLAR_MAX_RUNES = 128
 
 
 class Collector(Protocol):
@@ -94,7 +100,7 @@ class GaugeChild(_Child):
         """Subtract ``amount``."""
         self.set(self.value - amount)
 
-    def lines(self, name: str) -> str:
+    def lines(self, name: str, *, openmetrics: bool = False) -> str:
         """The series' exposition lines."""
         return f"{name}{{{self._prefix}}} {floatToGoString(self.value)}\n"
 
@@ -111,19 +117,20 @@ class CounterChild(GaugeChild):
         self.value += amount
         self._changed()
 
-    def lines(self, name: str) -> str:
+    def lines(self, name: str, *, openmetrics: bool = False) -> str:
         """The series' exposition line, named with the counter's ``_total`` suffix."""
         return f"{name}_total{{{self._prefix}}} {floatToGoString(self.value)}\n"
 
 
 class HistogramChild(_Child):
-    """A histogram series: cumulative buckets, count and sum."""
+    """A histogram series: cumulative buckets, count and sum, and each bucket's exemplar."""
 
-    __slots__ = ("_lead", "_trail", "buckets", "sum")
+    __slots__ = ("_lead", "_trail", "buckets", "exemplars", "sum")
 
     def __init__(self, family: Family, labels: tuple[str, ...]) -> None:
         super().__init__(family, labels)
         self.buckets = [0.0] * len(family.bounds)
+        self.exemplars: list[Exemplar | None] = [None] * len(family.bounds)
         self.sum = 0.0
         # Upstream sorts "le" in among the other labels; split the rendered set around it.
         pairs = sorted(zip(family.labelnames, labels, strict=True))
@@ -131,24 +138,53 @@ class HistogramChild(_Child):
         trail = [f',{k}="{_label_value(v)}"' for k, v in pairs if k > "le"]
         self._lead, self._trail = "".join(lead), "".join(trail)
 
-    def observe(self, amount: float) -> None:
-        """Count one observation."""
+    def observe(self, amount: float, exemplar: Mapping[str, str] | None = None) -> None:
+        """Count one observation; ``exemplar`` labels it in its bucket, as upstream does.
+
+        Exemplars are shown in OpenMetrics only and never become series labels.
+        """
+        if exemplar is not None:
+            _check_exemplar(exemplar)
         self.sum += amount
         for i, bound in enumerate(self._family.bounds):
             if amount <= bound:
                 self.buckets[i] += 1.0
+        # The first bucket that holds the value, as prometheus_client's Histogram does.
+        at = next((i for i, b in enumerate(self._family.bounds) if amount <= b), None)
+        if exemplar is not None and at is not None:
+            self.exemplars[at] = Exemplar(dict(exemplar), amount, time.time())
         self._changed()
 
-    def lines(self, name: str) -> str:
-        """The series' bucket, count and sum lines."""
+    def lines(self, name: str, *, openmetrics: bool = False) -> str:
+        """The series' bucket, count and sum lines (OpenMetrics: with exemplars)."""
         p = self._prefix
+        marks = self.exemplars if openmetrics else [None] * len(self.buckets)
         out = [
-            f'{name}_bucket{{{self._lead}le="{le}"{self._trail}}} {floatToGoString(v)}\n'
-            for le, v in zip(self._family.les, self.buckets, strict=True)
+            f'{name}_bucket{{{self._lead}le="{le}"{self._trail}}} {floatToGoString(v)}'
+            f"{_exemplar(e)}\n"
+            for le, v, e in zip(self._family.les, self.buckets, marks, strict=True)
         ]
         out.append(f"{name}_count{{{p}}} {floatToGoString(self.buckets[-1])}\n")
         out.append(f"{name}_sum{{{p}}} {floatToGoString(self.sum)}\n")
         return "".join(out)
+
+
+def _check_exemplar(labels: Mapping[str, str]) -> None:
+    runes = sum(len(k) + len(v) for k, v in labels.items())
+    if runes > EXEMPLAR_MAX_RUNES:
+        raise ValueError(f"exemplar labels hold {runes} characters; at most 128 are allowed")
+    for name in labels:
+        if not _LABEL_NAME.match(name):
+            raise ValueError(f"invalid exemplar label name {name!r}")
+
+
+def _exemplar(exemplar: Exemplar | None) -> str:
+    """An exemplar as prometheus_client's OpenMetrics writer renders it."""
+    if exemplar is None:
+        return ""
+    labels = ",".join(f'{k}="{_label_value(v)}"' for k, v in sorted(exemplar.labels.items()))
+    stamp = "" if exemplar.timestamp is None else f" {exemplar.timestamp}"
+    return f" # {{{labels}}} {floatToGoString(exemplar.value)}{stamp}"
 
 
 class Family:
@@ -175,6 +211,10 @@ class Family:
         self._lines: dict[str, str] = {}
         self._dirty: set[str] = set()
         self._block: bytes | None = b""
+        # Histograms render OpenMetrics apart (exemplars): its own lines, dirt and block.
+        self._om_lines: dict[str, str] = {}
+        self._om_dirty: set[str] = set()
+        self._om_block: bytes | None = b""
         self._headers: dict[bool, bytes] = {}
         store.add(self)
 
@@ -204,6 +244,7 @@ class Family:
         if group is None:
             group = self._series[labels[0]] = {}
             self._lines[labels[0]] = ""
+            self._om_lines[labels[0]] = ""
         child = group.get(labels)
         if child is None:
             child = group[labels] = self._child(labels)
@@ -219,33 +260,49 @@ class Family:
                 del group[values]
                 self.touch(key)
             if not group:
-                del self._series[key], self._lines[key]
+                del self._series[key], self._lines[key], self._om_lines[key]
                 self._dirty.discard(key)
+                self._om_dirty.discard(key)
 
     def forget(self, key: str) -> None:
         """Drop every series of one target."""
         if self._series.pop(key, None) is not None:
-            del self._lines[key]
+            del self._lines[key], self._om_lines[key]
             self._dirty.discard(key)
-            self._block = None
+            self._om_dirty.discard(key)
+            self._block = self._om_block = None
             self._store.changed = True
 
     def touch(self, key: str) -> None:
         """Mark one target's lines stale."""
         self._dirty.add(key)
         self._block = None
+        if self.kind == "histogram":
+            self._om_dirty.add(key)
+            self._om_block = None
         self._store.changed = True
 
-    def block(self) -> bytes:
+    def block(self, *, openmetrics: bool = False) -> bytes:
         """Every sample line, re-rendering only the targets that changed."""
+        if openmetrics and self.kind == "histogram":
+            if self._om_block is None:
+                self._render(self._om_lines, self._om_dirty, openmetrics=True)
+                self._om_block = "".join(self._om_lines.values()).encode()
+            return self._om_block
         if self._block is None:
-            for key in self._dirty:
-                group = self._series.get(key)
-                if group is not None:
-                    self._lines[key] = "".join(c.lines(self.name) for c in group.values())  # type: ignore[attr-defined]
-            self._dirty.clear()
+            self._render(self._lines, self._dirty, openmetrics=False)
             self._block = "".join(self._lines.values()).encode()
         return self._block
+
+    def _render(self, lines: dict[str, str], dirty: set[str], *, openmetrics: bool) -> None:
+        for key in dirty:
+            group = self._series.get(key)
+            if group is not None:
+                lines[key] = "".join(
+                    c.lines(self.name, openmetrics=openmetrics)  # type: ignore[attr-defined]
+                    for c in group.values()
+                )
+        dirty.clear()
 
     def metric(self) -> Metric:
         """The family as prometheus_client sees it (for generate_latest and tests)."""
@@ -336,8 +393,8 @@ class Histogram(Family):
         for c in self.children():
             h: HistogramChild = c  # type: ignore[assignment]
             labels = dict(zip(self.labelnames, h.labels, strict=True))
-            for le, value in zip(self.les, h.buckets, strict=True):
-                m.add_sample(self.name + "_bucket", {**labels, "le": le}, value)
+            for le, value, mark in zip(self.les, h.buckets, h.exemplars, strict=True):
+                m.add_sample(self.name + "_bucket", {**labels, "le": le}, value, exemplar=mark)
             m.add_sample(self.name + "_count", labels, h.buckets[-1])
             m.add_sample(self.name + "_sum", labels, h.sum)
         return m
@@ -395,7 +452,7 @@ class Store:
         """Every family's HELP and TYPE, then its samples; only changed targets are rendered."""
         parts: list[bytes] = []
         for family in self.families:
-            parts += (family.header(openmetrics=openmetrics), family.block())
+            parts += (family.header(openmetrics=openmetrics), family.block(openmetrics=openmetrics))
         return parts
 
     def render(self, *, openmetrics: bool = False) -> bytes:

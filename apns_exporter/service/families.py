@@ -29,6 +29,7 @@ from apns_exporter.service.series import (
     SCHEDULED,
     Families,
     Labels,
+    exemplar,
     goaway_label,
     status_label,
 )
@@ -199,7 +200,7 @@ class CanarySeries:
             else:
                 status = status_label(push.status)
                 self.responses.labels(*t, status, push.reason or "none").inc()
-                self.duration.labels(*t).observe(push.duration)
+                self.duration.labels(*t).observe(push.duration, exemplar(push))
         end = result.run.finished_at
         self.last_attempt.labels(*t).set(end)
         if result.ok:

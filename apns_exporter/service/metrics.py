@@ -100,6 +100,26 @@ class Metrics:
             "When the configuration was last loaded successfully.",
             registry=r,
         )
+        # Meta-monitoring: a missing shard or an unprobed target is otherwise silent.
+        self.shard_index = Gauge(
+            "apns_exporter_shard_index",
+            "This replica's shard I of --targets.shard I/N.",
+            registry=r,
+        )
+        self.shard_count = Gauge(
+            "apns_exporter_shard_count",
+            "Shards N the targets are split into (1: unsharded).",
+            registry=r,
+        )
+        self.shard_count.set(1)
+        self.targets_configured = Gauge(
+            "apns_exporter_targets_configured",
+            "Targets in the loaded configuration, every shard's.",
+            registry=r,
+        )
+        self.targets_probed = Gauge(
+            "apns_exporter_targets_probed", "Targets this replica probes (its shard's).", registry=r
+        )
         self.exposition = Exposition(r, Store())
         # Everything /metrics serves, for generate_latest, get_sample_value and tests.
         self.registry = self.exposition.registry
@@ -112,11 +132,16 @@ class Metrics:
         self.delivery = DeliverySeries(make)
         self.chain = ChainSeries(make)
         self.reachability = ReachabilitySeries(make)
+        self.probe_interval = make.gauge(
+            "apns_probe_interval_seconds", "Configured interval of each probe.", "probe"
+        )
         self._targets: dict[str, TargetInfo] = {}  # each target's labels and static facts
 
     def families(self) -> Iterator[MetricWrapperBase | Family]:
         """Every metric family the exporter defines (not the process collectors)."""
         yield from (self.build_info, self.receipts_rejected, self.reload_ok, self.reload_time)
+        yield from (self.shard_index, self.shard_count, self.targets_configured)
+        yield self.targets_probed
         yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
@@ -145,6 +170,13 @@ class Metrics:
         if ok:
             self.reload_time.set(now)
 
+    def sharded(self, shard: tuple[int, int], configured: int, probed: int) -> None:
+        """Record this replica's shard and how many of the configured targets it probes."""
+        self.shard_index.set(shard[0])
+        self.shard_count.set(shard[1])
+        self.targets_configured.set(configured)
+        self.targets_probed.set(probed)
+
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""
         self.exposition.store.forget(name)
@@ -157,6 +189,9 @@ class Metrics:
         """
         self._targets[info.name] = info
         t = (info.name, info.environment)
+        # How often each probe runs: staleness is judged against each target's own interval.
+        for kind, seconds in info.intervals:
+            self.probe_interval.labels(*t, kind).set(seconds)
         network = not info.inventory_only
         self.target.add(t, info.host, info.port, info.topic, info.auth_method, network=network)
         if info.key is not None:

@@ -17,7 +17,7 @@ from apns_exporter.errors import (
     ProbeError,
     RequestFailed,
 )
-from apns_exporter.probes import AUTH_REASON_NAMES
+from apns_exporter.probes import AUTH_REASON_NAMES, PushOutcome
 from apns_exporter.receipts.book import REASONS
 from apns_exporter.service.exposition import Counter, Gauge, Histogram, Store
 
@@ -95,3 +95,15 @@ def bounded(value: str | None, allowed: Sequence[str], fallback: str) -> str:
 
 
 _KNOWN_STATUSES = frozenset({200, *(r.status for r in Reason if r is not Reason.UNKNOWN)})
+
+
+# An APNs ID is a UUID (36 characters); anything longer is not one, and would push the
+# exemplar past OpenMetrics' 128-character bound.
+_MAX_ID = 36
+
+
+def exemplar(push: PushOutcome) -> dict[str, str] | None:
+    """A push's APNs IDs, as the exemplar of its latency: one per push, never a label."""
+    ids = {"apns_id": push.apns_id, "apns_unique_id": push.unique_id}
+    kept = {k: v for k, v in ids.items() if v and len(v) <= _MAX_ID}
+    return kept or None

@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from apns_exporter.apns import Reason
@@ -191,9 +191,10 @@ class TargetInfo:
     rotate_by: float | None = None
     delivery: bool = False
     inventory_only: bool = False
+    intervals: tuple[tuple[str, float], ...] = ()  # (probe kind, seconds) of each probe it runs
 
 
-def describe(state: TargetState) -> TargetInfo:
+def describe(state: TargetState, intervals: Mapping[ProbeKind, float]) -> TargetInfo:
     """The static facts about a built target that its series carry."""
     target = state.config
     token = target.auth.token
@@ -210,6 +211,7 @@ def describe(state: TargetState) -> TargetInfo:
         rotate_by=_epoch(token.rotate_by) if token and token.rotate_by else None,
         delivery=state.receipts is not None,
         inventory_only=target.inventory_only,
+        intervals=tuple((str(kind), seconds) for kind, seconds in intervals.items()),
     )
 
 

@@ -2,8 +2,8 @@
 
 The example (apns_exporter/assets/alertmanager.yml) is used as shipped: routes, grouping
 and inhibit rules unchanged. Only the receivers' URLs point at :class:`Webhook`, and the
-timers are shortened so a test sees the first notification of a group within seconds and
-no repeat while it runs.
+timers are shortened so a test sees the first notification of a group within seconds, an
+update when an alert joins a group it has already notified, and no repeat while it runs.
 """
 
 from __future__ import annotations
@@ -26,8 +26,10 @@ from apns_exporter import assets
 
 BINARY = "prometheus-alertmanager"  # Debian's name; upstream calls it alertmanager
 GROUP_WAIT = "5s"  # longer than the gap between a symptom and the alert that inhibits it
+GROUP_INTERVAL = "5s"  # a group notified once is updated when an alert joins it
 
-# (receiver, alertname, severity, target) of one notification; "" for a missing label.
+# (receiver, alertname, severity, target) of one alert in a notification; "" for a
+# missing label. A notification lists every alert of its group.
 Notification = tuple[str, str, str, str]
 
 
@@ -42,22 +44,29 @@ def free_port() -> int:
 class Webhook:
     """Receives Alertmanager's webhook posts and keeps each firing notification."""
 
+    # Every firing alert of every notification, in arrival order.
     received: list[Notification] = field(default_factory=list)
+    # One entry per notification: (receiver, the firing alerts' labels and annotations).
+    posts: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         """One notification: a group of alerts for one receiver."""
         body: dict[str, Any] = await request.json()
         if body["status"] == "firing":
-            labels = {**body["commonLabels"], **body["groupLabels"]}
-            self.received.append(
-                (
-                    request.match_info["receiver"],
-                    labels.get("alertname", ""),
-                    labels.get("severity", ""),
-                    labels.get("target", ""),
+            receiver = request.match_info["receiver"]
+            alerts = [a for a in body["alerts"] if a["status"] == "firing"]
+            self.posts.append((receiver, alerts))
+            for alert in alerts:
+                labels = alert["labels"]
+                self.received.append(
+                    (
+                        receiver,
+                        labels.get("alertname", ""),
+                        labels.get("severity", ""),
+                        labels.get("target", ""),
+                    )
                 )
-            )
             self.changed.set()
         return web.Response(text="ok")
 
@@ -68,7 +77,7 @@ def config(webhook_url: str) -> dict[str, Any]:
     for receiver in doc["receivers"]:
         for hook in receiver.get("webhook_configs", []):
             hook["url"] = f"{webhook_url}/{receiver['name']}"
-    doc["route"].update(group_wait=GROUP_WAIT, group_interval="10m", repeat_interval="1h")
+    doc["route"].update(group_wait=GROUP_WAIT, group_interval=GROUP_INTERVAL, repeat_interval="1h")
     for route in doc["route"]["routes"]:
         route.pop("repeat_interval", None)
     return doc

@@ -258,3 +258,27 @@ async def test_auto_reload_picks_up_a_changed_file(
         finally:
             watcher.cancel()
     assert added.target == "t2"
+
+
+async def test_a_shard_exports_its_index_count_and_target_counts(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter
+) -> None:
+    """A sharded exporter serves its shard I/N and how many of the configured targets it probes."""
+    names = [f"t{i}" for i in range(6)]
+    cfg = workspace.config(
+        "".join(workspace.target(mock.port, name=n, auth_check=True) for n in names)
+    )
+    mine = [n for n in names if shard_of(n, 3) == 2]
+    async with run_exporter(cfg, shard=(2, 3)) as running:
+        s = await running.scrape()
+    assert sample(s, "apns_exporter_shard_index") == 2
+    assert sample(s, "apns_exporter_shard_count") == 3
+    assert sample(s, "apns_exporter_targets_configured") == 6
+    assert sample(s, "apns_exporter_targets_probed") == len(mine)
+    env = {"apns_environment": "production"}
+    for name in mine:
+        assert sample(s, "apns_probe_interval_seconds", target=name, probe="ping", **env) > 0
+    intervals = {
+        dict(labels)["target"] for key, labels in s if key == "apns_probe_interval_seconds"
+    }
+    assert intervals == set(mine)

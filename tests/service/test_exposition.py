@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 from dataclasses import dataclass
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -77,7 +78,7 @@ OPS = st.lists(
     st.builds(
         Op,
         st.integers(0, 4),
-        st.sampled_from(["set", "inc", "observe", "touch", "remove", "forget"]),
+        st.sampled_from(["set", "inc", "observe", "exemplar", "touch", "remove", "forget"]),
         st.sampled_from(["a", "b", 'c"\\\n']) | TEXT,
         st.tuples(TEXT, TEXT),
         NUMBERS,
@@ -136,6 +137,10 @@ class Pair:
                 child.inc(op.value) if op.action == "inc" else child.set(op.value)
             elif spec.kind == "counter":
                 child.inc(abs(op.value) if not math.isnan(op.value) else 1.0)
+            elif op.action == "exemplar":
+                # Both stamp the exemplar with time.time(): one clock for both.
+                with mock.patch("time.time", return_value=1700000000.25):
+                    child.observe(op.value, {"apns_id": op.extra[0], "apns_unique_id": "u"})
             else:
                 child.observe(op.value)
         if op.action == "forget":
@@ -180,6 +185,34 @@ def test_renderer_matches_prometheus_client(specs: list[FamilySpec], ops: list[O
     pair.check()
 
 
+def test_exemplars_render_in_openmetrics_only_as_prometheus_client_does() -> None:
+    """A canary latency exemplar: byte for byte upstream's OpenMetrics; absent from text."""
+    pair = Pair([FamilySpec("histogram", "lat_seconds", "Latency.", ("target",), (0.1, 1.0))])
+    ids = {"apns_id": "8F2B0D4E-1C8A-4F4B-9C7E-2B1A3D4C5E6F", "apns_unique_id": "a1b2"}
+    with mock.patch("time.time", return_value=1700000000.5):
+        for family in (pair.ours[0], pair.theirs[0]):
+            family.labels("prod").observe(0.25, ids)  # type: ignore[attr-defined]
+    pair.check()
+    om = pair.exposition.render(openmetrics=True)
+    line = (
+        b'lat_seconds_bucket{le="1.0",target="prod"} 1.0 # {apns_id="8F2B0D4E-1C8A-4F4B-9C7E-'
+        b'2B1A3D4C5E6F",apns_unique_id="a1b2"} 0.25 1700000000.5'
+    )
+    assert line in om.splitlines()
+    assert b"apns_id" not in pair.exposition.render()
+
+
+def test_exemplars_over_the_openmetrics_bound_are_refused() -> None:
+    """An exemplar longer than OpenMetrics' 128 characters is refused, never rendered."""
+    store = Store()
+    child = store.histogram("lat_seconds", "Latency.", ("target",), (1.0,)).labels("prod")
+    with pytest.raises(ValueError, match="128"):
+        child.observe(0.5, {"apns_id": "x" * 130})
+    assert b"#" not in store.render(openmetrics=True).replace(b"# HELP", b"").replace(
+        b"# TYPE", b""
+    )
+
+
 def test_unchanged_store_is_served_from_cache() -> None:
     """A scrape with no new results returns the very same body object, rendered once."""
     store = Store()
@@ -198,9 +231,9 @@ def test_only_changed_target_is_rendered_again(monkeypatch: pytest.MonkeyPatch) 
     rendered: list[str] = []
     original = GaugeChild.lines
 
-    def spy(child: GaugeChild, name: str) -> str:
+    def spy(child: GaugeChild, name: str, *, openmetrics: bool = False) -> str:
         rendered.append(child.labels[0])
-        return original(child, name)
+        return original(child, name, openmetrics=openmetrics)
 
     monkeypatch.setattr(GaugeChild, "lines", spy)
     a.set(2)

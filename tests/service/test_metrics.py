@@ -221,3 +221,27 @@ def test_forget_removes_every_series_of_one_target_and_only_that_target() -> Non
         )
         == 1
     )
+
+
+def test_canary_latency_carries_the_push_ids_as_an_exemplar_never_as_labels() -> None:
+    """A sandbox canary's apns-id and apns-unique-id mark its latency bucket in OpenMetrics."""
+    metrics = _metrics()
+    apns_id, unique_id = (
+        "8F2B0D4E-1C8A-4F4B-9C7E-2B1A3D4C5E6F",
+        "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9",
+    )
+    push = PushOutcome("device", True, 0.04, 200, None, apns_id=apns_id, unique_id=unique_id)
+    bogus = PushOutcome("device", True, 0.3, 200, None, apns_id="x" * 500)
+    record(metrics, CanaryResult(run=run_of(), ok=True, message="ok", pushes=(push, bogus)))
+    om = metrics.exposition.render(openmetrics=True).decode()
+    (line,) = [
+        x
+        for x in om.splitlines()
+        if x.startswith("apns_canary_duration_seconds_bucket{") and 'le="0.05"' in x
+    ]
+    assert f'# {{apns_id="{apns_id}",apns_unique_id="{unique_id}"}} 0.04 ' in line
+    # An ID that is no UUID is dropped, not rendered past OpenMetrics' bound.
+    assert "x" * 37 not in om
+    assert apns_id not in metrics.exposition.render().decode()
+    labels = {k for f in metrics.registry.collect() for s in f.samples for k in s.labels}
+    assert not labels & {"apns_id", "apns_unique_id"}
