@@ -11,6 +11,7 @@
     │   │                      | bad_passphrase | bad_p8 | key_mismatch | expired
     │   │                      | not_regular | too_large | unreadable
     │   └── ExpiredCredential  expired, carrying what loaded so it can still be presented
+    ├── OutputPathError        an ``assets --out`` path that cannot or must not be written
     ├── ReceiptRejected        bad_signature | malformed | unknown_target | unknown_canary
     │                          | replay | stale | too_large
     └── ProbeError             any of its subclasses' reasons, and internal (a probe crashed)
@@ -124,6 +125,10 @@ class ExpiredCredential(CredentialError, Generic[T]):
     def __init__(self, message: str, *, loaded: T) -> None:
         super().__init__("expired", message)
         self.loaded = loaded
+
+
+class OutputPathError(ExporterError):
+    """An output path that cannot or must not be written; the message is one line."""
 
 
 class ReceiptRejected(ReasonedError):

@@ -55,7 +55,7 @@ def exposition(targets: int, scrape: int, now: float) -> bytes:
     lines += [
         "apns_exporter_config_last_reload_successful 1",
         "apns_exporter_shard_index 0",
-        "apns_exporter_shard_count 1",
+        "apns_exporter_shards 1",
         f"apns_exporter_targets_configured {targets}",
         f"apns_exporter_targets_probed {targets}",
     ]

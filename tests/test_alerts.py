@@ -83,7 +83,7 @@ CONTRACT_METRICS = frozenset(
         "apns_canary_last_delivery_timestamp_seconds",
         # Meta-monitoring and per-target probe intervals (issue 24).
         "apns_exporter_shard_index",
-        "apns_exporter_shard_count",
+        "apns_exporter_shards",
         "apns_exporter_targets_configured",
         "apns_exporter_targets_probed",
         "apns_probe_interval_seconds",

@@ -113,7 +113,7 @@ def exporter_alerts(p: Params) -> list[Rule]:
         " $labels.job $labels.instance | query }}, shard {{ . | first | value }}{{ end }}"
     )
     index = p.select("apns_exporter_shard_index")
-    shards = p.select("apns_exporter_shard_count")
+    shards = p.select("apns_exporter_shards")
     configured = p.select("apns_exporter_targets_configured")
     probed = p.select("apns_exporter_targets_probed")
     return [
@@ -170,7 +170,7 @@ def exporter_alerts(p: Params) -> list[Rule]:
             "warning",
             "A shard of the APNs exporter is missing.",
             """Only {{ $value }} exporter(s) of job {{ $labels.job }} report a shard{{ with
-            printf "max(apns_exporter_shard_count{job=%q})" $labels.job |
+            printf "max(apns_exporter_shards{job=%q})" $labels.job |
             query }}, but the targets are split into {{ . | first | value }} shards{{ end
             }}; the targets of the missing shard are not probed. Likely causes: a pending
             or crash-looping StatefulSet pod, or replicas out of step with --targets.shard

@@ -20,10 +20,7 @@ from pathlib import Path
 
 from apns_exporter import assets
 from apns_exporter.assets.params import TUNABLE, with_settings
-
-
-class OutError(Exception):
-    """An output path that cannot or must not be written; the message is one line."""
+from apns_exporter.errors import OutputPathError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -122,7 +119,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
             _read_path(args.out, name)
         for name, text in files.items():
             out(f"wrote {_write(args.out, name, text)}")
-    except OutError as exc:
+    except OutputPathError as exc:
         out(f"error: --out {args.out}: {exc}")
         return 2
     return 0
@@ -142,12 +139,12 @@ def _root(root: Path, *, create: bool) -> None:
     if root.is_dir():
         return
     if root.exists() or root.is_symlink():
-        raise OutError(f"{root} exists and is not a directory")
+        raise OutputPathError(f"{root} exists and is not a directory")
     if create:
         try:
             root.mkdir(parents=True)
         except OSError as exc:
-            raise OutError(f"cannot create {root}: {exc.strerror}") from None
+            raise OutputPathError(f"cannot create {root}: {exc.strerror}") from None
 
 
 def _directory(path: Path, *, create: bool) -> None:
@@ -159,14 +156,14 @@ def _directory(path: Path, *, create: bool) -> None:
         try:
             path.mkdir(parents=True)
         except OSError as exc:
-            raise OutError(f"cannot create {path}: {exc.strerror}") from None
+            raise OutputPathError(f"cannot create {path}: {exc.strerror}") from None
         return
     except OSError as exc:
-        raise OutError(f"cannot use {path}: {exc.strerror}") from None
+        raise OutputPathError(f"cannot use {path}: {exc.strerror}") from None
     if stat.S_ISLNK(mode):
-        raise OutError(f"{path} is a symbolic link; refusing to write through it")
+        raise OutputPathError(f"{path} is a symbolic link; refusing to write through it")
     if not stat.S_ISDIR(mode):
-        raise OutError(f"{path} exists and is not a directory")
+        raise OutputPathError(f"{path} exists and is not a directory")
 
 
 def _existing(path: Path) -> bool:
@@ -176,9 +173,11 @@ def _existing(path: Path) -> bool:
     except FileNotFoundError:
         return False
     except OSError as exc:
-        raise OutError(f"cannot use {path}: {exc.strerror}") from None
+        raise OutputPathError(f"cannot use {path}: {exc.strerror}") from None
     if not stat.S_ISREG(mode):
-        raise OutError(f"{path} exists and is not a regular file; remove it or pick another DIR")
+        raise OutputPathError(
+            f"{path} exists and is not a regular file; remove it or pick another DIR"
+        )
     return True
 
 
@@ -198,12 +197,12 @@ def _write(root: Path, name: str, text: str) -> Path:
             Path(temporary).unlink(missing_ok=True)
             raise
     except OSError as exc:
-        raise OutError(f"cannot write {path}: {exc.strerror}") from None
+        raise OutputPathError(f"cannot write {path}: {exc.strerror}") from None
     return path
 
 
 def _read_path(root: Path, name: str) -> Path | None:
-    """Where one output file is, if it exists; an unusable path raises :class:`OutError`."""
+    """Where one output file is, if it exists; an unusable path raises :class:`OutputPathError`."""
     _root(root, create=False)
     path = _inside(root, name, create=False)
     return path if _existing(path) else None
@@ -217,4 +216,4 @@ def _read(root: Path, name: str) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise OutError(f"cannot read {path}: {exc}") from None
+        raise OutputPathError(f"cannot read {path}: {exc}") from None

@@ -107,7 +107,7 @@ class Metrics:
             registry=r,
         )
         self.shard_count = Gauge(
-            "apns_exporter_shard_count",
+            "apns_exporter_shards",
             "Shards N the targets are split into (1: unsharded).",
             registry=r,
         )

@@ -272,7 +272,7 @@ async def test_a_shard_exports_its_index_count_and_target_counts(
     async with run_exporter(cfg, shard=(2, 3)) as running:
         s = await running.scrape()
     assert sample(s, "apns_exporter_shard_index") == 2
-    assert sample(s, "apns_exporter_shard_count") == 3
+    assert sample(s, "apns_exporter_shards") == 3
     assert sample(s, "apns_exporter_targets_configured") == 6
     assert sample(s, "apns_exporter_targets_probed") == len(mine)
     env = {"apns_environment": "production"}

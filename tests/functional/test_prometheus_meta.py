@@ -21,11 +21,11 @@ import pytest
 import yaml
 
 from apns_exporter import config
+from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.mock.faults import ErrorFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_signing_key
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.service.exporter import Exporter, shard_of
-from apns_exporter.web import app as web
 from tests.functional import alertmanager_support as am
 from tests.helpers import KEY_ID, TEAM_ID, TOPIC, load_script, parse_samples, sample
 
@@ -72,7 +72,7 @@ async def exporter(config_file: Path, shard: tuple[int, int] | None = None) -> A
     stop = asyncio.Event()
     ready: asyncio.Future[str] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
-        web.serve(running, ("127.0.0.1", 0), "/metrics", stop, ready.set_result)
+        serve(running, Listening(("127.0.0.1", 0)), stop, on_listening=ready.set_result)
     )
     try:
         async with asyncio.timeout(15):
