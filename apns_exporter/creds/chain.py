@@ -39,13 +39,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from apns_exporter.client.dial import Resolver, dial, hang_up
-from apns_exporter.client.proxy import Proxy
+from apns_exporter.client.dial import Resolver, dial, hang_up, resolve
+from apns_exporter.client.proxy import Proxy, route
 from apns_exporter.client.tls import client_context
 from apns_exporter.errors import ConnectFailed, FileError
 
 # The private accessor's Certificate.public_bytes() takes _ssl's encoding constant.
 _ENCODING_DER: int = getattr(_ssl, "ENCODING_DER", 2)
+# Addresses of one host inspected per check: enough to see a rollout, bounded in cost.
+MAX_ADDRESSES = 8
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,32 @@ class ChainReport:
     def trusted(self) -> bool:
         """Whether the exporter's own connections (system store plus ca_file) accept the chain."""
         return self.verified_system or bool(self.verified_ca_file)
+
+    @property
+    def root_name(self) -> str | None:
+        """The root's common name (e.g. "USERTrust RSA Certification Authority"), else its DN."""
+        return common_name(self.root_subject) if self.root_subject is not None else None
+
+
+@dataclass(frozen=True)
+class AddressCheck:
+    """The chain one address of a host presented, or why it could not be fetched."""
+
+    address: str | None  # None through a proxy: the proxy chose the address
+    report: ChainReport | None
+    error: str | None = None  # the ConnectFailed reason when there is no report
+    problem: str | None = None  # ... and its one-line message
+
+
+def common_name(subject: str) -> str:
+    """The CN of an RFC 4514 distinguished name, or the name itself when it has none."""
+    try:
+        names = x509.Name.from_rfc4514_string(subject).get_attributes_for_oid(
+            x509.NameOID.COMMON_NAME
+        )
+    except ValueError:
+        return subject
+    return str(names[0].value) if names else subject
 
 
 def _ders(ssl_object: Any, which: str) -> list[bytes] | None:
@@ -235,6 +263,54 @@ async def inspect(
         raise ConnectFailed(
             "timeout", f"TLS check of {host}:{port} timed out after {timeout:g}s"
         ) from None
+
+
+async def inspect_addresses(
+    host: str,
+    port: int,
+    *,
+    ca_file: str | None,
+    timeout: float,
+    resolver: Resolver | None = None,
+    proxy: Proxy | None = None,
+    limit: int = MAX_ADDRESSES,
+) -> tuple[AddressCheck, ...]:
+    """:func:`inspect` each resolved address of ``host`` (at most ``limit``), side by side.
+
+    Apple rolls a new server chain out address by address, so one connection sees one
+    server's chain only. The addresses are inspected concurrently, each under ``timeout``;
+    a failed address is an :class:`AddressCheck` with its reason. Raises ConnectFailed(dns)
+    when the name does not resolve. Through a proxy the proxy picks the address: one check.
+    """
+    if route(host, proxy) is not None:
+        try:
+            report = await inspect(
+                host, port, server_hostname=None, ca_file=ca_file, timeout=timeout, proxy=proxy
+            )
+        except ConnectFailed as exc:
+            return (AddressCheck(None, None, exc.reason, str(exc)),)
+        return (AddressCheck(None, report),)
+    try:
+        async with asyncio.timeout(timeout):
+            addresses = await resolve(host, port, resolver)
+    except TimeoutError:
+        raise ConnectFailed(
+            "dns", f"cannot resolve {host}: no answer within {timeout:g}s"
+        ) from None
+
+    async def one(address: str) -> AddressCheck:
+        async def pinned(_host: str, _port: int) -> list[str]:
+            return [address]
+
+        try:
+            report = await inspect(
+                host, port, server_hostname=None, ca_file=ca_file, timeout=timeout, resolver=pinned
+            )
+        except ConnectFailed as exc:
+            return AddressCheck(address, None, exc.reason, str(exc))
+        return AddressCheck(address, report)
+
+    return tuple(await asyncio.gather(*(one(a) for a in addresses[:limit])))
 
 
 def chain_changed(previous: ChainReport | None, current: ChainReport) -> bool:

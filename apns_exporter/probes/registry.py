@@ -32,7 +32,8 @@ def _canary_deadline(target: Target, default: float) -> float:
 
 def _tls_deadline(target: Target, default: float) -> float:
     assert target.tls_check is not None
-    # Up to three handshakes: fetch the chain, verify with ca_file, with the system.
+    # Resolve, then every address side by side, each up to three handshakes (fetch the
+    # chain, verify with ca_file, with the system) under one timeout; with room to spare.
     return (target.tls_check.timeout or default) * 3
 
 

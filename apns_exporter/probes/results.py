@@ -15,7 +15,7 @@ from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.client.channel import DialReport
 from apns_exporter.client.protocol import Event
 from apns_exporter.creds.certificates import CertificateSummary
-from apns_exporter.creds.chain import ChainReport
+from apns_exporter.creds.chain import AddressCheck, ChainReport
 from apns_exporter.creds.credential import Loaded
 from apns_exporter.errors import CredentialError, ProbeError
 
@@ -225,8 +225,32 @@ class TlsResult(ProbeResult):
     """The server chain APNs presented, and whether it changed since the previous check."""
 
     kind = ProbeKind.TLS
-    chain: ChainReport | None = None
+    chain: ChainReport | None = None  # the chain of the first address that answered
     chain_changed: bool = False
+    addresses: tuple[AddressCheck, ...] = ()  # every address inspected, in resolved order
+
+    @property
+    def root_addresses(self) -> dict[str, int]:
+        """How many inspected addresses present each root (by its common name)."""
+        counts: dict[str, int] = {}
+        for check in self.addresses:
+            if check.report is not None:
+                name = check.report.root_name or "unknown"
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    @property
+    def peer(self) -> str | None:
+        """The first address whose chain failed the check, if the run failed."""
+        if self.ok:
+            return None
+        failing = (c for c in self.addresses if not _trusted_now(c, self.run.finished_at))
+        return next((c.address for c in failing if c.address is not None), None)
+
+
+def _trusted_now(check: AddressCheck, now: float) -> bool:
+    report = check.report
+    return report is not None and report.trusted and report.earliest_not_after > now
 
 
 @dataclass(frozen=True, kw_only=True)

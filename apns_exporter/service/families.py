@@ -34,6 +34,9 @@ from apns_exporter.service.series import (
 )
 from apns_exporter.service.state import TargetStatus
 
+# A rollout shows two roots; a label per root beyond a few would be a misbehaving server's.
+MAX_ROOT_LABELS = 4
+
 
 class TargetSeries:
     """The target itself, its verdicts and its connections."""
@@ -373,6 +376,12 @@ class ChainSeries:
         self.tls_version = make.gauge(
             "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
+        self.root_addresses = make.gauge(
+            "apns_server_certificate_root_addresses",
+            "How many of the host's addresses (at most 8 per check) present a chain ending in "
+            f"this root (its common name; at most {MAX_ROOT_LABELS} roots, then other).",
+            "root",
+        )
         self.last_attempt = make.gauge(
             "apns_tls_check_last_attempt_timestamp_seconds",
             "When the server-chain check last finished, whatever its result.",
@@ -407,6 +416,19 @@ class ChainSeries:
             self.tls_version.labels(*t, report.tls_version).set(1)
         if result.chain_changed:
             self.changes.labels(*t).inc()
+        self.root_addresses.forget(t[0])  # roots no address presents any more disappear
+        for root, count in root_counts(result.root_addresses).items():
+            self.root_addresses.labels(*t, root).set(count)
+
+
+def root_counts(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` with at most :data:`MAX_ROOT_LABELS` roots named, the rest summed as other."""
+    named = sorted(counts, key=lambda root: (-counts[root], root))[:MAX_ROOT_LABELS]
+    bounded = {root: counts[root] for root in named}
+    rest = sum(n for root, n in counts.items() if root not in bounded)
+    if rest:
+        bounded["other"] = rest
+    return bounded
 
 
 class ReachabilitySeries:
