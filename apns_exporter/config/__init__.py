@@ -3,6 +3,7 @@
 from apns_exporter.config.loader import credential_key, load, locate, parse
 from apns_exporter.config.models import (
     Auth,
+    BroadcastConfig,
     CanaryConfig,
     CertificateAuth,
     Config,
@@ -18,6 +19,7 @@ from apns_exporter.config.models import (
 
 __all__ = [
     "Auth",
+    "BroadcastConfig",
     "CanaryConfig",
     "CertificateAuth",
     "Config",

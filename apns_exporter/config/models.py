@@ -307,9 +307,32 @@ class ReachabilityConfig(Timed):
             pairs = [(target.host, target.port)]
             if target.endpoint is None:
                 pairs.append((target.host, apns.ALTERNATE_PORT))
+            if target.broadcast is not None:
+                pairs.append(target.broadcast.management_endpoint(target))
         if self.courier:
             pairs += [(apns.COURIER_HOST, port) for port in apns.COURIER_PORTS]
         return list(dict.fromkeys(pairs))
+
+
+class BroadcastConfig(Timed):
+    """A read-only channel-management request (list the app's channels) for broadcast push.
+
+    Apple's "Sending channel management requests to APNs": the management host, port 2195
+    (sandbox) or 2196 (production), authenticated with the same provider token as pushes.
+    """
+
+    interval: Interval = 300.0
+    timeout: Interval | None = None
+    # The app whose channels are listed; the target's topic when left out.
+    bundle_id: Topic | None = None
+    # host:port of the channel-management API; the environment's when left out.
+    endpoint: Endpoint | None = None
+
+    def management_endpoint(self, target: Target) -> tuple[str, int]:
+        """The (host, port) the channel-management requests go to for ``target``."""
+        if self.endpoint is not None:
+            return split_endpoint(self.endpoint)
+        return target.environment.management_endpoint
 
 
 def _ca_file(path: Path) -> Path:
@@ -342,6 +365,8 @@ class Target(Model):
     # On by default: a server CA change (as in 2025) is a top cause of silent outages.
     tls_check: TlsCheckConfig | None = TlsCheckConfig()
     reachability: ReachabilityConfig | None = None
+    # Channel management for broadcast push (token auth only); off unless configured.
+    broadcast: BroadcastConfig | None = None
 
     @field_validator("canary")
     @classmethod
@@ -369,6 +394,22 @@ class Target(Model):
     def _proxy_password(self) -> Target:
         _password_needs_url(self.proxy_url, self.proxy_password_file)
         return self
+
+    @model_validator(mode="after")
+    def _broadcast_needs_token(self) -> Target:
+        if self.broadcast is not None and self.auth.token is None:
+            raise ValueError(
+                "broadcast needs token auth (auth.token): the channel-management probe signs "
+                "its requests with the provider token; remove broadcast or use a .p8 key"
+            )
+        return self
+
+    @property
+    def broadcast_bundle_id(self) -> str | None:
+        """The app whose broadcast channels are listed: broadcast.bundle_id, else the topic."""
+        if self.broadcast is None:
+            return None
+        return self.broadcast.bundle_id or self.topic
 
     @field_validator("topic")
     @classmethod

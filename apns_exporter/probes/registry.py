@@ -6,7 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from apns_exporter.config import GlobalConfig, Target
-from apns_exporter.probes import Probe, ProbeKind, canary, credentials, ping, reachability, tls
+from apns_exporter.probes import (
+    Probe,
+    ProbeKind,
+    broadcast,
+    canary,
+    credentials,
+    ping,
+    reachability,
+    tls,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,12 @@ def _reachability_deadline(target: Target, default: float) -> float:
     return (settings.timeout or default) * len(settings.endpoints(target)) * 3
 
 
+def _broadcast_deadline(target: Target, default: float) -> float:
+    assert target.broadcast is not None
+    # A dial, then one request, each within the timeout.
+    return (target.broadcast.timeout or default) * 2
+
+
 PROBES: dict[ProbeKind, ProbeSpec] = {
     spec.kind: spec
     for spec in (
@@ -77,6 +92,12 @@ PROBES: dict[ProbeKind, ProbeSpec] = {
             reachability.run,
             lambda target, settings: target.reachability.interval if target.reachability else None,
             _reachability_deadline,
+        ),
+        ProbeSpec(
+            ProbeKind.BROADCAST,
+            broadcast.run,
+            lambda target, settings: target.broadcast.interval if target.broadcast else None,
+            _broadcast_deadline,
         ),
     )
 }

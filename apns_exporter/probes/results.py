@@ -28,6 +28,7 @@ class ProbeKind(StrEnum):
     TLS = "tls"
     REACHABILITY = "reachability"
     CREDENTIALS = "credentials"
+    BROADCAST = "broadcast"
 
 
 # Every reason a result's ``error`` can hold: what the probe's error classes raise.
@@ -270,7 +271,42 @@ class CredentialsResult(ProbeResult):
     adopt: Loaded | None = None  # files changed and loaded: new connections should use this
 
 
+@dataclass(frozen=True, kw_only=True)
+class BroadcastResult(ProbeResult):
+    """One read-only channel-management request (list the app's broadcast channels)."""
+
+    kind = ProbeKind.BROADCAST
+    status: int | None = None  # None when no answer came
+    reason: str | None = None  # APNs reason, "none" on 200
+    channels: int | None = None  # how many channels the app has, on 200
+    address: str | None = None  # the management server's address, when connected
+
+    @property
+    def layer(self) -> str | None:
+        """A refused token or a key without broadcast rights fails at auth, the rest at apns."""
+        if self.ok:
+            return None
+        if self.error is not None or self.reason is None:
+            return _layer_of(self.error)
+        return "auth" if self.reason in BROADCAST_AUTH_REASONS else "apns"
+
+    @property
+    def peer(self) -> str | None:
+        """The management server address the request went to."""
+        return self.address
+
+
+# A key that signs valid tokens but may not manage channels is an auth problem to fix.
+BROADCAST_AUTH_REASONS = AUTH_REASON_NAMES | {Reason.FEATURE_NOT_ENABLED.value}
+
 RESULT_TYPES: dict[ProbeKind, type[ProbeResult]] = {
     cls.kind: cls
-    for cls in (CanaryResult, PingResult, TlsResult, ReachabilityResult, CredentialsResult)
+    for cls in (
+        CanaryResult,
+        PingResult,
+        TlsResult,
+        ReachabilityResult,
+        CredentialsResult,
+        BroadcastResult,
+    )
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 from apns_exporter.client.protocol import GoAway, SettingsChanged
 from apns_exporter.probes import (
     LAYERS,
+    BroadcastResult,
     CanaryResult,
     ConnectionResult,
     CredentialsResult,
@@ -19,9 +20,11 @@ from apns_exporter.probes import (
     TlsResult,
 )
 from apns_exporter.service.series import (
+    ALERTED_BROADCAST_RESPONSES,
     ALERTED_CONNECTION_FAILURES,
     ALERTED_GOAWAYS,
     ALERTED_RESPONSES,
+    BROADCAST_RESPONSE_REASONS,
     DELIVERY_BUCKETS,
     LATENCY_BUCKETS,
     PUSH_KINDS,
@@ -29,6 +32,7 @@ from apns_exporter.service.series import (
     SCHEDULED,
     Families,
     Labels,
+    bounded,
     goaway_label,
     status_label,
 )
@@ -470,3 +474,38 @@ class ReachabilitySeries:
                     self.reachable.labels(*t, reach.host, str(reach.port), family).set(0)
             if reach.in_apple_range is not None:
                 self.in_apple_range.labels(*t, reach.host).set(1 if reach.in_apple_range else 0)
+
+
+class BroadcastSeries:
+    """The channel-management API of broadcast push, as the broadcast probe sees it."""
+
+    def __init__(self, make: Families) -> None:
+        self.up = make.gauge(
+            "apns_broadcast_up",
+            "1 if the last channel-management request (list the app's channels) answered 200."
+            + SCHEDULED,
+        )
+        self.responses = make.counter(
+            "apns_broadcast_responses",
+            "Channel-management answers by HTTP status and APNs reason (none on 200).",
+            "status",
+            "reason",
+        )
+        self.last_success = make.gauge(
+            "apns_broadcast_last_success_timestamp_seconds",
+            "When a channel-management request last answered 200.",
+        )
+
+    def add(self, t: Labels) -> None:
+        """Start the answers the alert rules select at 0, so increase() sees the first."""
+        for status, reason in ALERTED_BROADCAST_RESPONSES:
+            self.responses.labels(*t, status, reason)
+
+    def record(self, t: Labels, result: BroadcastResult) -> None:
+        """Fold in one broadcast run."""
+        self.up.labels(*t).set(1 if result.ok else 0)
+        if result.status is not None:
+            reason = bounded(result.reason, BROADCAST_RESPONSE_REASONS, "unknown")
+            self.responses.labels(*t, status_label(result.status), reason).inc()
+        if result.ok:
+            self.last_success.labels(*t).set(result.run.finished_at)

@@ -27,6 +27,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from apns_exporter import __version__
 from apns_exporter.probes import (
+    BroadcastResult,
     CanaryResult,
     ConnectionResult,
     CredentialsResult,
@@ -38,6 +39,7 @@ from apns_exporter.probes import (
 from apns_exporter.receipts.book import Delivery
 from apns_exporter.service.exposition import Exposition, Family, Store
 from apns_exporter.service.families import (
+    BroadcastSeries,
     CanarySeries,
     ChainSeries,
     CredentialSeries,
@@ -112,6 +114,7 @@ class Metrics:
         self.delivery = DeliverySeries(make)
         self.chain = ChainSeries(make)
         self.reachability = ReachabilitySeries(make)
+        self.broadcast = BroadcastSeries(make)
         self._targets: dict[str, TargetInfo] = {}  # each target's labels and static facts
 
     def families(self) -> Iterator[MetricWrapperBase | Family]:
@@ -167,6 +170,8 @@ class Metrics:
         if info.canary_interval is not None:
             self.canary.add(t, info.canary_interval)
         self.chain.add(t)
+        if info.broadcast:
+            self.broadcast.add(t)
         if info.delivery:
             self.delivery.add(t)
 
@@ -189,6 +194,8 @@ class Metrics:
                 self.reachability.record(t, result)
             case TlsResult():
                 self.chain.record(t, result)
+            case BroadcastResult():
+                self.broadcast.record(t, result)
             case CredentialsResult():
                 self.credential.record(t, result)
                 if status.topic is not None and status.topic != info.topic:

@@ -191,6 +191,7 @@ class TargetInfo:
     rotate_by: float | None = None
     delivery: bool = False
     inventory_only: bool = False
+    broadcast: bool = False  # the broadcast (channel-management) probe runs
 
 
 def describe(state: TargetState) -> TargetInfo:
@@ -210,6 +211,7 @@ def describe(state: TargetState) -> TargetInfo:
         rotate_by=_epoch(token.rotate_by) if token and token.rotate_by else None,
         delivery=state.receipts is not None,
         inventory_only=target.inventory_only,
+        broadcast=target.broadcast is not None,
     )
 
 

@@ -211,7 +211,7 @@ TOKEN_RULE = "device token must be an even number of hex digits from 64 to 200; 
 ENDPOINT_RULE = "endpoint must be host:port, e.g. api.push.apple.com:2197 or [::1]:8443"
 TARGET_KEYS = (
     "name, environment, endpoint, auth, topic, ca_file, ping, canary, tls_check, reachability, "
-    "inventory_only, proxy_url, proxy_password_file, max_connection_age"
+    "broadcast, inventory_only, proxy_url, proxy_password_file, max_connection_age"
 )
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
