@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import json
 import os
+import string
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,6 +75,67 @@ def _password_needs_url(url: str | None, password_file: Path | None) -> None:
         )
 
 
+def _ca_file(path: Path) -> Path:
+    """A CA file whose certificates (PEM or DER) can be read: never a crash on first use."""
+    try:
+        files.ca_data(
+            files.read_bytes(path, kind="CA file", limit=CERTIFICATE_LIMIT), path=str(path)
+        )
+    except FileError as exc:
+        raise ValueError(exc.problem) from None
+    return path
+
+
+def _fingerprint(value: str) -> str:
+    """A SHA-256 fingerprint as 64 lowercase hex digits; colons and case as openssl prints."""
+    digits = value.replace(":", "").strip().lower()
+    if len(digits) != 64 or any(c not in string.hexdigits for c in digits):
+        raise ValueError(
+            "fingerprint_sha256 must be 64 hex digits, colons allowed "
+            "(openssl x509 -noout -fingerprint -sha256 -in root.pem)"
+        )
+    return digits
+
+
+class RequiredRoot(Model):
+    """A root CA the trust store must hold, by name and SHA-256 fingerprint."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    fingerprint_sha256: Annotated[str, AfterValidator(_fingerprint)]
+
+
+def _apple_roots() -> tuple[RequiredRoot, ...]:
+    return tuple(
+        RequiredRoot.model_construct(name=name, fingerprint_sha256=fp)
+        for name, fp in apns.REQUIRED_ROOTS
+    )
+
+
+class EnvironmentChecks(Timed):
+    """Which root each APNs environment presents, checked process-wide (no credentials)."""
+
+    enabled: StrictBool = True
+    interval: Interval = 6 * 3600.0
+    timeout: Interval | None = None
+    # host:port overrides of each environment's push host (for tests and mocks).
+    production: Endpoint | None = None
+    sandbox: Endpoint | None = None
+    # Extra trust anchors, so a root the system store lacks is still named with its fingerprint.
+    ca_file: Annotated[ReadableFile, AfterValidator(_ca_file)] | None = None
+
+    def endpoints(self) -> dict[str, tuple[str, int]]:
+        """Each environment's (host, port) to inspect."""
+        return {
+            str(env): split_endpoint(override)
+            if override is not None
+            else (env.host, apns.DEFAULT_PORT)
+            for env, override in (
+                (apns.Environment.SANDBOX, self.sandbox),
+                (apns.Environment.PRODUCTION, self.production),
+            )
+        }
+
+
 class GlobalConfig(Model):
     """Defaults that apply to every target."""
 
@@ -83,6 +145,9 @@ class GlobalConfig(Model):
     proxy_url: ProxyUrl | None = None
     proxy_password_file: PasswordFile | None = None
     max_connection_age: Interval = DEFAULT_MAX_CONNECTION_AGE
+    # Roots every target's trust store must hold; Apple's current notice's by default.
+    required_roots: tuple[RequiredRoot, ...] = Field(default_factory=_apple_roots)
+    environment_checks: EnvironmentChecks = EnvironmentChecks()
 
     @model_validator(mode="after")
     def _proxy_password(self) -> GlobalConfig:
@@ -335,17 +400,6 @@ class BroadcastConfig(Timed):
         return target.environment.management_endpoint
 
 
-def _ca_file(path: Path) -> Path:
-    """A CA file whose certificates (PEM or DER) can be read: never a crash on first use."""
-    try:
-        files.ca_data(
-            files.read_bytes(path, kind="CA file", limit=CERTIFICATE_LIMIT), path=str(path)
-        )
-    except FileError as exc:
-        raise ValueError(exc.problem) from None
-    return path
-
-
 class Target(Model):
     """One APNs endpoint and credential to probe; ``name`` becomes the ``target`` label.
 
@@ -446,6 +500,10 @@ class Config(Model):
             for t in self.targets
             if t.canary is not None and t.canary.delivery is not None
         }
+
+    def required_roots(self) -> tuple[tuple[str, str], ...]:
+        """(name, SHA-256 fingerprint) of each root every trust store must hold."""
+        return tuple((r.name, r.fingerprint_sha256) for r in self.global_.required_roots)
 
     def egress(self, target: Target) -> Egress:
         """The proxy and connection age ``target`` uses: its own, else the global ones."""

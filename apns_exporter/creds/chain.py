@@ -67,6 +67,8 @@ class ChainReport:
     verify_error: str | None
     chain_fingerprints: tuple[str, ...]
     alpn_protocol: str | None = None
+    # SHA-256 of the trust anchor a verified chain ended in (servers do not send roots).
+    root_fingerprint_sha256: str | None = None
 
     @property
     def trusted(self) -> bool:
@@ -120,10 +122,13 @@ def peer_chain(ssl_object: ssl.SSLObject) -> tuple[list[x509.Certificate], bool]
     return ([x509.load_der_x509_certificate(leaf)] if leaf else []), False
 
 
-def _verified_root(ssl_object: ssl.SSLObject) -> str | None:
-    """Subject of the trust anchor a verified chain ends in, when the chain is visible."""
+def _verified_root(ssl_object: ssl.SSLObject) -> tuple[str, str] | None:
+    """Subject and fingerprint of the anchor a verified chain ends in, when it is visible."""
     ders = _ders(ssl_object, "verified")
-    return x509.load_der_x509_certificate(ders[-1]).subject.rfc4514_string() if ders else None
+    if not ders:
+        return None
+    anchor = x509.load_der_x509_certificate(ders[-1])
+    return anchor.subject.rfc4514_string(), _fingerprint(anchor)
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
@@ -137,8 +142,8 @@ async def _verify(
     server_hostname: str,
     resolver: Resolver | None,
     proxy: Proxy | None,
-) -> tuple[bool, str | None, str | None]:
-    """``(verified, root subject, error)`` from one verifying handshake."""
+) -> tuple[bool, tuple[str, str] | None, str | None]:
+    """``(verified, (root subject, fingerprint), error)`` from one verifying handshake."""
     try:
         _, writer = await _dial(host, port, ctx, server_hostname, resolver, proxy)
     except ConnectFailed as exc:
@@ -196,7 +201,7 @@ async def _inspect(
         raise ConnectFailed("tls_handshake", f"{host}:{port} presented no certificate")
 
     errors: list[str] = []
-    roots: list[str | None] = []
+    roots: list[tuple[str, str] | None] = []
     verified_ca_file: bool | None = None
     error: str | None
     if ca_file is not None:
@@ -219,9 +224,10 @@ async def _inspect(
         errors.append(f"system store: {error}")
 
     leaf, top = certs[0], certs[-1]
-    root_subject = next((r for r in roots if r), None)
+    anchor = next((r for r in roots if r), None)
+    root_subject, root_fingerprint = anchor if anchor is not None else (None, None)
     if root_subject is None and top.issuer == top.subject:
-        root_subject = top.subject.rfc4514_string()
+        root_subject, root_fingerprint = top.subject.rfc4514_string(), _fingerprint(top)
     elif root_subject is None and full_chain:
         # Unverified: name the root the server's chain claims, so a CA switch is still visible.
         root_subject = top.issuer.rfc4514_string()
@@ -239,6 +245,7 @@ async def _inspect(
         verify_error="; ".join(errors) or None,
         chain_fingerprints=tuple(_fingerprint(c) for c in certs),
         alpn_protocol=alpn,
+        root_fingerprint_sha256=root_fingerprint,
     )
 
 

@@ -17,6 +17,7 @@ from apns_exporter.client.protocol import Event
 from apns_exporter.creds.certificates import CertificateSummary
 from apns_exporter.creds.chain import AddressCheck, ChainReport
 from apns_exporter.creds.credential import Loaded
+from apns_exporter.creds.truststore import RootPresence
 from apns_exporter.errors import CredentialError, ProbeError
 
 
@@ -229,6 +230,8 @@ class TlsResult(ProbeResult):
     chain: ChainReport | None = None  # the chain of the first address that answered
     chain_changed: bool = False
     addresses: tuple[AddressCheck, ...] = ()  # every address inspected, in resolved order
+    # Each required root and whether the target's trust store (system plus ca_file) has it.
+    trust_roots: tuple[RootPresence, ...] = ()
 
     @property
     def root_addresses(self) -> dict[str, int]:

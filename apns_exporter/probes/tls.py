@@ -7,9 +7,12 @@ inspected (at most :data:`chain.MAX_ADDRESSES`), and the result says which root 
 
 from __future__ import annotations
 
-from apns_exporter.creds import chain
+import asyncio
+
+from apns_exporter.creds import chain, truststore
 from apns_exporter.creds.chain import AddressCheck
-from apns_exporter.errors import ConnectFailed
+from apns_exporter.creds.truststore import RootPresence
+from apns_exporter.errors import ConnectFailed, FileError
 from apns_exporter.probes.results import TlsResult
 from apns_exporter.probes.run import ProbeRun
 
@@ -20,6 +23,7 @@ async def run(ctx: ProbeRun) -> TlsResult:
     assert settings is not None, "the scheduler runs tls_check only when configured"
     target = ctx.target
     ca_file = str(target.ca_file) if target.ca_file is not None else None
+    trust_roots = await _trust_roots(ctx, ca_file)
     try:
         checks = await chain.inspect_addresses(
             target.host,
@@ -31,7 +35,9 @@ async def run(ctx: ProbeRun) -> TlsResult:
         )
     except ConnectFailed as exc:
         ctx.log(f"TLS check failed: {exc}")
-        return TlsResult(run=ctx.finish(), ok=False, message=str(exc), error=exc.reason)
+        return TlsResult(
+            run=ctx.finish(), ok=False, message=str(exc), error=exc.reason, trust_roots=trust_roots
+        )
     now = ctx.shared.clock()
     for check in checks:
         _log_check(ctx, check, now)
@@ -41,7 +47,12 @@ async def run(ctx: ProbeRun) -> TlsResult:
         first = unreachable[0]
         message = first.problem or "no address answered"
         return TlsResult(
-            run=ctx.finish(), ok=False, message=message, error=first.error, addresses=checks
+            run=ctx.finish(),
+            ok=False,
+            message=message,
+            error=first.error,
+            addresses=checks,
+            trust_roots=trust_roots,
         )
     report = reports[0]
     changed = chain.chain_changed(ctx.shared.last_chain, report)
@@ -71,7 +82,28 @@ async def run(ctx: ProbeRun) -> TlsResult:
         chain=report,
         chain_changed=changed,
         addresses=checks,
+        trust_roots=trust_roots,
     )
+
+
+async def _trust_roots(ctx: ProbeRun, ca_file: str | None) -> tuple[RootPresence, ...]:
+    """Whether the trust store holds each root Apple's notice names: ready before a switch."""
+    required = ctx.shared.required_roots
+    if not required:
+        return ()
+    try:
+        # Reading the system store's files takes milliseconds: off the loop.
+        found = await asyncio.to_thread(truststore.check, required, ca_file)
+    except FileError as exc:
+        ctx.log(f"cannot read the trust store: {exc}")
+        return ()
+    for root in found:
+        if not root.present:
+            ctx.log(
+                f"the trust store lacks root {root.name!r} (SHA-256 {root.fingerprint_sha256}): "
+                "add it to the system store or ca_file before APNs presents it"
+            )
+    return found
 
 
 def _roots(reports: list[chain.ChainReport]) -> list[tuple[str, int]]:

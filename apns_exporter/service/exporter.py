@@ -235,7 +235,10 @@ class Exporter:
         """Run every probe of one target once, now, without the scheduler."""
         target = next(t for t in self.config.targets if t.name == name)
         state = self._builder.build(
-            target, self.config.global_.scrape_timeout, self.config.egress(target)
+            target,
+            self.config.global_.scrape_timeout,
+            self.config.egress(target),
+            self.config.required_roots(),
         )
         results = []
         try:
@@ -271,7 +274,10 @@ class Exporter:
 
     def _add(self, target: Target) -> None:
         state = self._builder.build(
-            target, self.config.global_.scrape_timeout, self.config.egress(target)
+            target,
+            self.config.global_.scrape_timeout,
+            self.config.egress(target),
+            self.config.required_roots(),
         )
         self.targets[target.name] = state
         self.metrics.add_target(describe(state))

@@ -380,6 +380,13 @@ class ChainSeries:
         self.tls_version = make.gauge(
             "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
+        self.trust_root = make.gauge(
+            "apns_trust_store_root_present",
+            "1 if the target's trust store (system plus ca_file) holds this root, which "
+            "Apple's server-certificate notice names (global.required_roots); 0 if missing.",
+            "root",
+            "fingerprint_sha256",
+        )
         self.root_addresses = make.gauge(
             "apns_server_certificate_root_addresses",
             "How many of the host's addresses (at most 8 per check) present a chain ending in "
@@ -398,6 +405,9 @@ class ChainSeries:
     def record(self, t: Labels, result: TlsResult) -> None:
         """Fold in one tls_check run."""
         self.last_attempt.labels(*t).set(result.run.finished_at)
+        for presence in result.trust_roots:
+            where = (*t, presence.name, presence.fingerprint_sha256)
+            self.trust_root.labels(*where).set(int(presence.present))
         report = result.chain
         if report is None:
             return  # no handshake happened; the previous chain's series stay as they were

@@ -69,6 +69,7 @@ class TargetState:
     resolver: Resolver | None = None
     proxy: Proxy | None = None  # the configured proxy; None: HTTPS_PROXY, if set, applies
     last_chain: ChainReport | None = None
+    required_roots: tuple[tuple[str, str], ...] = ()  # (name, fingerprint) to find in the store
     latest: dict[ProbeKind, ProbeResult] = field(default_factory=dict)
     status: TargetStatus = field(default_factory=TargetStatus)
     _key_worked: bool = field(default=False, init=False)
@@ -96,6 +97,7 @@ class TargetState:
             credential_reason=self.credential_reason,
             last_chain=self.last_chain,
             receipts=self.receipts,
+            required_roots=self.required_roots,
         )
 
     def channels(self) -> tuple[Channel, ...]:
@@ -232,8 +234,17 @@ class TargetBuilder:
         self._dials = dial_limit
         self._tokens = TokenCache(clock=clock)
 
-    def build(self, target: Target, default_timeout: float, egress: Egress) -> TargetState:
-        """Load the target's credential and make its channels (leaving through ``egress``)."""
+    def build(
+        self,
+        target: Target,
+        default_timeout: float,
+        egress: Egress,
+        required_roots: tuple[tuple[str, str], ...] = (),
+    ) -> TargetState:
+        """Load the target's credential and make its channels (leaving through ``egress``).
+
+        ``required_roots`` are the (name, fingerprint) its tls_check looks for in its store.
+        """
         credential = Credential(target, self._tokens, clock=self._clock)
         loaded, error = load_credential(credential)
         if isinstance(error, ExpiredCredential):
@@ -278,4 +289,5 @@ class TargetBuilder:
             clock=self._clock,
             resolver=self._resolver,
             proxy=proxy,
+            required_roots=required_roots,
         )

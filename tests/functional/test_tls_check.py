@@ -6,6 +6,9 @@ import datetime as dt
 import time
 from pathlib import Path
 
+import pytest
+from cryptography.hazmat.primitives import hashes
+
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca
 from apns_exporter.mock.rollout import (
     NEW_ROOT,
@@ -177,3 +180,29 @@ def _rollout_target(workspace: Workspace, port: int, ca_file: Path) -> str:
     interval: 1h
   tls_check: {{interval: 1h}}
 """
+
+
+@pytest.mark.parametrize(("with_new_root", "expected"), [(False, 0), (True, 1)])
+async def test_trust_store_readiness_for_the_notices_root(
+    mock: MockAPNs, workspace: Workspace, device: str, run_exporter, with_new_root, expected
+) -> None:
+    """A required root missing from ca_file (and the system store) exports 0; present, 1."""
+    rollout = generate_rollout()
+    new_root = rollout.new.certificate
+    fingerprint = new_root.fingerprint(hashes.SHA256()).hex(":").upper()
+    if with_new_root:
+        workspace.ca_file.write_bytes(workspace.ca_file.read_bytes() + rollout.new.cert_pem)
+    extra = f"""\
+        global:
+          required_roots:
+            - {{name: "{NEW_ROOT_NAME}", fingerprint_sha256: "{fingerprint}"}}
+        """
+    cfg = workspace.config(_with_tls_check(workspace, mock.port, device), extra=extra)
+    async with run_exporter(cfg) as running:
+        result = await running.wait_for(lambda r: r.probe is ProbeKind.TLS)
+        s = await running.scrape()
+        page = await running.scrape_text("/probes?target=t1")
+    labels = {"root": NEW_ROOT_NAME, "fingerprint_sha256": fingerprint.replace(":", "").lower()}
+    assert sample(s, "apns_trust_store_root_present", **T, **labels) == expected
+    assert result.ok, result.message  # readiness is its own signal: today's chain still verifies
+    assert ("the trust store lacks root" in page) is not with_new_root
