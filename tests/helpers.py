@@ -37,9 +37,13 @@ class Workspace:
     key_file: Path
 
     def config(self, targets_yaml: str, *, extra: str = "") -> Path:
-        """Write an exporter config with the given targets block and return its path."""
+        """Write an exporter config with the given targets block and return its path.
+
+        The process-wide environment check (on by default, to Apple's hosts) is switched
+        off unless ``extra`` configures it: tests talk to loopback mocks only.
+        """
         text = (
-            textwrap.dedent(extra)
+            _without_environment_checks(textwrap.dedent(extra))
             + "targets:\n"
             + textwrap.indent(textwrap.dedent(targets_yaml), "  ")
         )
@@ -78,6 +82,20 @@ class Workspace:
     device_tokens: [{tokens}]
     auth_check: {"true" if auth_check else "false"}
 """
+
+
+_OFF = "environment_checks: {enabled: false}"
+
+
+def _without_environment_checks(extra: str) -> str:
+    """``extra`` with environment_checks switched off in its global block, if not set there."""
+    if "environment_checks" in extra:
+        return extra
+    if "global: {" in extra:
+        return extra.replace("global: {", f"global: {{{_OFF}, ", 1)
+    if "global:\n" in extra:
+        return extra.replace("global:\n", f"global:\n  {_OFF}\n", 1)
+    return f"global:\n  {_OFF}\n" + extra
 
 
 @dataclass

@@ -313,3 +313,42 @@ RESULT_TYPES: dict[ProbeKind, type[ProbeResult]] = {
         BroadcastResult,
     )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRoot:
+    """One root an environment presents: common name, fingerprint ("" unverified), addresses."""
+
+    root: str
+    fingerprint_sha256: str
+    addresses: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentCheck:
+    """Which roots one APNs environment's push host presents now, or why that is unknown."""
+
+    environment: str  # "sandbox" or "production"
+    endpoint: str  # host:port inspected
+    roots: tuple[EnvironmentRoot, ...] = ()
+    error: str | None = None  # a ConnectFailed reason when no address answered
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether at least one address answered with a chain."""
+        return bool(self.roots)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentsResult:
+    """The process-wide environment check: both environments' roots (no target, no credential).
+
+    Apple switched the sandbox five weeks before production in 2025: a root the sandbox
+    presents and production does not is a production change on its way.
+    """
+
+    started_at: float
+    duration: float
+    checks: tuple[EnvironmentCheck, ...]
+    logs: tuple[str, ...] = ()

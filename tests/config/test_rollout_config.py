@@ -1,4 +1,4 @@
-"""The broadcast block: token auth only, the environment's management endpoint by default."""
+"""The broadcast block, environment_checks and required_roots: defaults and bad input."""
 
 from __future__ import annotations
 
@@ -67,3 +67,35 @@ def test_broadcast_with_certificate_auth_is_one_clear_problem(config_dir: Path) 
     assert len(problems) == 1, problems
     assert "broadcast needs token auth" in problems[0]
     assert "apns.yml:" in problems[0]
+
+
+def test_environment_checks_default_to_both_apple_hosts_every_six_hours(config_dir: Path) -> None:
+    """Without a global block both environments' push hosts are checked, every 6h."""
+    checks = _parse(_target("sandbox", ""), config_dir).global_.environment_checks
+    assert checks.enabled
+    assert checks.interval == 6 * 3600
+    assert checks.endpoints() == {
+        "sandbox": (apns.SANDBOX_HOST, 443),
+        "production": (apns.PRODUCTION_HOST, 443),
+    }
+
+
+def test_required_roots_default_to_apples_notice_and_accept_colons(config_dir: Path) -> None:
+    """Apple's USERTrust root is required by default; an override's colons are normalised."""
+    default = _parse(_target("production", ""), config_dir)
+    assert default.required_roots() == apns.REQUIRED_ROOTS
+    fingerprint = ":".join(["AB"] * 32)
+    text = f'global:\n  required_roots: [{{name: test, fingerprint_sha256: "{fingerprint}"}}]\n'
+    overridden = _parse(text + _target("production", ""), config_dir)
+    assert overridden.required_roots() == (("test", "ab" * 32),)
+
+
+def test_bad_fingerprint_is_one_line_saying_what_to_do(config_dir: Path) -> None:
+    """A fingerprint that is not 64 hex digits is refused at its key, with the openssl command."""
+    text = "global:\n  required_roots: [{name: test, fingerprint_sha256: abc}]\n"
+    with pytest.raises(ConfigError) as caught:
+        _parse(text + _target("production", ""), config_dir)
+    problems = [str(issue) for issue in caught.value.issues]
+    assert len(problems) == 1, problems
+    assert "fingerprint_sha256" in problems[0]
+    assert "openssl x509" in problems[0]
