@@ -51,6 +51,7 @@ def check(required: Iterable[tuple[str, str]], ca_file: str | None) -> tuple[Roo
     return tuple(RootPresence(name, fp, fp in held) for name, fp in required)
 
 
+# Every target's tls_check reads the same directory: read it again only when it changes.
 _cache: dict[tuple[str, int], frozenset[str]] = {}
 
 

@@ -274,6 +274,10 @@ class CredentialsResult(ProbeResult):
     adopt: Loaded | None = None  # files changed and loaded: new connections should use this
 
 
+# A key that signs valid tokens but may not manage channels is an auth problem to fix.
+BROADCAST_AUTH_REASONS = AUTH_REASON_NAMES | {Reason.FEATURE_NOT_ENABLED.value}
+
+
 @dataclass(frozen=True, kw_only=True)
 class BroadcastResult(ProbeResult):
     """One read-only channel-management request (list the app's broadcast channels)."""
@@ -298,9 +302,6 @@ class BroadcastResult(ProbeResult):
         """The management server address the request went to."""
         return self.address
 
-
-# A key that signs valid tokens but may not manage channels is an auth problem to fix.
-BROADCAST_AUTH_REASONS = AUTH_REASON_NAMES | {Reason.FEATURE_NOT_ENABLED.value}
 
 RESULT_TYPES: dict[ProbeKind, type[ProbeResult]] = {
     cls.kind: cls

@@ -37,7 +37,6 @@ class EnvironmentWatch:
         self._resolver = resolver
         self._clock = clock
         self._wake = asyncio.Event()
-        self.latest: EnvironmentsResult | None = None
         # Called with every result; tests and tools wait on results through it.
         self.listeners: list[Callable[[EnvironmentsResult], None]] = []
 
@@ -67,7 +66,6 @@ class EnvironmentWatch:
 
     def apply(self, result: EnvironmentsResult) -> None:
         """Metrics, one log line per environment that could not be checked, and listeners."""
-        self.latest = result
         self._metrics.record_environments(result)
         for check in result.checks:
             if not check.ok:
