@@ -227,7 +227,7 @@ class TlsResult(ProbeResult):
     """The server chain APNs presented, and whether it changed since the previous check."""
 
     kind = ProbeKind.TLS
-    chain: ChainReport | None = None  # the chain of the first address that answered
+    chain: ChainReport | None = None  # the first failing address's chain, else the first's
     chain_changed: bool = False
     addresses: tuple[AddressCheck, ...] = ()  # every address inspected, in resolved order
     # Each required root and whether the target's trust store (system plus ca_file) has it.

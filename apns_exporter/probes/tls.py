@@ -54,7 +54,9 @@ async def run(ctx: ProbeRun) -> TlsResult:
             addresses=checks,
             trust_roots=trust_roots,
         )
-    report = reports[0]
+    # The chain the per-target series describe: the first that fails, so a half-done
+    # rollout to a root the trust store lacks shows as untrusted, not as the healthy rest.
+    report = next((r for r in reports if not r.trusted or r.earliest_not_after <= now), reports[0])
     changed = chain.chain_changed(ctx.shared.last_chain, report)
     if changed:
         ctx.log("the issuing chain differs from the previous check")

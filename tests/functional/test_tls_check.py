@@ -154,10 +154,14 @@ async def test_an_untrusted_address_fails_the_check_and_names_the_address(
             cfg = workspace.config(_rollout_target(workspace, old.port, only_old))
             async with run_exporter(cfg, resolver=resolver) as running:
                 result = await running.wait_for(lambda r: r.probe is ProbeKind.TLS)
+                s = await running.scrape()
         finally:
             await new.stop()
     finally:
         await old.stop()
+    # The series describe the failing address's chain, so the untrusted alert fires.
+    assert sample(s, "apns_server_certificate_verified", **T, trust_store="effective") == 0
+    assert "USERTrust" in _info(s)["issuer"]
     assert not result.ok
     assert result.error == "tls_verify"
     assert result.peer == "127.0.0.2"
