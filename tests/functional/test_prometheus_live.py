@@ -16,7 +16,8 @@ The exporter probes one target per scenario, each against its own mock APNs on
 target              scenario
 ==================  ==============================================================
 healthy             token auth, device canary with delivery receipts, auth check,
-                    TLS check, reachability (127.0.0.0/8 declared an Apple range)
+                    TLS check, reachability (127.0.0.0/8 declared an Apple range),
+                    broadcast channel management
 healthy-cert        certificate (mTLS) auth, one-year provider certificate
 expired-jwt         the mock's clock runs 2h ahead: every JWT is expired
 invalid-key         a .p8 key the mock does not know
@@ -78,6 +79,7 @@ from apns_exporter.assets import grafana
 from apns_exporter.assets.dashboards import dashboards
 from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.mock.admin import AdminServer
+from apns_exporter.mock.broadcast import ManagementServer
 from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
 from apns_exporter.mock.rollout import NEW_ROOT, OLD_ROOT, OLD_ROOT_NAME, generate_rollout
@@ -295,6 +297,17 @@ async def _environments() -> AsyncIterator[tuple[dict[str, int], str]]:
             await mock.stop()
 
 
+@contextlib.asynccontextmanager
+async def _management(mock: MockAPNs) -> AsyncIterator[ManagementServer]:
+    """The channel-management API of ``mock`` on its own port, as Apple's 2195/2196."""
+    server = ManagementServer(mock)
+    await server.start("127.0.0.1", 0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 # ------------------------------------------------------------------------ fixture
 
 
@@ -344,11 +357,14 @@ async def live(
     async with (
         _mocks(ca, client_ca, device, signing_key.public_key) as mocks,
         _environments() as (environment_ports, sandbox_admin),
+        _management(mocks["healthy"]) as management,
     ):
         healthy = _token_target("healthy", mocks["healthy"], ca_file, key_file, device, **OBSERVED)
         healthy["canary"].update(
             auth_check=True, delivery={"secret_file": str(secret_file), "deadline": "10s"}
         )
+        # Broadcast channel management on the healthy mock's own management port.
+        healthy["broadcast"] = {"interval": "1s", "endpoint": f"127.0.0.1:{management.port}"}
         lossy = _token_target("delivery-lost", mocks["delivery-lost"], ca_file, key_file, device)
         lossy["canary"]["delivery"] = {"secret_file": str(secret_file), "deadline": "1s"}
         targets = [
