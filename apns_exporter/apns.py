@@ -36,6 +36,16 @@ APPLE_NETWORKS = (
     "2a01:b740:a42::/48",
 )
 
+# The roots Apple's current server-certificate notice asks providers to trust (Apple
+# Developer News, "Apple Push Notification service server certificate update": sandbox
+# from 21 January 2025, production from 24 February 2025): name and SHA-256 fingerprint.
+REQUIRED_ROOTS = (
+    (
+        "USERTrust RSA Certification Authority",
+        "e793c9b02fd8aa13e21c31228accb08119643b749c898964b1746d46c3d4cbd2",
+    ),
+)
+
 # Payload limits from Apple's "Sending notification requests to APNs".
 MAX_PAYLOAD_BYTES = 4096
 MAX_VOIP_PAYLOAD_BYTES = 5120

@@ -37,11 +37,14 @@ class Workspace:
     key_file: Path
 
     def config(self, targets_yaml: str, *, extra: str = "") -> Path:
-        """Write an exporter config with the given targets block and return its path."""
-        text = (
-            textwrap.dedent(extra)
-            + "targets:\n"
-            + textwrap.indent(textwrap.dedent(targets_yaml), "  ")
+        """Write an exporter config with the given targets block and return its path.
+
+        The process-wide environment check (on by default, to Apple's hosts) is switched
+        off unless ``extra`` configures it: tests talk to loopback mocks only.
+        """
+        text = _without_environment_checks(
+            textwrap.dedent(extra),
+            "targets:\n" + textwrap.indent(textwrap.dedent(targets_yaml), "  "),
         )
         path = self.path / "apns-exporter.yml"
         path.write_text(text)
@@ -78,6 +81,24 @@ class Workspace:
     device_tokens: [{tokens}]
     auth_check: {"true" if auth_check else "false"}
 """
+
+
+_OFF = "environment_checks: {enabled: false}"
+
+
+def _without_environment_checks(extra: str, targets: str) -> str:
+    """``extra`` then ``targets``, environment_checks off unless ``extra`` sets them.
+
+    Without a global block in ``extra`` one goes first (two lines), so ``targets`` stays
+    last for tests that append to it.
+    """
+    if "environment_checks" in extra:
+        return extra + targets
+    if "global: {" in extra:
+        return extra.replace("global: {", f"global: {{{_OFF}, ", 1) + targets
+    if "global:\n" in extra:
+        return extra.replace("global:\n", f"global:\n  {_OFF}\n", 1) + targets
+    return f"global:\n  {_OFF}\n" + extra + targets
 
 
 @dataclass

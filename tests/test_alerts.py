@@ -87,6 +87,14 @@ CONTRACT_METRICS = frozenset(
         "apns_exporter_targets_configured",
         "apns_exporter_targets_probed",
         "apns_probe_interval_seconds",
+        # Promised by the CA rollout and broadcast issue (23).
+        "apns_server_certificate_root_addresses",
+        "apns_trust_store_root_present",
+        "apns_environment_root_info",
+        "apns_environment_check_success",
+        "apns_broadcast_up",
+        "apns_broadcast_responses_total",
+        "apns_broadcast_last_success_timestamp_seconds",
     }
 )
 HISTOGRAMS = frozenset(
@@ -316,8 +324,10 @@ def _exported() -> dict[str, dict[str, set[str]]]:
     from apns_exporter.client.channel import DialReport
     from apns_exporter.client.protocol import GoAway, SettingsChanged
     from apns_exporter.creds.certificates import CertificateSummary
-    from apns_exporter.creds.chain import ChainReport
+    from apns_exporter.creds.chain import AddressCheck, ChainReport
+    from apns_exporter.creds.truststore import RootPresence
     from apns_exporter.probes import (
+        BroadcastResult,
         CanaryResult,
         CredentialsResult,
         PingResult,
@@ -328,6 +338,7 @@ def _exported() -> dict[str, dict[str, set[str]]]:
         ReachabilityResult,
         TlsResult,
     )
+    from apns_exporter.probes.results import EnvironmentCheck, EnvironmentRoot, EnvironmentsResult
     from apns_exporter.receipts.book import Delivery
     from apns_exporter.service.metrics import Metrics
     from apns_exporter.service.state import TargetStatus
@@ -354,6 +365,7 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             rotate_by=now + 86400 if key else None,
             delivery=name == "token",
             intervals=tuple((str(kind), 60.0) for kind in ProbeKind),
+            broadcast=name == "token",
         )
     metrics.sharded((0, 1), 3, 3)
     dial = DialReport(True, {"resolve": 0.001, "connect": 0.01, "tls": 0.02})
@@ -392,7 +404,16 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             token_minted=True,
         ),
         PingResult(run=run, ok=True, message="ok", rtt=0.01),
-        TlsResult(run=run, ok=True, message="ok", chain=chain, chain_changed=True),
+        TlsResult(
+            run=run,
+            ok=True,
+            message="ok",
+            chain=chain,
+            chain_changed=True,
+            addresses=(AddressCheck("17.188.1.1", chain),),
+            trust_roots=(RootPresence("USERTrust RSA Certification Authority", "e7" * 32, True),),
+        ),
+        BroadcastResult(run=run, ok=True, message="ok", status=200, reason="none", channels=0),
         ReachabilityResult(
             run=run,
             ok=True,
@@ -432,6 +453,16 @@ def _exported() -> dict[str, dict[str, set[str]]]:
         )
     for result in results:
         record(metrics, result, TargetStatus(up=result.ok, invalid_streak=1, key_verified_at=now))
+    root = EnvironmentRoot("USERTrust RSA Certification Authority", "e7" * 32, 2)
+    metrics.record_environments(
+        EnvironmentsResult(
+            now,
+            1.0,
+            tuple(
+                EnvironmentCheck(env, f"{env}:443", (root,)) for env in ("sandbox", "production")
+            ),
+        )
+    )
     metrics.delivered(Delivery("token", "c1", now, now + 1.5, 1.5), now + 1.5)
     metrics.lost("token")
 

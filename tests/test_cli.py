@@ -169,7 +169,7 @@ def test_config_check_locates_a_key_that_is_not_the_certificates(
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert errors[0].startswith(
-        f"error: {cfg}:8:9: targets[0].auth.certificate.key_file: target shop-cert: "
+        f"error: {cfg}:10:9: targets[0].auth.certificate.key_file: target shop-cert: "
     )
     assert f"{cfg}: configuration is invalid (1 problem(s))" in done.stderr
 

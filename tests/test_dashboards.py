@@ -122,6 +122,7 @@ def test_queries_select_job_instance_and_target() -> None:
         "up",
         "apns_exporter_config_last_reload_successful",
         "apns_exporter_config_last_reload_success_timestamp_seconds",
+        "apns_environment_root_info",  # process-wide: both environments, no target
     }
     for q in QUERIES:
         selectors = re.findall(r"\b([a-zA-Z_:][\w:]*)(\{(?:[^{}]|\$\{[^}]*\})*\})", q["expr"])

@@ -83,6 +83,7 @@ def _preinitialised() -> dict[tuple[str, str], set[str]]:
         key=("ABC123DEFG", "DEF123GHIJ"),
         rotate_by=0.0,
         delivery=True,
+        broadcast=True,
     )
     values: dict[tuple[str, str], set[str]] = {}
     for family in metrics.registry.collect():

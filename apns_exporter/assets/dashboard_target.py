@@ -354,6 +354,18 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             width=12,
             height=6,
         ),
+        row("Broadcast"),
+        state_timeline(
+            "Channel management",
+            "Whether the broadcast channel-management API (ports 2195 sandbox, 2196 "
+            "production) answered the exporter's read-only request with 200 "
+            "(apns_broadcast_up); only for targets with broadcast configured.",
+            f"apns_broadcast_up{{{TARGET}}}",
+            "{{target}}",
+            OK_FAILING,
+            width=24,
+            height=4,
+        ),
     ]
     return dashboard(
         TARGET_UID,

@@ -226,6 +226,18 @@ def overview(p: Params) -> dict[str, Any]:
             8,
             legend="{{instance}}",
         ),
+        table(
+            "Server roots by environment",
+            "The roots each APNs environment's servers present (any of their addresses), from "
+            "the exporter's environment checks (global.environment_checks). Apple changes the "
+            "sandbox first: a root only the sandbox shows is a production change on its way "
+            "(ApnsProductionRootChangeAhead).",
+            [(f"apns_environment_root_info{{{EXPORTER}}}", "presented", "none")],
+            24,
+            6,
+            hide=("job", "Value #A"),
+            order=("apns_environment", "root", "fingerprint_sha256", "instance"),
+        ),
     ]
     return dashboard(
         OVERVIEW_UID,

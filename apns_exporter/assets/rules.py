@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from apns_exporter.assets import alerts_canary, alerts_credentials, alerts_network
+from apns_exporter.assets import alerts_canary, alerts_credentials, alerts_network, alerts_rollout
 from apns_exporter.assets.params import Params
 from apns_exporter.assets.promql import Rule, count, record
 
@@ -29,6 +29,7 @@ ALERTED_REASONS: dict[str, tuple[str, ...]] = {
     "apns_goaway_received_total": (*alerts_credentials.AUTH, alerts_credentials.TOKEN_UPDATES),
     "apns_connection_failures_total": ("tls_verify",),
     "apns_canary_receipts_rejected_total": ("bad_signature",),
+    "apns_broadcast_responses_total": (alerts_rollout.FEATURE_NOT_ENABLED,),
 }
 
 HEADER = """\
@@ -89,6 +90,8 @@ def alerting_rules(p: Params) -> list[Rule]:
         *alerts_credentials.tls_alerts(p),
         *alerts_network.connection_alerts(p),
         *alerts_network.reachability_alerts(p),
+        *alerts_rollout.rollout_alerts(p),
+        *alerts_rollout.broadcast_alerts(p),
     ]
 
 

@@ -27,6 +27,13 @@ PING_INTERVAL = "5s"
 
 CONFIG_TEMPLATE = """\
 # Written by `apns-exporter demo`; throwaway credentials, loopback mock APNs.
+global:
+  # Both environments' root checks go to the mock too: the demo never dials Apple.
+  environment_checks:
+    interval: 1m
+    sandbox: 127.0.0.1:{port}
+    production: 127.0.0.1:{port}
+    ca_file: ca.pem
 receipts:
   listen_address: 127.0.0.1:0
 targets:

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import json
 import os
+import string
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,6 +75,67 @@ def _password_needs_url(url: str | None, password_file: Path | None) -> None:
         )
 
 
+def _ca_file(path: Path) -> Path:
+    """A CA file whose certificates (PEM or DER) can be read: never a crash on first use."""
+    try:
+        files.ca_data(
+            files.read_bytes(path, kind="CA file", limit=CERTIFICATE_LIMIT), path=str(path)
+        )
+    except FileError as exc:
+        raise ValueError(exc.problem) from None
+    return path
+
+
+def _fingerprint(value: str) -> str:
+    """A SHA-256 fingerprint as 64 lowercase hex digits; colons and case as openssl prints."""
+    digits = value.replace(":", "").strip().lower()
+    if len(digits) != 64 or any(c not in string.hexdigits for c in digits):
+        raise ValueError(
+            "fingerprint_sha256 must be 64 hex digits, colons allowed "
+            "(openssl x509 -noout -fingerprint -sha256 -in root.pem)"
+        )
+    return digits
+
+
+class RequiredRoot(Model):
+    """A root CA the trust store must hold, by name and SHA-256 fingerprint."""
+
+    name: Annotated[str, Field(min_length=1, max_length=128)]
+    fingerprint_sha256: Annotated[str, AfterValidator(_fingerprint)]
+
+
+def _apple_roots() -> tuple[RequiredRoot, ...]:
+    return tuple(
+        RequiredRoot.model_construct(name=name, fingerprint_sha256=fp)
+        for name, fp in apns.REQUIRED_ROOTS
+    )
+
+
+class EnvironmentChecks(Timed):
+    """Which root each APNs environment presents, checked process-wide (no credentials)."""
+
+    enabled: StrictBool = True
+    interval: Interval = 6 * 3600.0
+    timeout: Interval | None = None
+    # host:port overrides of each environment's push host (for tests and mocks).
+    production: Endpoint | None = None
+    sandbox: Endpoint | None = None
+    # Extra trust anchors, so a root the system store lacks is still named with its fingerprint.
+    ca_file: Annotated[ReadableFile, AfterValidator(_ca_file)] | None = None
+
+    def endpoints(self) -> dict[str, tuple[str, int]]:
+        """Each environment's (host, port) to inspect."""
+        return {
+            str(env): split_endpoint(override)
+            if override is not None
+            else (env.host, apns.DEFAULT_PORT)
+            for env, override in (
+                (apns.Environment.SANDBOX, self.sandbox),
+                (apns.Environment.PRODUCTION, self.production),
+            )
+        }
+
+
 class GlobalConfig(Model):
     """Defaults that apply to every target."""
 
@@ -83,6 +145,9 @@ class GlobalConfig(Model):
     proxy_url: ProxyUrl | None = None
     proxy_password_file: PasswordFile | None = None
     max_connection_age: Interval = DEFAULT_MAX_CONNECTION_AGE
+    # Roots every target's trust store must hold; Apple's current notice's by default.
+    required_roots: tuple[RequiredRoot, ...] = Field(default_factory=_apple_roots)
+    environment_checks: EnvironmentChecks = EnvironmentChecks()
 
     @model_validator(mode="after")
     def _proxy_password(self) -> GlobalConfig:
@@ -307,20 +372,32 @@ class ReachabilityConfig(Timed):
             pairs = [(target.host, target.port)]
             if target.endpoint is None:
                 pairs.append((target.host, apns.ALTERNATE_PORT))
+            if target.broadcast is not None:
+                pairs.append(target.broadcast.management_endpoint(target))
         if self.courier:
             pairs += [(apns.COURIER_HOST, port) for port in apns.COURIER_PORTS]
         return list(dict.fromkeys(pairs))
 
 
-def _ca_file(path: Path) -> Path:
-    """A CA file whose certificates (PEM or DER) can be read: never a crash on first use."""
-    try:
-        files.ca_data(
-            files.read_bytes(path, kind="CA file", limit=CERTIFICATE_LIMIT), path=str(path)
-        )
-    except FileError as exc:
-        raise ValueError(exc.problem) from None
-    return path
+class BroadcastConfig(Timed):
+    """A read-only channel-management request (list the app's channels) for broadcast push.
+
+    Apple's "Sending channel management requests to APNs": the management host, port 2195
+    (sandbox) or 2196 (production), authenticated with the same provider token as pushes.
+    """
+
+    interval: Interval = 300.0
+    timeout: Interval | None = None
+    # The app whose channels are listed; the target's topic when left out.
+    bundle_id: Topic | None = None
+    # host:port of the channel-management API; the environment's when left out.
+    endpoint: Endpoint | None = None
+
+    def management_endpoint(self, target: Target) -> tuple[str, int]:
+        """The (host, port) the channel-management requests go to for ``target``."""
+        if self.endpoint is not None:
+            return split_endpoint(self.endpoint)
+        return target.environment.management_endpoint
 
 
 class Target(Model):
@@ -342,6 +419,8 @@ class Target(Model):
     # On by default: a server CA change (as in 2025) is a top cause of silent outages.
     tls_check: TlsCheckConfig | None = TlsCheckConfig()
     reachability: ReachabilityConfig | None = None
+    # Channel management for broadcast push (token auth only); off unless configured.
+    broadcast: BroadcastConfig | None = None
 
     @field_validator("canary")
     @classmethod
@@ -369,6 +448,22 @@ class Target(Model):
     def _proxy_password(self) -> Target:
         _password_needs_url(self.proxy_url, self.proxy_password_file)
         return self
+
+    @model_validator(mode="after")
+    def _broadcast_needs_token(self) -> Target:
+        if self.broadcast is not None and self.auth.token is None:
+            raise ValueError(
+                "broadcast needs token auth (auth.token): the channel-management probe signs "
+                "its requests with the provider token; remove broadcast or use a .p8 key"
+            )
+        return self
+
+    @property
+    def broadcast_bundle_id(self) -> str | None:
+        """The app whose broadcast channels are listed: broadcast.bundle_id, else the topic."""
+        if self.broadcast is None:
+            return None
+        return self.broadcast.bundle_id or self.topic
 
     @field_validator("topic")
     @classmethod
@@ -405,6 +500,10 @@ class Config(Model):
             for t in self.targets
             if t.canary is not None and t.canary.delivery is not None
         }
+
+    def required_roots(self) -> tuple[tuple[str, str], ...]:
+        """(name, SHA-256 fingerprint) of each root every trust store must hold."""
+        return tuple((r.name, r.fingerprint_sha256) for r in self.global_.required_roots)
 
     def egress(self, target: Target) -> Egress:
         """The proxy and connection age ``target`` uses: its own, else the global ones."""

@@ -39,13 +39,15 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from apns_exporter.client.dial import Resolver, dial, hang_up
-from apns_exporter.client.proxy import Proxy
+from apns_exporter.client.dial import Resolver, dial, hang_up, resolve
+from apns_exporter.client.proxy import Proxy, route
 from apns_exporter.client.tls import client_context
 from apns_exporter.errors import ConnectFailed, FileError
 
 # The private accessor's Certificate.public_bytes() takes _ssl's encoding constant.
 _ENCODING_DER: int = getattr(_ssl, "ENCODING_DER", 2)
+# Addresses of one host inspected per check: enough to see a rollout, bounded in cost.
+MAX_ADDRESSES = 8
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,39 @@ class ChainReport:
     verify_error: str | None
     chain_fingerprints: tuple[str, ...]
     alpn_protocol: str | None = None
+    # SHA-256 of the trust anchor a verified chain ended in (servers do not send roots).
+    root_fingerprint_sha256: str | None = None
 
     @property
     def trusted(self) -> bool:
         """Whether the exporter's own connections (system store plus ca_file) accept the chain."""
         return self.verified_system or bool(self.verified_ca_file)
+
+    @property
+    def root_name(self) -> str | None:
+        """The root's common name (e.g. "USERTrust RSA Certification Authority"), else its DN."""
+        return common_name(self.root_subject) if self.root_subject is not None else None
+
+
+@dataclass(frozen=True)
+class AddressCheck:
+    """The chain one address of a host presented, or why it could not be fetched."""
+
+    address: str | None  # None through a proxy: the proxy chose the address
+    report: ChainReport | None
+    error: str | None = None  # the ConnectFailed reason when there is no report
+    problem: str | None = None  # ... and its one-line message
+
+
+def common_name(subject: str) -> str:
+    """The CN of an RFC 4514 distinguished name, or the name itself when it has none."""
+    try:
+        names = x509.Name.from_rfc4514_string(subject).get_attributes_for_oid(
+            x509.NameOID.COMMON_NAME
+        )
+    except ValueError:
+        return subject
+    return str(names[0].value) if names else subject
 
 
 def _ders(ssl_object: Any, which: str) -> list[bytes] | None:
@@ -92,10 +122,13 @@ def peer_chain(ssl_object: ssl.SSLObject) -> tuple[list[x509.Certificate], bool]
     return ([x509.load_der_x509_certificate(leaf)] if leaf else []), False
 
 
-def _verified_root(ssl_object: ssl.SSLObject) -> str | None:
-    """Subject of the trust anchor a verified chain ends in, when the chain is visible."""
+def _verified_root(ssl_object: ssl.SSLObject) -> tuple[str, str] | None:
+    """Subject and fingerprint of the anchor a verified chain ends in, when it is visible."""
     ders = _ders(ssl_object, "verified")
-    return x509.load_der_x509_certificate(ders[-1]).subject.rfc4514_string() if ders else None
+    if not ders:
+        return None
+    anchor = x509.load_der_x509_certificate(ders[-1])
+    return anchor.subject.rfc4514_string(), _fingerprint(anchor)
 
 
 def _fingerprint(cert: x509.Certificate) -> str:
@@ -109,8 +142,8 @@ async def _verify(
     server_hostname: str,
     resolver: Resolver | None,
     proxy: Proxy | None,
-) -> tuple[bool, str | None, str | None]:
-    """``(verified, root subject, error)`` from one verifying handshake."""
+) -> tuple[bool, tuple[str, str] | None, str | None]:
+    """``(verified, (root subject, fingerprint), error)`` from one verifying handshake."""
     try:
         _, writer = await _dial(host, port, ctx, server_hostname, resolver, proxy)
     except ConnectFailed as exc:
@@ -168,7 +201,7 @@ async def _inspect(
         raise ConnectFailed("tls_handshake", f"{host}:{port} presented no certificate")
 
     errors: list[str] = []
-    roots: list[str | None] = []
+    roots: list[tuple[str, str] | None] = []
     verified_ca_file: bool | None = None
     error: str | None
     if ca_file is not None:
@@ -191,9 +224,10 @@ async def _inspect(
         errors.append(f"system store: {error}")
 
     leaf, top = certs[0], certs[-1]
-    root_subject = next((r for r in roots if r), None)
+    anchor = next((r for r in roots if r), None)
+    root_subject, root_fingerprint = anchor if anchor is not None else (None, None)
     if root_subject is None and top.issuer == top.subject:
-        root_subject = top.subject.rfc4514_string()
+        root_subject, root_fingerprint = top.subject.rfc4514_string(), _fingerprint(top)
     elif root_subject is None and full_chain:
         # Unverified: name the root the server's chain claims, so a CA switch is still visible.
         root_subject = top.issuer.rfc4514_string()
@@ -211,6 +245,7 @@ async def _inspect(
         verify_error="; ".join(errors) or None,
         chain_fingerprints=tuple(_fingerprint(c) for c in certs),
         alpn_protocol=alpn,
+        root_fingerprint_sha256=root_fingerprint,
     )
 
 
@@ -235,6 +270,54 @@ async def inspect(
         raise ConnectFailed(
             "timeout", f"TLS check of {host}:{port} timed out after {timeout:g}s"
         ) from None
+
+
+async def inspect_addresses(
+    host: str,
+    port: int,
+    *,
+    ca_file: str | None,
+    timeout: float,
+    resolver: Resolver | None = None,
+    proxy: Proxy | None = None,
+    limit: int = MAX_ADDRESSES,
+) -> tuple[AddressCheck, ...]:
+    """:func:`inspect` each resolved address of ``host`` (at most ``limit``), side by side.
+
+    Apple rolls a new server chain out address by address, so one connection sees one
+    server's chain only. The addresses are inspected concurrently, each under ``timeout``;
+    a failed address is an :class:`AddressCheck` with its reason. Raises ConnectFailed(dns)
+    when the name does not resolve. Through a proxy the proxy picks the address: one check.
+    """
+    if route(host, proxy) is not None:
+        try:
+            report = await inspect(
+                host, port, server_hostname=None, ca_file=ca_file, timeout=timeout, proxy=proxy
+            )
+        except ConnectFailed as exc:
+            return (AddressCheck(None, None, exc.reason, str(exc)),)
+        return (AddressCheck(None, report),)
+    try:
+        async with asyncio.timeout(timeout):
+            addresses = await resolve(host, port, resolver)
+    except TimeoutError:
+        raise ConnectFailed(
+            "dns", f"cannot resolve {host}: no answer within {timeout:g}s"
+        ) from None
+
+    async def one(address: str) -> AddressCheck:
+        async def pinned(_host: str, _port: int) -> list[str]:
+            return [address]
+
+        try:
+            report = await inspect(
+                host, port, server_hostname=None, ca_file=ca_file, timeout=timeout, resolver=pinned
+            )
+        except ConnectFailed as exc:
+            return AddressCheck(address, None, exc.reason, str(exc))
+        return AddressCheck(address, report)
+
+    return tuple(await asyncio.gather(*(one(a) for a in addresses[:limit])))
 
 
 def chain_changed(previous: ChainReport | None, current: ChainReport) -> bool:

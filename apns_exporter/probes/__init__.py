@@ -7,6 +7,7 @@ in :mod:`apns_exporter.probes.results`.
 from apns_exporter.probes.results import (
     AUTH_REASON_NAMES,
     LAYERS,
+    BroadcastResult,
     CanaryResult,
     ConnectionResult,
     CredentialsResult,
@@ -24,6 +25,7 @@ from apns_exporter.probes.run import Probe, ProbeRun, Snapshot, log_goaway, perf
 __all__ = [
     "AUTH_REASON_NAMES",
     "LAYERS",
+    "BroadcastResult",
     "CanaryResult",
     "ConnectionResult",
     "CredentialsResult",

@@ -6,7 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from apns_exporter.config import GlobalConfig, Target
-from apns_exporter.probes import Probe, ProbeKind, canary, credentials, ping, reachability, tls
+from apns_exporter.probes import (
+    Probe,
+    ProbeKind,
+    broadcast,
+    canary,
+    credentials,
+    ping,
+    reachability,
+    tls,
+)
 
 
 @dataclass(frozen=True)
@@ -32,7 +41,8 @@ def _canary_deadline(target: Target, default: float) -> float:
 
 def _tls_deadline(target: Target, default: float) -> float:
     assert target.tls_check is not None
-    # Up to three handshakes: fetch the chain, verify with ca_file, with the system.
+    # Resolve, then every address side by side, each up to three handshakes (fetch the
+    # chain, verify with ca_file, with the system) under one timeout; with room to spare.
     return (target.tls_check.timeout or default) * 3
 
 
@@ -41,6 +51,12 @@ def _reachability_deadline(target: Target, default: float) -> float:
     assert settings is not None
     # Per host and port: resolve, then one connect per address family.
     return (settings.timeout or default) * len(settings.endpoints(target)) * 3
+
+
+def _broadcast_deadline(target: Target, default: float) -> float:
+    assert target.broadcast is not None
+    # A dial, then one request, each within the timeout.
+    return (target.broadcast.timeout or default) * 2
 
 
 PROBES: dict[ProbeKind, ProbeSpec] = {
@@ -76,6 +92,12 @@ PROBES: dict[ProbeKind, ProbeSpec] = {
             reachability.run,
             lambda target, settings: target.reachability.interval if target.reachability else None,
             _reachability_deadline,
+        ),
+        ProbeSpec(
+            ProbeKind.BROADCAST,
+            broadcast.run,
+            lambda target, settings: target.broadcast.interval if target.broadcast else None,
+            _broadcast_deadline,
         ),
     )
 }

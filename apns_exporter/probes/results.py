@@ -15,8 +15,9 @@ from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.client.channel import DialReport
 from apns_exporter.client.protocol import Event
 from apns_exporter.creds.certificates import CertificateSummary
-from apns_exporter.creds.chain import ChainReport
+from apns_exporter.creds.chain import AddressCheck, ChainReport
 from apns_exporter.creds.credential import Loaded
+from apns_exporter.creds.truststore import RootPresence
 from apns_exporter.errors import CredentialError, ProbeError
 
 
@@ -28,6 +29,7 @@ class ProbeKind(StrEnum):
     TLS = "tls"
     REACHABILITY = "reachability"
     CREDENTIALS = "credentials"
+    BROADCAST = "broadcast"
 
 
 # Every reason a result's ``error`` can hold: what the probe's error classes raise.
@@ -225,8 +227,34 @@ class TlsResult(ProbeResult):
     """The server chain APNs presented, and whether it changed since the previous check."""
 
     kind = ProbeKind.TLS
-    chain: ChainReport | None = None
+    chain: ChainReport | None = None  # the first failing address's chain, else the first's
     chain_changed: bool = False
+    addresses: tuple[AddressCheck, ...] = ()  # every address inspected, in resolved order
+    # Each required root and whether the target's trust store (system plus ca_file) has it.
+    trust_roots: tuple[RootPresence, ...] = ()
+
+    @property
+    def root_addresses(self) -> dict[str, int]:
+        """How many inspected addresses present each root (by its common name)."""
+        counts: dict[str, int] = {}
+        for check in self.addresses:
+            if check.report is not None:
+                name = check.report.root_name or "unknown"
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    @property
+    def peer(self) -> str | None:
+        """The first address whose chain failed the check, if the run failed."""
+        if self.ok:
+            return None
+        failing = (c for c in self.addresses if not _trusted_now(c, self.run.finished_at))
+        return next((c.address for c in failing if c.address is not None), None)
+
+
+def _trusted_now(check: AddressCheck, now: float) -> bool:
+    report = check.report
+    return report is not None and report.trusted and report.earliest_not_after > now
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,7 +274,82 @@ class CredentialsResult(ProbeResult):
     adopt: Loaded | None = None  # files changed and loaded: new connections should use this
 
 
+# A key that signs valid tokens but may not manage channels is an auth problem to fix.
+BROADCAST_AUTH_REASONS = AUTH_REASON_NAMES | {Reason.FEATURE_NOT_ENABLED.value}
+
+
+@dataclass(frozen=True, kw_only=True)
+class BroadcastResult(ProbeResult):
+    """One read-only channel-management request (list the app's broadcast channels)."""
+
+    kind = ProbeKind.BROADCAST
+    status: int | None = None  # None when no answer came
+    reason: str | None = None  # APNs reason, "none" on 200
+    channels: int | None = None  # how many channels the app has, on 200
+    address: str | None = None  # the management server's address, when connected
+
+    @property
+    def layer(self) -> str | None:
+        """A refused token or a key without broadcast rights fails at auth, the rest at apns."""
+        if self.ok:
+            return None
+        if self.error is not None or self.reason is None:
+            return _layer_of(self.error)
+        return "auth" if self.reason in BROADCAST_AUTH_REASONS else "apns"
+
+    @property
+    def peer(self) -> str | None:
+        """The management server address the request went to."""
+        return self.address
+
+
 RESULT_TYPES: dict[ProbeKind, type[ProbeResult]] = {
     cls.kind: cls
-    for cls in (CanaryResult, PingResult, TlsResult, ReachabilityResult, CredentialsResult)
+    for cls in (
+        CanaryResult,
+        PingResult,
+        TlsResult,
+        ReachabilityResult,
+        CredentialsResult,
+        BroadcastResult,
+    )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentRoot:
+    """One root an environment presents: common name, fingerprint ("" unverified), addresses."""
+
+    root: str
+    fingerprint_sha256: str
+    addresses: int
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentCheck:
+    """Which roots one APNs environment's push host presents now, or why that is unknown."""
+
+    environment: str  # "sandbox" or "production"
+    endpoint: str  # host:port inspected
+    roots: tuple[EnvironmentRoot, ...] = ()
+    error: str | None = None  # a ConnectFailed reason when no address answered
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Whether at least one address answered with a chain."""
+        return bool(self.roots)
+
+
+@dataclass(frozen=True, slots=True)
+class EnvironmentsResult:
+    """The process-wide environment check: both environments' roots (no target, no credential).
+
+    Apple switched the sandbox five weeks before production in 2025: a root the sandbox
+    presents and production does not is a production change on its way.
+    """
+
+    started_at: float
+    duration: float
+    checks: tuple[EnvironmentCheck, ...]
+    logs: tuple[str, ...] = ()

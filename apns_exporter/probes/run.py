@@ -44,6 +44,8 @@ class Snapshot:
     credential_reason: str | None = None  # ... as a CredentialError reason
     last_chain: ChainReport | None = None  # the previous tls_check, to notice CA switches
     receipts: ReceiptBook | None = None  # set when device canaries expect receipts
+    # (name, SHA-256 fingerprint) of each root the trust store must hold (global.required_roots).
+    required_roots: tuple[tuple[str, str], ...] = ()
 
     @property
     def token(self) -> ProviderToken | None:

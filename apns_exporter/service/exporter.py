@@ -28,6 +28,7 @@ from apns_exporter.probes import ProbeKind, ProbeResult, ProbeRun, perform
 from apns_exporter.probes.registry import probes_of
 from apns_exporter.receipts.desk import ReceiptDesk, ReceiptOutcomes
 from apns_exporter.service import heap
+from apns_exporter.service.environments import EnvironmentWatch
 from apns_exporter.service.journal import Journal
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.scheduler import Job, Scheduler
@@ -111,6 +112,7 @@ class Exporter:
             resolver=resolver,
             dial_limit=asyncio.Semaphore(MAX_CONCURRENT_DIALS),
         )
+        self.environments = EnvironmentWatch(self.metrics, resolver=resolver, clock=clock)
         self._group: asyncio.TaskGroup | None = None  # set while running
         self._tasks: set[asyncio.Task[None]] = set()  # the group's tasks, but the scheduler's
         self._scheduler: asyncio.Task[None] | None = None
@@ -156,6 +158,7 @@ class Exporter:
         await started.wait()
         self.spawn(self.receipts.expire_forever(), "receipt-expiry")
         self.spawn(heap.keep_collections_short(), "gc-freeze")
+        self.spawn(self.environments.run(lambda: self.config), "environment-checks")
         for target in self._mine(self.config):
             self._add(target)
         self._count(self.config)
@@ -184,6 +187,8 @@ class Exporter:
             if name not in self.targets:
                 self._add(target)
         self.receipts.book.set_secrets(config.receipt_secrets())
+        if not same_global:
+            self.environments.wake()
         self.restart_needed = self.receipts.restart_notes(
             config.receipt_secrets(), config.receipts.listen_address
         )
@@ -237,7 +242,10 @@ class Exporter:
         """Run every probe of one target once, now, without the scheduler."""
         target = next(t for t in self.config.targets if t.name == name)
         state = self._builder.build(
-            target, self.config.global_.scrape_timeout, self.config.egress(target)
+            target,
+            self.config.global_.scrape_timeout,
+            self.config.egress(target),
+            self.config.required_roots(),
         )
         results = []
         try:
@@ -276,7 +284,10 @@ class Exporter:
 
     def _add(self, target: Target) -> None:
         state = self._builder.build(
-            target, self.config.global_.scrape_timeout, self.config.egress(target)
+            target,
+            self.config.global_.scrape_timeout,
+            self.config.egress(target),
+            self.config.required_roots(),
         )
         self.targets[target.name] = state
         jobs = self._jobs(state)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from apns_exporter.client.protocol import GoAway, SettingsChanged
 from apns_exporter.probes import (
     LAYERS,
+    BroadcastResult,
     CanaryResult,
     ConnectionResult,
     CredentialsResult,
@@ -19,9 +20,11 @@ from apns_exporter.probes import (
     TlsResult,
 )
 from apns_exporter.service.series import (
+    ALERTED_BROADCAST_RESPONSES,
     ALERTED_CONNECTION_FAILURES,
     ALERTED_GOAWAYS,
     ALERTED_RESPONSES,
+    BROADCAST_RESPONSE_REASONS,
     DELIVERY_BUCKETS,
     LATENCY_BUCKETS,
     PUSH_KINDS,
@@ -29,11 +32,15 @@ from apns_exporter.service.series import (
     SCHEDULED,
     Families,
     Labels,
+    bounded,
     exemplar,
     goaway_label,
     status_label,
 )
 from apns_exporter.service.state import TargetStatus
+
+# A rollout shows two roots; a label per root beyond a few would be a misbehaving server's.
+MAX_ROOT_LABELS = 4
 
 
 class TargetSeries:
@@ -374,6 +381,19 @@ class ChainSeries:
         self.tls_version = make.gauge(
             "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
+        self.trust_root = make.gauge(
+            "apns_trust_store_root_present",
+            "1 if the target's trust store (system plus ca_file) holds this root, which "
+            "Apple's server-certificate notice names (global.required_roots); 0 if missing.",
+            "root",
+            "fingerprint_sha256",
+        )
+        self.root_addresses = make.gauge(
+            "apns_server_certificate_root_addresses",
+            "How many of the host's addresses (at most 8 per check) present a chain ending in "
+            f"this root (its common name; at most {MAX_ROOT_LABELS} roots, then other).",
+            "root",
+        )
         self.last_attempt = make.gauge(
             "apns_tls_check_last_attempt_timestamp_seconds",
             "When the server-chain check last finished, whatever its result.",
@@ -386,6 +406,9 @@ class ChainSeries:
     def record(self, t: Labels, result: TlsResult) -> None:
         """Fold in one tls_check run."""
         self.last_attempt.labels(*t).set(result.run.finished_at)
+        for presence in result.trust_roots:
+            where = (*t, presence.name, presence.fingerprint_sha256)
+            self.trust_root.labels(*where).set(int(presence.present))
         report = result.chain
         if report is None:
             return  # no handshake happened; the previous chain's series stay as they were
@@ -408,6 +431,19 @@ class ChainSeries:
             self.tls_version.labels(*t, report.tls_version).set(1)
         if result.chain_changed:
             self.changes.labels(*t).inc()
+        self.root_addresses.forget(t[0])  # roots no address presents any more disappear
+        for root, count in root_counts(result.root_addresses).items():
+            self.root_addresses.labels(*t, root).set(count)
+
+
+def root_counts(counts: dict[str, int]) -> dict[str, int]:
+    """``counts`` with at most :data:`MAX_ROOT_LABELS` roots named, the rest summed as other."""
+    named = sorted(counts, key=lambda root: (-counts[root], root))[:MAX_ROOT_LABELS]
+    bounded = {root: counts[root] for root in named}
+    rest = sum(n for root, n in counts.items() if root not in bounded)
+    if rest:
+        bounded["other"] = rest
+    return bounded
 
 
 class ReachabilitySeries:
@@ -449,3 +485,38 @@ class ReachabilitySeries:
                     self.reachable.labels(*t, reach.host, str(reach.port), family).set(0)
             if reach.in_apple_range is not None:
                 self.in_apple_range.labels(*t, reach.host).set(1 if reach.in_apple_range else 0)
+
+
+class BroadcastSeries:
+    """The channel-management API of broadcast push, as the broadcast probe sees it."""
+
+    def __init__(self, make: Families) -> None:
+        self.up = make.gauge(
+            "apns_broadcast_up",
+            "1 if the last channel-management request (list the app's channels) answered 200."
+            + SCHEDULED,
+        )
+        self.responses = make.counter(
+            "apns_broadcast_responses",
+            "Channel-management answers by HTTP status and APNs reason (none on 200).",
+            "status",
+            "reason",
+        )
+        self.last_success = make.gauge(
+            "apns_broadcast_last_success_timestamp_seconds",
+            "When a channel-management request last answered 200.",
+        )
+
+    def add(self, t: Labels) -> None:
+        """Start the answers the alert rules select at 0, so increase() sees the first."""
+        for status, reason in ALERTED_BROADCAST_RESPONSES:
+            self.responses.labels(*t, status, reason)
+
+    def record(self, t: Labels, result: BroadcastResult) -> None:
+        """Fold in one broadcast run."""
+        self.up.labels(*t).set(1 if result.ok else 0)
+        if result.status is not None:
+            reason = bounded(result.reason, BROADCAST_RESPONSE_REASONS, "unknown")
+            self.responses.labels(*t, status_label(result.status), reason).inc()
+        if result.ok:
+            self.last_success.labels(*t).set(result.run.finished_at)

@@ -27,6 +27,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from apns_exporter import __version__
 from apns_exporter.probes import (
+    BroadcastResult,
     CanaryResult,
     ConnectionResult,
     CredentialsResult,
@@ -35,9 +36,12 @@ from apns_exporter.probes import (
     ReachabilityResult,
     TlsResult,
 )
+from apns_exporter.probes.results import EnvironmentsResult
 from apns_exporter.receipts.book import Delivery
 from apns_exporter.service.exposition import Exposition, Family, Store
 from apns_exporter.service.families import (
+    MAX_ROOT_LABELS,
+    BroadcastSeries,
     CanarySeries,
     ChainSeries,
     CredentialSeries,
@@ -120,6 +124,20 @@ class Metrics:
         self.targets_probed = Gauge(
             "apns_exporter_targets_probed", "Targets this replica probes (its shard's).", registry=r
         )
+        self.environment_root = Gauge(
+            "apns_environment_root_info",
+            "A root the environment's push host presents on at least one address (its common "
+            "name, and SHA-256 fingerprint when a trust store verified it); always 1.",
+            ["apns_environment", "root", "fingerprint_sha256"],
+            registry=r,
+        )
+        self.environment_ok = Gauge(
+            "apns_environment_check_success",
+            "1 if the last check of the environment's server chain got an answer.",
+            ["apns_environment"],
+            registry=r,
+        )
+        self._environment_roots: dict[str, set[tuple[str, str]]] = {}
         self.exposition = Exposition(r, Store())
         # Everything /metrics serves, for generate_latest, get_sample_value and tests.
         self.registry = self.exposition.registry
@@ -135,6 +153,7 @@ class Metrics:
         self.probe_interval = make.gauge(
             "apns_probe_interval_seconds", "Configured interval of each probe.", "probe"
         )
+        self.broadcast = BroadcastSeries(make)
         self._targets: dict[str, TargetInfo] = {}  # each target's labels and static facts
 
     def families(self) -> Iterator[MetricWrapperBase | Family]:
@@ -142,6 +161,7 @@ class Metrics:
         yield from (self.build_info, self.receipts_rejected, self.reload_ok, self.reload_time)
         yield from (self.shard_index, self.shard_count, self.targets_configured)
         yield self.targets_probed
+        yield from (self.environment_root, self.environment_ok)
         yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
@@ -163,6 +183,25 @@ class Metrics:
     def receipt_rejected(self, reason: str) -> None:
         """Count a refused receipt under the reason its check raised (a closed set)."""
         self.receipts_rejected.labels(reason).inc()
+
+    def record_environments(self, result: EnvironmentsResult) -> None:
+        """Which roots each environment presents; an unanswered check keeps the last known."""
+        for check in result.checks:
+            self.environment_ok.labels(check.environment).set(1 if check.ok else 0)
+            if not check.ok:
+                continue
+            roots = {(r.root, r.fingerprint_sha256) for r in check.roots[:MAX_ROOT_LABELS]}
+            for gone in self._environment_roots.get(check.environment, set()) - roots:
+                self.environment_root.remove(check.environment, *gone)
+            for root in roots:
+                self.environment_root.labels(check.environment, *root).set(1)
+            self._environment_roots[check.environment] = roots
+
+    def environments_off(self) -> None:
+        """Drop the environment series: the check is switched off."""
+        self.environment_root.clear()
+        self.environment_ok.clear()
+        self._environment_roots.clear()
 
     def reloaded(self, ok: bool, now: float) -> None:
         """Record the outcome of loading the configuration."""
@@ -202,6 +241,8 @@ class Metrics:
         if info.canary_interval is not None:
             self.canary.add(t, info.canary_interval)
         self.chain.add(t)
+        if info.broadcast:
+            self.broadcast.add(t)
         if info.delivery:
             self.delivery.add(t)
 
@@ -224,6 +265,8 @@ class Metrics:
                 self.reachability.record(t, result)
             case TlsResult():
                 self.chain.record(t, result)
+            case BroadcastResult():
+                self.broadcast.record(t, result)
             case CredentialsResult():
                 self.credential.record(t, result)
                 if status.topic is not None and status.topic != info.topic:

@@ -39,6 +39,9 @@ _SETUP = ("Unregistered", "ExpiredToken", "DeviceTokenNotForTopic", "BadTopic", 
 ALERTED_GOAWAYS = tuple(dict.fromkeys((*sorted(AUTH_REASON_NAMES), _TOKEN_UPDATES)))
 ALERTED_RESPONSES = tuple((str(Reason.parse(r).status), r) for r in (*_SETUP, *ALERTED_GOAWAYS))
 ALERTED_CONNECTION_FAILURES = ("tls_verify",)
+# Channel management: every reason APNs documents (a closed set), and the one alerted on.
+BROADCAST_RESPONSE_REASONS = ("none", *(r.value for r in Reason))
+ALERTED_BROADCAST_RESPONSES = (("403", Reason.FEATURE_NOT_ENABLED.value),)
 # Each error label is the reason its error class raised: these sets are those classes'.
 CONNECTION_FAILURES = tuple(sorted(ConnectFailed.REASONS))
 CREDENTIAL_ERRORS = tuple(sorted(CredentialError.REASONS))

@@ -69,6 +69,7 @@ class TargetState:
     resolver: Resolver | None = None
     proxy: Proxy | None = None  # the configured proxy; None: HTTPS_PROXY, if set, applies
     last_chain: ChainReport | None = None
+    required_roots: tuple[tuple[str, str], ...] = ()  # (name, fingerprint) to find in the store
     latest: dict[ProbeKind, ProbeResult] = field(default_factory=dict)
     status: TargetStatus = field(default_factory=TargetStatus)
     _key_worked: bool = field(default=False, init=False)
@@ -96,6 +97,7 @@ class TargetState:
             credential_reason=self.credential_reason,
             last_chain=self.last_chain,
             receipts=self.receipts,
+            required_roots=self.required_roots,
         )
 
     def channels(self) -> tuple[Channel, ...]:
@@ -192,6 +194,7 @@ class TargetInfo:
     delivery: bool = False
     inventory_only: bool = False
     intervals: tuple[tuple[str, float], ...] = ()  # (probe kind, seconds) of each probe it runs
+    broadcast: bool = False  # the broadcast (channel-management) probe runs
 
 
 def describe(state: TargetState, intervals: Mapping[ProbeKind, float]) -> TargetInfo:
@@ -212,6 +215,7 @@ def describe(state: TargetState, intervals: Mapping[ProbeKind, float]) -> Target
         delivery=state.receipts is not None,
         inventory_only=target.inventory_only,
         intervals=tuple((str(kind), seconds) for kind, seconds in intervals.items()),
+        broadcast=target.broadcast is not None,
     )
 
 
@@ -232,8 +236,17 @@ class TargetBuilder:
         self._dials = dial_limit
         self._tokens = TokenCache(clock=clock)
 
-    def build(self, target: Target, default_timeout: float, egress: Egress) -> TargetState:
-        """Load the target's credential and make its channels (leaving through ``egress``)."""
+    def build(
+        self,
+        target: Target,
+        default_timeout: float,
+        egress: Egress,
+        required_roots: tuple[tuple[str, str], ...] = (),
+    ) -> TargetState:
+        """Load the target's credential and make its channels (leaving through ``egress``).
+
+        ``required_roots`` are the (name, fingerprint) its tls_check looks for in its store.
+        """
         credential = Credential(target, self._tokens, clock=self._clock)
         loaded, error = load_credential(credential)
         if isinstance(error, ExpiredCredential):
@@ -278,4 +291,5 @@ class TargetBuilder:
             clock=self._clock,
             resolver=self._resolver,
             proxy=proxy,
+            required_roots=required_roots,
         )

@@ -211,7 +211,7 @@ TOKEN_RULE = "device token must be an even number of hex digits from 64 to 200; 
 ENDPOINT_RULE = "endpoint must be host:port, e.g. api.push.apple.com:2197 or [::1]:8443"
 TARGET_KEYS = (
     "name, environment, endpoint, auth, topic, ca_file, ping, canary, tls_check, reachability, "
-    "inventory_only, proxy_url, proxy_password_file, max_connection_age"
+    "broadcast, inventory_only, proxy_url, proxy_password_file, max_connection_age"
 )
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
@@ -291,7 +291,7 @@ BAD_CONFIGS = [
         [
             "apns.yml:2:3: global: unknown key 'scrape_timeot' (did you mean 'scrape_timeout'? "
             "allowed: scrape_timeout, credential_check_interval, proxy_url, proxy_password_file, "
-            "max_connection_age)",
+            "max_connection_age, required_roots, environment_checks)",
         ],
         id="unknown-global-key",
     ),
@@ -994,6 +994,9 @@ def test_every_key_is_documented() -> None:
         config.TokenAuth,
         config.PingConfig,
         config.CanaryConfig,
+        config.BroadcastConfig,
+        config.EnvironmentChecks,
+        config.RequiredRoot,
     ]
     keys = {f.alias or n for m in models for n, f in m.model_fields.items()}
     assert sorted(k for k in keys if f"`{k}`" not in docs) == []

@@ -44,7 +44,7 @@ def test_an_unloadable_key_is_a_problem_located_at_its_key(workspace: Workspace)
     cfg = workspace.config(workspace.target(1, auth_check=True))
     workspace.key_file.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
     checked = check_files(str(cfg), config.load(cfg))
-    assert [str(p).split(": ", 1)[0] for p in checked.problems] == [f"{cfg}:9:9"]
+    assert [str(p).split(": ", 1)[0] for p in checked.problems] == [f"{cfg}:11:9"]
     assert "auth.token.key_file: target t1: signing key" in str(checked.problems[0])
     assert "not a valid PEM PKCS#8 key" in str(checked.problems[0])
 
@@ -82,7 +82,7 @@ def test_files_that_turned_bad_after_validation_are_located(
     os.mkfifo(password)
     secret.write_text("short")
     problems = [str(p) for p in check_files(str(cfg), loaded).problems]
-    assert any(f"{cfg}:6:5: targets[0].ca_file: target c1: CA file" in p for p in problems)
+    assert any(f"{cfg}:8:5: targets[0].ca_file: target c1: CA file" in p for p in problems)
     assert len([p for p in problems if "targets[1].ca_file" in p]) == 1
     assert any("password_file: target c1: password file" in p and "FIFO" in p for p in problems)
     assert any(

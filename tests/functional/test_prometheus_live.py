@@ -16,7 +16,8 @@ The exporter probes one target per scenario, each against its own mock APNs on
 target              scenario
 ==================  ==============================================================
 healthy             token auth, device canary with delivery receipts, auth check,
-                    TLS check, reachability (127.0.0.0/8 declared an Apple range)
+                    TLS check, reachability (127.0.0.0/8 declared an Apple range),
+                    broadcast channel management
 healthy-cert        certificate (mTLS) auth, one-year provider certificate
 expired-jwt         the mock's clock runs 2h ahead: every JWT is expired
 invalid-key         a .p8 key the mock does not know
@@ -27,10 +28,13 @@ cert-expiring       a provider certificate that expires in 5 days
 cert-expired        a provider certificate that expired yesterday
 canary-410          the canary app was reinstalled: its device token answers 410
 bad-token           auth checks on, plus a device token the mock does not know
+(no target)         environment checks: the sandbox mock switches to the new root first
+                    (admin API), production stays on the old one
 ==================  ==============================================================
 
 ``EXPECTED`` lists the alerts each must fire, and the test requires exactly those
-(none for the healthy targets and for the exporter itself). ``NOTIFIED`` lists the
+(none for the healthy targets; for no target, only the environment checks' early
+warning). ``NOTIFIED`` lists the
 notifications Alertmanager must send for them, critical (pager) and warning (tickets)
 apart: one page per cause. Last, every mock starts answering 503: all targets fail, and
 exactly one fleet page may arrive, not one per target.
@@ -74,8 +78,11 @@ from apns_exporter import config
 from apns_exporter.assets import grafana
 from apns_exporter.assets.dashboards import dashboards
 from apns_exporter.commands.serve import Listening, serve
+from apns_exporter.mock.admin import AdminServer
+from apns_exporter.mock.broadcast import ManagementServer
 from apns_exporter.mock.faults import ErrorFault, GoAwayFault, Scenario
 from apns_exporter.mock.pki import CertificateAuthority, generate_ca, generate_signing_key
+from apns_exporter.mock.rollout import NEW_ROOT, OLD_ROOT, OLD_ROOT_NAME, generate_rollout
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.service.exporter import Exporter
 from tests.functional import alertmanager_support as am
@@ -97,8 +104,12 @@ HEALTHY = ("healthy", "healthy-cert")
 # (alertname, severity, reason label or ""), per target label ("" = exporter-level alerts).
 Alert = tuple[str, str, str]
 EXPECTED: dict[str, set[Alert]] = {
-    # Four production canary targets of thirteen failing burn the SLO's budget fast.
-    "": {("ApnsCanaryErrorBudgetBurn", "warning", "")},
+    # Four production canary targets of thirteen failing burn the SLO's budget fast; the
+    # sandbox mock switches to the new root first (admin API): production will follow.
+    "": {
+        ("ApnsCanaryErrorBudgetBurn", "warning", ""),
+        ("ApnsProductionRootChangeAhead", "warning", ""),
+    },
     "healthy": set(),
     "healthy-cert": set(),
     # Rejected canaries page once; the reason is a warning beside the page. The wedged
@@ -150,6 +161,7 @@ NOTIFIED: set[am.Notification] = {
     ("tickets", "ApnsCredentialLoadFailed", "warning", "cert-expired"),
     ("tickets", "ApnsCanaryDeviceTokenInvalid", "warning", "canary-410"),
     ("tickets", "ApnsCanaryDeviceTokenInvalid", "warning", "bad-token"),
+    ("tickets", "ApnsProductionRootChangeAhead", "warning", ""),
 }
 CERTIFICATE_TARGETS = ("healthy-cert", "cert-expiring", "cert-expired")
 
@@ -169,6 +181,7 @@ class Live:
     log: Path
     alertmanager: str
     webhook: am.Webhook
+    sandbox_admin: str  # the sandbox environment mock's admin API
 
     async def api(self, path: str, **params: str) -> Any:
         """GET a Prometheus HTTP API path and return its ``data``."""
@@ -270,6 +283,37 @@ async def _mocks(
             await mock.stop()
 
 
+@contextlib.asynccontextmanager
+async def _environments() -> AsyncIterator[tuple[dict[str, int], str]]:
+    """A sandbox and a production mock on the old root, and the sandbox's admin API."""
+    chains = generate_rollout().chains()
+    mocks = {
+        env: MockAPNs(chains[OLD_ROOT], keypairs=chains, serving=OLD_ROOT, environment=env)
+        for env in ("sandbox", "production")
+    }
+    admin = AdminServer(mocks["sandbox"])
+    try:
+        for mock in mocks.values():
+            await mock.start("127.0.0.1", 0)
+        await admin.start("127.0.0.1", 0)
+        yield {env: m.port for env, m in mocks.items()}, f"http://127.0.0.1:{admin.port}"
+    finally:
+        await admin.stop()
+        for mock in mocks.values():
+            await mock.stop()
+
+
+@contextlib.asynccontextmanager
+async def _management(mock: MockAPNs) -> AsyncIterator[ManagementServer]:
+    """The channel-management API of ``mock`` on its own port, as Apple's 2195/2196."""
+    server = ManagementServer(mock)
+    await server.start("127.0.0.1", 0)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 # ------------------------------------------------------------------------ fixture
 
 
@@ -316,11 +360,17 @@ async def live(
         cert_files[name] = tmp / f"{name}.pem"
         cert_files[name].write_bytes(cert.cert_pem + cert.key_pem)
 
-    async with _mocks(ca, client_ca, device, signing_key.public_key) as mocks:
+    async with (
+        _mocks(ca, client_ca, device, signing_key.public_key) as mocks,
+        _environments() as (environment_ports, sandbox_admin),
+        _management(mocks["healthy"]) as management,
+    ):
         healthy = _token_target("healthy", mocks["healthy"], ca_file, key_file, device, **OBSERVED)
         healthy["canary"].update(
             auth_check=True, delivery={"secret_file": str(secret_file), "deadline": "10s"}
         )
+        # Broadcast channel management on the healthy mock's own management port.
+        healthy["broadcast"] = {"interval": "1s", "endpoint": f"127.0.0.1:{management.port}"}
         lossy = _token_target("delivery-lost", mocks["delivery-lost"], ca_file, key_file, device)
         lossy["canary"]["delivery"] = {"secret_file": str(secret_file), "deadline": "1s"}
         targets = [
@@ -360,7 +410,15 @@ async def live(
         config_file.write_text(
             yaml.safe_dump(
                 {
-                    "global": {"credential_check_interval": "1s", "scrape_timeout": "2s"},
+                    "global": {
+                        "credential_check_interval": "1s",
+                        "scrape_timeout": "2s",
+                        "environment_checks": {
+                            "interval": "1s",
+                            "timeout": "1s",
+                            **{e: f"127.0.0.1:{p}" for e, p in environment_ports.items()},
+                        },
+                    },
                     "receipts": {"listen_address": "127.0.0.1:0"},
                     "targets": targets,
                 },
@@ -445,6 +503,7 @@ async def live(
                 log,
                 alertmanager_url,
                 webhook,
+                sandbox_admin,
             )
             await _wait_ready(live, prometheus)
             await _drive_faults(live, next_ca)
@@ -491,6 +550,16 @@ async def _drive_faults(live: Live, next_ca: CertificateAuthority) -> None:
     chain = live.mocks["chain-change"]
     chain.set_keypair(next_ca.issue_server())
     await chain.goaway()  # the long-lived connection moves to the new chain too
+    # Apple's order in a CA rollout: the sandbox first, once Prometheus saw both on the old.
+    for _ in range(60):
+        if len(await live.query(f'apns_environment_root_info{{root="{OLD_ROOT_NAME}"}}')) == 2:
+            break
+        await asyncio.sleep(0.5)
+    else:
+        pytest.fail("the environment checks never showed both environments' old root in 30s")
+    url = live.sandbox_admin + "/certificates/current"
+    async with live.session.put(url, json={"name": NEW_ROOT}) as response:
+        assert response.status == 200, await response.text()
 
 
 # -------------------------------------------------------------------------- tests

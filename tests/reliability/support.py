@@ -126,7 +126,11 @@ def target_yaml(
 def write_config(path: Path, *targets: str, scrape_timeout: str = "2s") -> Path:
     """Write a config with the given target blocks and return its path."""
     body = "".join(textwrap.indent(t, "  ") for t in targets)
-    path.write_text(f"global:\n  scrape_timeout: {scrape_timeout}\ntargets:\n{body}")
+    # The process-wide environment checks would dial Apple: tests stay on loopback.
+    path.write_text(
+        f"global:\n  scrape_timeout: {scrape_timeout}\n"
+        f"  environment_checks: {{enabled: false}}\ntargets:\n{body}"
+    )
     return path
 
 

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from apns_exporter.assets.rules import ALERTED_REASONS
 from apns_exporter.client.channel import DialReport
 from apns_exporter.client.protocol import GoAway, SettingsChanged
-from apns_exporter.creds.chain import ChainReport
+from apns_exporter.creds.chain import AddressCheck, ChainReport
+from apns_exporter.creds.truststore import RootPresence
 from apns_exporter.errors import ProbeError
 from apns_exporter.probes import (
+    BroadcastResult,
     CanaryResult,
     CredentialsResult,
     PingResult,
     PushOutcome,
     TlsResult,
 )
+from apns_exporter.service.families import MAX_ROOT_LABELS, root_counts
 from apns_exporter.service.metrics import Metrics
 from apns_exporter.service.series import ALERTED_GOAWAYS, ALERTED_RESPONSES
 from apns_exporter.service.state import TargetStatus
@@ -26,7 +31,7 @@ T = {"target": "t1", "apns_environment": "sandbox"}
 
 def _metrics() -> Metrics:
     metrics = Metrics()
-    add_target(metrics, "t1", key=("K", "T"))
+    add_target(metrics, "t1", key=("K", "T"), broadcast=True)
     return metrics
 
 
@@ -65,13 +70,23 @@ def _full_round(metrics: Metrics, target: str) -> None:
     chain = ChainReport(
         "api:443", "TLSv1.3", "leaf", "ca", "root", "ff", 2e9, True, True, True, None, ()
     )
+    new_root = dataclasses.replace(chain, root_subject="CN=USERTrust")
     run = run_of(target, started_at=1.0)
     pushes = (PushOutcome("device", True, 0.04, 200, None),)
     for result in (
         CanaryResult(run=run, ok=True, message="ok", dials=(dial,), pushes=pushes),
         PingResult(run=run, ok=True, message="ok", rtt=0.002, events=(SettingsChanged(1000),)),
         CredentialsResult(run=run, ok=True, message="ok"),
-        TlsResult(run=run, ok=True, message="ok", chain=chain),
+        TlsResult(
+            run=run,
+            ok=True,
+            message="ok",
+            chain=chain,
+            # A rollout half done: two addresses, two roots, and one required root.
+            addresses=(AddressCheck("a", chain), AddressCheck("b", new_root)),
+            trust_roots=(RootPresence("USERTrust", "e7" * 32, True),),
+        ),
+        BroadcastResult(run=run, ok=True, message="ok", status=200, reason="none", channels=3),
     ):
         record(metrics, result, TargetStatus(up=True, key_verified_at=1.0))
 
@@ -92,8 +107,9 @@ def test_series_budget_per_target() -> None:
     )
     record(metrics, CredentialsResult(run=run_of("inv"), ok=True, message="ok"))
     # docs/metrics.md, "Cardinality": 58 series plus the 25 reason series the alert rules
-    # name, which start at 0 (reachability adds 2-3 per checked host:port).
-    assert metrics.exposition.store.series("t1") <= 58 + len(ALERTED_RESPONSES) + len(
+    # name, which start at 0 (reachability adds 2-3 per checked host:port), plus what the
+    # rollout and broadcast checks add: 2 roots, 1 required root, 4 broadcast series.
+    assert metrics.exposition.store.series("t1") <= 58 + 7 + len(ALERTED_RESPONSES) + len(
         ALERTED_GOAWAYS
     )
     assert metrics.exposition.store.series("inv") <= 15
@@ -245,3 +261,13 @@ def test_canary_latency_carries_the_push_ids_as_an_exemplar_never_as_labels() ->
     assert apns_id not in metrics.exposition.render().decode()
     labels = {k for f in metrics.registry.collect() for s in f.samples for k in s.labels}
     assert not labels & {"apns_id", "apns_unique_id"}
+
+
+def test_root_labels_are_capped_and_the_rest_summed_as_other() -> None:
+    """A server presenting many roots costs at most four named root series plus other."""
+    counts = {f"root{i}": 1 for i in range(6)} | {"main": 3}
+    bounded = root_counts(counts)
+    assert len(bounded) == MAX_ROOT_LABELS + 1
+    assert bounded["main"] == 3
+    assert bounded["other"] == 3
+    assert sum(bounded.values()) == sum(counts.values())
