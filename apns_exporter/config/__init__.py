@@ -1,12 +1,14 @@
 """Configuration: strict YAML to a frozen, typed Config with located, one-line errors."""
 
-from apns_exporter.config.loader import credential_key, load, locate, parse
+from apns_exporter.config.fleet import Fleet, load, load_fleet
+from apns_exporter.config.loader import credential_key, locate, parse
 from apns_exporter.config.models import (
     Auth,
     CanaryConfig,
     CertificateAuth,
     Config,
     DeliveryConfig,
+    DiscoverSource,
     GlobalConfig,
     PingConfig,
     ReachabilityConfig,
@@ -22,6 +24,8 @@ __all__ = [
     "CertificateAuth",
     "Config",
     "DeliveryConfig",
+    "DiscoverSource",
+    "Fleet",
     "GlobalConfig",
     "PingConfig",
     "ReachabilityConfig",
@@ -31,6 +35,7 @@ __all__ = [
     "TokenAuth",
     "credential_key",
     "load",
+    "load_fleet",
     "locate",
     "parse",
 ]

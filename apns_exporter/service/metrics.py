@@ -95,6 +95,19 @@ class Metrics:
             "1 if the last configuration reload succeeded.",
             registry=r,
         )
+        self.discovery_errors = Counter(
+            "apns_discovery_errors",
+            "Files a discover source found but could not list as a target, by source and "
+            "reason (each file is counted once per version).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.discovered = Gauge(
+            "apns_discovery_targets",
+            "Targets a discover source lists now.",
+            ["source"],
+            registry=r,
+        )
         self.reload_time = Gauge(
             "apns_exporter_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully.",
@@ -117,6 +130,7 @@ class Metrics:
     def families(self) -> Iterator[MetricWrapperBase | Family]:
         """Every metric family the exporter defines (not the process collectors)."""
         yield from (self.build_info, self.receipts_rejected, self.reload_ok, self.reload_time)
+        yield from (self.discovery_errors, self.discovered)
         yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
@@ -139,6 +153,15 @@ class Metrics:
         """Count a refused receipt under the reason its check raised (a closed set)."""
         self.receipts_rejected.labels(reason).inc()
 
+    def discovery_failed(self, source: str, reason: str) -> None:
+        """Count a file a discover source could not list (``reason`` from a closed set)."""
+        self.discovery_errors.labels(source, reason).inc()
+
+    def topic_changed(self, target: str, previous: str, topic: str, now: float) -> None:
+        """Record that a target's certificate came back with another topic (the MDM trap)."""
+        if target in self._targets:
+            self.credential.topic_changed_to(self._labels(target), previous, topic, now)
+
     def reloaded(self, ok: bool, now: float) -> None:
         """Record the outcome of loading the configuration."""
         self.reload_ok.set(1 if ok else 0)
@@ -158,7 +181,15 @@ class Metrics:
         self._targets[info.name] = info
         t = (info.name, info.environment)
         network = not info.inventory_only
-        self.target.add(t, info.host, info.port, info.topic, info.auth_method, network=network)
+        self.target.add(
+            t,
+            info.host,
+            info.port,
+            info.topic,
+            info.auth_method,
+            network=network,
+            owners=info.labels,
+        )
         if info.key is not None:
             self.key.add(t, info.key, info.rotate_by, network=network)
         if not network:
@@ -194,7 +225,9 @@ class Metrics:
                 if status.topic is not None and status.topic != info.topic:
                     # The certificate in use changed, and with it the topic the canary sends.
                     self._targets[info.name] = info = replace(info, topic=status.topic)
-                    self.target.describe(t, info.host, info.port, info.topic, info.auth_method)
+                    self.target.describe(
+                        t, info.host, info.port, info.topic, info.auth_method, info.labels
+                    )
         if info.inventory_only:
             return
         if status.up is not None:

@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from apns_exporter.apns import Reason
@@ -191,6 +191,7 @@ class TargetInfo:
     rotate_by: float | None = None
     delivery: bool = False
     inventory_only: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)  # owners, on apns_target_info
 
 
 def describe(state: TargetState) -> TargetInfo:
@@ -210,6 +211,7 @@ def describe(state: TargetState) -> TargetInfo:
         rotate_by=_epoch(token.rotate_by) if token and token.rotate_by else None,
         delivery=state.receipts is not None,
         inventory_only=target.inventory_only,
+        labels=dict(target.labels),
     )
 
 
