@@ -115,8 +115,8 @@ def read_part(path: str) -> Part:
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 keys, message = diagnostics.describe(error, TargetFile)
-                keys = _written(keys, prefix)
-                found.append((document.position(keys), keys, message))
+                at = document.position(_written(tuple(error["loc"]), prefix))
+                found.append((at, _written(keys, prefix), message))
     if found or parsed is None:
         found.sort(key=lambda item: (item[0].line, item[0].column))
         return Part(path, issues=tuple(located(path, *item) for item in found))

@@ -90,6 +90,8 @@ class Exporter:
         self.config = config
         self.config_file = config_file
         # Where each target is written, and the target files refused at the last load.
+        if fleet is None and config_file is not None and config.target_files:
+            fleet = load_fleet(config_file)  # which target comes from which file
         self.fleet = fleet or Fleet(config)
         self.inventory = Inventory()
         self._discoveries: dict[str, tuple[DiscoverSource, asyncio.Task[None]]] = {}
