@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import connmodel, cost, latency, render, report, scale
+from benchmarks import connmodel, cost, fleet, latency, render, report, scale
 from benchmarks.common import Mock, Workspace, log, write_result
 
 BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
     connmodel.NAME: connmodel.run,
     scale.NAME: scale.run,
     render.NAME: render.run,
+    fleet.NAME: fleet.run,
 }
 
 

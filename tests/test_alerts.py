@@ -81,6 +81,9 @@ CONTRACT_METRICS = frozenset(
         "apns_canary_deliveries_total",
         "apns_canary_delivery_lost_total",
         "apns_canary_last_delivery_timestamp_seconds",
+        # Promised by the fleet inventory issue (the MDM topic trap).
+        "apns_client_certificate_topic_changed_timestamp_seconds",
+        "apns_client_certificate_topic_change_info",
     }
 )
 HISTOGRAMS = frozenset(
@@ -425,6 +428,7 @@ def _exported() -> dict[str, dict[str, set[str]]]:
         record(metrics, result, TargetStatus(up=result.ok, invalid_streak=1, key_verified_at=now))
     metrics.delivered(Delivery("token", "c1", now, now + 1.5, 1.5), now + 1.5)
     metrics.lost("token")
+    metrics.topic_changed("mdm", "com.apple.mgmt.External.1", "com.apple.mgmt.External.2", now)
 
     exported: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for family in metrics.registry.collect():

@@ -461,7 +461,9 @@ class Config(Model):
     @field_validator("targets")
     @classmethod
     def _at_least_one(cls, targets: tuple[Target, ...], info: ValidationInfo) -> tuple[Target, ...]:
-        if not (targets or info.data.get("target_files") or info.data.get("discover")):
+        if not {"target_files", "discover"} <= info.data.keys():
+            return targets  # one of them is broken: its own error says enough
+        if not (targets or info.data["target_files"] or info.data["discover"]):
             raise ValueError("at least one target is required (or target_files:, or discover:)")
         return targets
 

@@ -266,7 +266,8 @@ BAD_CONFIGS = [
     pytest.param(
         "targets: []\n",
         [
-            "apns.yml:1:1: targets: at least one target is required (or target_files:, or discover:)",
+            "apns.yml:1:1: targets: at least one target is required (or target_files:, or "
+            "discover:)",
         ],
         id="no-targets",
     ),
