@@ -64,6 +64,9 @@ class Fleet:
     # Each target file's targets as in use (a refused file: its previous ones).
     files: Mapping[str, tuple[Target, ...]] = field(default_factory=dict)
     broken: Mapping[str, tuple[ConfigIssue, ...]] = field(default_factory=dict)
+    # Each readable target file as parsed, by the SHA-256 of its bytes: a reload parses
+    # only the files whose bytes changed (parsing is what costs at a thousand files).
+    parsed: Mapping[str, tuple[str, Part]] = field(default_factory=dict)
 
     @property
     def issues(self) -> tuple[ConfigIssue, ...]:
@@ -84,13 +87,25 @@ def expand(patterns: Iterable[str]) -> list[str]:
     return sorted(found)
 
 
-def read_part(path: str) -> Part:
-    """Read and validate one target file; its problems are located at file:line:column."""
+def read_part(path: str, cached: tuple[str, Part] | None = None) -> tuple[str, Part]:
+    """Read and validate one target file (unless its bytes are ``cached``'s): (digest, part).
+
+    Its problems are located at file:line:column.
+    """
     try:
         raw = files.read_bytes(path, kind=_KIND, limit=files.CONFIG_LIMIT)
-        text = raw.decode("utf-8-sig")
     except FileError as exc:
-        return Part(path, issues=(ConfigIssue(path, f"cannot read target file: {exc.problem}"),))
+        issue = ConfigIssue(path, f"cannot read target file: {exc.problem}")
+        return "", Part(path, issues=(issue,))
+    digest = hashlib.sha256(raw).hexdigest()
+    if cached is not None and cached[0] == digest and not cached[1].issues:
+        return cached
+    return digest, _parse_part(path, raw)
+
+
+def _parse_part(path: str, raw: bytes) -> Part:
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         return Part(path, issues=(ConfigIssue(path, "not UTF-8 text; re-save it as UTF-8"),))
     document = YamlSource(text)
@@ -138,9 +153,10 @@ def _where(path: str, position: Position) -> str:
     return f"{path}:{position.line}:{position.column}"
 
 
-def read_parts(config: Config) -> list[Part]:
-    """Every target file the config's globs name, read now."""
-    return [read_part(path) for path in expand(config.target_files)]
+def read_parts(config: Config, previous: Fleet | None = None) -> dict[str, tuple[str, Part]]:
+    """Every target file the config's globs name, read now (parsed if changed): by path."""
+    cache = previous.parsed if previous is not None else {}
+    return {path: read_part(path, cache.get(path)) for path in expand(config.target_files)}
 
 
 def merge(
@@ -215,13 +231,17 @@ def refuse(
     main_file = next((o.file for o in fleet.origins.values() if o.file not in fleet.files), "")
     merged = merge(base, main_file, parts, previous)
     broken = {**fleet.broken, **merged.broken}
-    return replace(merged, broken=broken)
+    # A refused file is parsed again next time (only clean parts are reused anyway).
+    parsed = {f: p for f, p in fleet.parsed.items() if f not in refused}
+    return replace(merged, broken=broken, parsed=parsed)
 
 
 def load_fleet(path: str | os.PathLike[str], previous: Fleet | None = None) -> Fleet:
     """The main file (ConfigError if it is broken) and its target files, merged."""
     config = load_main(path)
-    return merge(config, os.fspath(path), read_parts(config), previous)
+    parsed = read_parts(config, previous)
+    fleet = merge(config, os.fspath(path), [part for _, part in parsed.values()], previous)
+    return replace(fleet, parsed=parsed)
 
 
 def load(path: str | os.PathLike[str]) -> Config:

@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # Longest wait before a network probe's first run; see Exporter._jobs.
 STAGGER_SECONDS = 10.0
+# A reload adding thousands of targets lets the loop run after every this many.
+YIELD_EVERY = 50
 # Dials in progress at once, across all targets; more queue (see Channel).
 MAX_CONCURRENT_DIALS = 32
 
@@ -207,13 +209,18 @@ class Exporter:
                 await self._stop_discovery(source)
         for found in self.inventory.found.values():
             wanted |= {n: f.target for n, f in found.items() if n not in wanted}
-        for name, state in list(self.targets.items()):
+        for count, (name, state) in enumerate(list(self.targets.items())):
             if not same_global or wanted.get(name) != state.config:
                 await self._remove(name)
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                await asyncio.sleep(0)  # comparing 10 000 definitions takes a while too
         self.config = config
-        for name, target in wanted.items():
+        for count, (name, target) in enumerate(wanted.items()):
             if name not in self.targets:
                 self._add(target)
+            if count % YIELD_EVERY == YIELD_EVERY - 1:
+                # Building targets loads their files: let the probes run in between.
+                await asyncio.sleep(0)
         self.receipts.book.set_secrets(config.receipt_secrets())
         self.restart_needed = self.receipts.restart_notes(
             config.receipt_secrets(), config.receipts.listen_address
@@ -235,7 +242,9 @@ class Exporter:
                 fleet = await asyncio.to_thread(load_fleet, self.config_file, self.fleet)
                 # All or nothing for the main file: every file it names loads before any is
                 # applied. A target file with a problem is refused alone (see config/fleet.py).
-                checked = await check_files_async(self.config_file, fleet.config, fleet.origins)
+                checked = await check_files_async(
+                    self.config_file, self._changed(fleet.config), fleet.origins
+                )
                 main = [
                     i for f, found in checked.by_file.items() if f not in fleet.files for i in found
                 ]
@@ -259,6 +268,18 @@ class Exporter:
             if fleet.broken:
                 # Applied to everything else; the caller still hears what was refused.
                 raise ConfigError(list(fleet.issues))
+
+    def _changed(self, config: Config) -> Config:
+        """``config`` with only the targets a reload would (re)build: new or changed ones.
+
+        A running target's files are followed by its own credential checks; checking
+        10 000 unchanged ones again would only make the reload slow.
+        """
+        if config.global_ != self.config.global_:
+            return config
+        running = {name: state.config for name, state in self.targets.items()}
+        fresh = tuple(t for t in config.targets if running.get(t.name) != t)
+        return config.model_copy(update={"targets": fresh})
 
     async def watch_file(self, interval: float) -> None:
         """Reload whenever the config file's content changes; runs until cancelled."""
