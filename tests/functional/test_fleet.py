@@ -92,11 +92,12 @@ class Cli:
         return found
 
 
-async def _start(cfg: Path, port: int) -> Cli:
+async def _start(cfg: Path, port: int, *flags: str) -> Cli:
     proc = await asyncio.create_subprocess_exec(
         *CLI,
         f"--config.file={cfg}",
         f"--web.listen-address=127.0.0.1:{port}",
+        *flags,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -201,6 +202,32 @@ async def test_broken_target_file_on_reload_leaves_the_rest_of_the_fleet_running
     assert sorted(_infos(after)) == ["b1", "g1"]
     assert sample(after, "apns_exporter_config_last_reload_successful") == 0
     assert sample(still, "apns_connection_up", **g1) == 1
+
+
+async def test_auto_reload_follows_target_files_without_a_signal(
+    workspace: Workspace, unused_tcp_port_factory: Callable[[], int]
+) -> None:
+    """With --config.auto-reload-interval, a file added to conf.d, then removed, is followed."""
+    confd = workspace.path / "conf.d"
+    confd.mkdir()
+    (confd / "a.yaml").write_text(
+        _ping_target(workspace, 443, "a1").replace("ping:", "inventory_only: true\n  ping:")
+    )
+    cfg = workspace.path / "main.yml"
+    cfg.write_text("target_files: [conf.d]\n")
+    cli = await _start(cfg, unused_tcp_port_factory(), "--config.auto-reload-interval=200ms")
+    try:
+        (confd / "b.yaml").write_text(
+            _ping_target(workspace, 443, "b1").replace("ping:", "inventory_only: true\n  ping:")
+        )
+        added = await cli.scrape_until(lambda s: "b1" in _infos(s), "b.yaml was not picked up")
+        (confd / "a.yaml").unlink()
+        removed = await cli.scrape_until(lambda s: "a1" not in _infos(s), "a.yaml removal missed")
+    finally:
+        cli.proc.terminate()
+        await cli.proc.wait()
+    assert sorted(_infos(added)) == ["a1", "b1"]
+    assert sorted(_infos(removed)) == ["b1"]
 
 
 def test_duplicate_names_across_files_name_both_places(workspace: Workspace) -> None:
