@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from apns_exporter.errors import ConfigError
 from apns_exporter.mock.pki import CertificateAuthority, ProviderCertificate, generate_ca
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.probes import ProbeKind
@@ -403,3 +404,32 @@ async def test_renewed_mdm_certificate_with_another_topic_raises_the_topic_chang
         assert stamp > time.time() - WAIT
         change = {**labels, "previous_topic": old.topics[0], "topic": new.topics[0]}
         assert sample(after, "apns_client_certificate_topic_change_info", **change) == 1
+
+
+async def test_a_target_file_whose_new_key_is_broken_is_refused_alone(
+    workspace: Workspace, run_exporter
+) -> None:
+    """A changed file naming an unloadable key keeps its old target; another file still applies."""
+    confd = workspace.path / "conf.d"
+    confd.mkdir()
+    inventory = "  inventory_only: true\n"
+    (confd / "a.yaml").write_text(_ping_target(workspace, 443, "a1", inventory))
+    cfg = workspace.path / "main.yml"
+    cfg.write_text("target_files: [conf.d]\n")
+    broken = workspace.path / "AuthKey_BROKEN0000.p8"
+    broken.write_text("not a key")
+    async with run_exporter(cfg) as running:
+        exporter = running.exporter
+        before = exporter.targets["a1"].config
+        changed = _ping_target(workspace, 443, "a1", inventory)
+        (confd / "a.yaml").write_text(changed.replace(str(workspace.key_file), str(broken)))
+        (confd / "b.yaml").write_text(_ping_target(workspace, 443, "b1", inventory))
+        with pytest.raises(ConfigError) as caught:
+            await exporter.reload_file()
+        s = await running.scrape()
+    (issue,) = caught.value.issues
+    assert str(issue).startswith(f"{confd / 'a.yaml'}:6:")
+    assert "target a1: signing key" in str(issue)
+    assert exporter.targets["a1"].config == before
+    assert sorted(_infos(s)) == ["a1", "b1"]
+    assert sample(s, "apns_exporter_config_last_reload_successful") == 0
