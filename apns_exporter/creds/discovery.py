@@ -126,7 +126,9 @@ class Discovery:
         password = None
         if path.suffix.lower() in PKCS12_SUFFIXES and source.password_file is not None:
             try:
-                data = files.read_bytes(source.password_file, kind="password file", limit=4096)
+                data = files.read_bytes(
+                    source.password_file, kind="password file", limit=files.SECRET_LIMIT
+                )
             except FileError as exc:
                 raise Refused("unreadable", str(exc)) from None
             password = data.rstrip(b"\r\n")

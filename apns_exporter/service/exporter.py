@@ -6,6 +6,9 @@ the receipt expiry, the config watchers and reloads. Every probe result takes on
 Listeners (the web and receipt servers) start first, so a receipt for the very first
 canary has somewhere to go, and stop last: shutdown stops the probes, closes the
 connections, then stops the listeners.
+
+(Past 400 lines: adding and removing targets, whether from a reload or a discover scan,
+stays in one class so the two never race; the decisions live in service/inventory.py.)
 """
 
 from __future__ import annotations
@@ -359,10 +362,15 @@ class Exporter:
         """Scan ``source`` now and every interval; list what appears, drop what went."""
         scan = Discovery(source, self.metrics.discovery_failed)
         while True:
-            # Off the loop: a scan reads every new or changed file.
-            found = await asyncio.to_thread(scan.scan)
-            async with self._reload_lock:
-                await self._discovered(scan, found)
+            try:
+                # Off the loop: a scan reads every new or changed file.
+                found = await asyncio.to_thread(scan.scan)
+                async with self._reload_lock:
+                    await self._discovered(scan, found)
+            except Exception:  # a bug in one scan must not stop the exporter; the next retries
+                log.exception(
+                    "discover %s: the scan failed; retrying at the next interval", source.name
+                )
             await asyncio.sleep(source.interval)
 
     async def _discovered(self, scan: Discovery, found: dict[str, Found]) -> None:
