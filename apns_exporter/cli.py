@@ -343,15 +343,21 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config_file)
-    if cfg is None:
+    try:
+        # A broken target file does not stop the exporter: it starts without that file's
+        # targets and says so (config reload gauge 0); --config.check refuses it.
+        fleet = config.load_fleet(args.config_file)
+    except ConfigError as exc:
+        _report(args.config_file, exc.issues)
         return 1
+    cfg = fleet.config
     if args.config_check:
-        problems = _credential_problems(args.config_file, cfg)
+        problems = (*fleet.issues, *_credential_problems(args.config_file, fleet))
         if problems:
             _report(args.config_file, problems)
             return 1
-        print(f"{args.config_file}: configuration is valid ({len(cfg.targets)} target(s))")
+        files = f", {len(fleet.files)} target file(s)" if fleet.files else ""
+        print(f"{args.config_file}: configuration is valid ({len(cfg.targets)} target(s){files})")
         return 0
     try:
         listen = parse_listen_address(args.listen_address)
@@ -365,7 +371,7 @@ def _run(args: argparse.Namespace) -> int:
         except WebConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-    exporter = Exporter(cfg, shard=args.shard, config_file=args.config_file)
+    exporter = Exporter(cfg, shard=args.shard, config_file=args.config_file, fleet=fleet)
     return _serve_until_signalled(
         lambda stop: serve(
             exporter,
@@ -382,9 +388,9 @@ def _run(args: argparse.Namespace) -> int:
     )
 
 
-def _credential_problems(path: str, cfg: config.Config) -> tuple[ConfigIssue, ...]:
+def _credential_problems(path: str, fleet: config.Fleet) -> tuple[ConfigIssue, ...]:
     """Load every file the config names (as a reload does); print the warnings."""
-    checked = check_files(path, cfg)
+    checked = check_files(path, fleet.config, fleet.origins)
     for warning in checked.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return checked.problems

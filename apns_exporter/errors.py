@@ -11,6 +11,8 @@
     │   │                      | bad_passphrase | bad_p8 | key_mismatch | expired
     │   │                      | not_regular | too_large | unreadable
     │   └── ExpiredCredential  expired, carrying what loaded so it can still be presented
+    ├── DiscoveryRefused       a credential reason | no_key_id | no_team_id | invalid
+    │                          | duplicate_name: a found file a discover source cannot list
     ├── OutputPathError        an ``assets --out`` path that cannot or must not be written
     ├── ReceiptRejected        bad_signature | malformed | unknown_target | unknown_canary
     │                          | replay | stale | too_large
@@ -125,6 +127,14 @@ class ExpiredCredential(CredentialError, Generic[T]):
     def __init__(self, message: str, *, loaded: T) -> None:
         super().__init__("expired", message)
         self.loaded = loaded
+
+
+class DiscoveryRefused(ReasonedError):
+    """A file a discover source found but cannot list as a target."""
+
+    REASONS = CredentialError.REASONS | frozenset(
+        {"no_key_id", "no_team_id", "invalid", "duplicate_name"}
+    )
 
 
 class OutputPathError(ExporterError):

@@ -95,6 +95,9 @@ CONTRACT_METRICS = frozenset(
         "apns_broadcast_up",
         "apns_broadcast_responses_total",
         "apns_broadcast_last_success_timestamp_seconds",
+        # Promised by the fleet inventory issue (the MDM topic trap).
+        "apns_client_certificate_topic_changed_timestamp_seconds",
+        "apns_client_certificate_topic_change_info",
     }
 )
 HISTOGRAMS = frozenset(
@@ -465,6 +468,12 @@ def _exported() -> dict[str, dict[str, set[str]]]:
     )
     metrics.delivered(Delivery("token", "c1", now, now + 1.5, 1.5), now + 1.5)
     metrics.lost("token")
+    change = ("com.apple.mgmt.External.1", "com.apple.mgmt.External.2")
+    record(
+        metrics,
+        CredentialsResult(run=run_of("mdm", started_at=now), ok=True, message="ok"),
+        TargetStatus(topic_change=change),
+    )
 
     exported: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for family in metrics.registry.collect():

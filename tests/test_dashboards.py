@@ -77,15 +77,27 @@ def test_dashboards_are_read_only_and_current() -> None:
 
 
 def test_template_variables() -> None:
-    """Each dashboard has datasource, job, instance, environment and target variables."""
+    """Each dashboard has datasource, job, instance, environment, owner and target variables."""
     for board in BOARDS.values():
         variables = {v["name"]: v for v in board["templating"]["list"]}
-        assert list(variables) == ["datasource", "job", "instance", "environment", "target"]
+        assert list(variables) == [
+            "datasource",
+            "job",
+            "instance",
+            "environment",
+            "owner_label",
+            "owner",
+            "target",
+        ]
+        assert variables["owner_label"]["type"] == "textbox"
+        # Targets without the owner label stay selectable under "All".
+        assert variables["owner"]["allValue"] == ".*"
+        assert '$owner_label=~"$owner"' in variables["target"]["definition"]
         assert variables["datasource"]["type"] == "datasource"
         assert variables["datasource"]["query"] == "prometheus"
         # grafana/dashboard-linter's labels: "Data source", then the title-cased name.
         assert variables["datasource"]["label"] == "Data source"
-        for name in ("job", "instance", "environment", "target"):
+        for name in ("job", "instance", "environment", "owner", "target"):
             var = variables[name]
             assert var["label"] == name.title()
             assert var["type"] == "query"

@@ -209,14 +209,41 @@ def templating(multi_target: bool) -> dict[str, Any]:
                 "environment",
                 f"label_values(apns_target_info{{{EXPORTER}}}, apns_environment)",
             ),
+            *owner_variables(),
             variable(
                 "target",
-                f'label_values(apns_target_info{{{EXPORTER}, apns_environment=~"$environment"}}, '
-                "target)",
+                f'label_values(apns_target_info{{{EXPORTER}, apns_environment=~"$environment", '
+                '$owner_label=~"$owner"}, target)',
                 multi=multi_target,
             ),
         ]
     }
+
+
+# The owner label the dashboards filter by until the user types another (targets' labels:).
+OWNER_LABEL = "team"
+
+
+def owner_variables() -> list[dict[str, Any]]:
+    """A textbox naming an owner label (targets' ``labels:``) and a pick of its values.
+
+    The owner labels are on apns_target_info only; the target variable is narrowed by them,
+    and every panel by the target variable. "All" is ``.*``, so targets without the label stay.
+    """
+    owner = variable(
+        "owner", f"label_values(apns_target_info{{{EXPORTER}}}, $owner_label)", multi=True
+    )
+    owner["allValue"] = ".*"
+    textbox = {
+        "name": "owner_label",
+        "label": "Owner label",
+        "type": "textbox",
+        "query": OWNER_LABEL,
+        "current": {"text": OWNER_LABEL, "value": OWNER_LABEL},
+        "options": [{"selected": True, "text": OWNER_LABEL, "value": OWNER_LABEL}],
+        "hide": 0,
+    }
+    return [textbox, owner]
 
 
 def dashboard(

@@ -13,7 +13,13 @@ from typing import Any
 
 import yaml
 
-from apns_exporter.assets import alerts_canary, alerts_credentials, alerts_network, alerts_rollout
+from apns_exporter.assets import (
+    alerts_canary,
+    alerts_credentials,
+    alerts_inventory,
+    alerts_network,
+    alerts_rollout,
+)
 from apns_exporter.assets.params import Params
 from apns_exporter.assets.promql import Rule, count, record
 
@@ -88,6 +94,7 @@ def alerting_rules(p: Params) -> list[Rule]:
         *alerts_credentials.auth_alerts(p),
         *alerts_credentials.certificate_alerts(p),
         *alerts_credentials.tls_alerts(p),
+        *alerts_inventory.inventory_alerts(p),
         *alerts_network.connection_alerts(p),
         *alerts_network.reachability_alerts(p),
         *alerts_rollout.rollout_alerts(p),

@@ -1,6 +1,7 @@
 """Configuration: strict YAML to a frozen, typed Config with located, one-line errors."""
 
-from apns_exporter.config.loader import credential_key, load, locate, parse
+from apns_exporter.config.fleet import Fleet, load, load_fleet
+from apns_exporter.config.loader import credential_key, locate, parse
 from apns_exporter.config.models import (
     Auth,
     BroadcastConfig,
@@ -8,6 +9,7 @@ from apns_exporter.config.models import (
     CertificateAuth,
     Config,
     DeliveryConfig,
+    DiscoverSource,
     EnvironmentChecks,
     GlobalConfig,
     PingConfig,
@@ -26,7 +28,9 @@ __all__ = [
     "CertificateAuth",
     "Config",
     "DeliveryConfig",
+    "DiscoverSource",
     "EnvironmentChecks",
+    "Fleet",
     "GlobalConfig",
     "PingConfig",
     "ReachabilityConfig",
@@ -37,6 +41,7 @@ __all__ = [
     "TokenAuth",
     "credential_key",
     "load",
+    "load_fleet",
     "locate",
     "parse",
 ]

@@ -202,6 +202,44 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# Labels every target series already carries, or Prometheus adds: an owner label of the
+# same name would replace them in a group_left join.
+RESERVED_LABELS = frozenset(
+    {"target", "apns_environment", "host", "port", "topic", "auth_method", "job", "instance"}
+)
+
+
+def _label_names(labels: dict[str, str]) -> dict[str, str]:
+    for name in labels:
+        if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
+            raise ValueError(
+                f"{name!r} is not a valid label name (letters, digits and _, not starting "
+                "with a digit or __)"
+            )
+        if name in RESERVED_LABELS:
+            raise ValueError(
+                f"label {name!r} is reserved (every target already has it); pick another "
+                "name, e.g. owner or team"
+            )
+    return labels
+
+
+# Owner labels (team, customer...): exported on apns_target_info only.
+Labels = Annotated[dict[str, str], AfterValidator(_label_names)]
+
+
+def _glob(value: str, info: ValidationInfo) -> str:
+    """A glob, made absolute from the config file's directory; a directory means its YAML."""
+    if not value.strip():
+        raise ValueError("must be a path or a glob, e.g. conf.d/*.yaml")
+    path = Path((info.context or {}).get("base_dir", ".")) / value
+    return str(path)
+
+
+Glob = Annotated[str, AfterValidator(_glob)]
+
+
 class Timed(Model):
     """A probe with an interval and an optional deadline."""
 

@@ -18,8 +18,8 @@ from apns_exporter.errors import ConfigError, ConfigIssue, FileError
 _Found = tuple[Position, KeyPath, str]
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Read and validate a config file; raises ConfigError listing every problem."""
+def load_main(path: str | os.PathLike[str]) -> Config:
+    """Read and validate the main config file alone (not its target_files); ConfigError."""
     source = os.fspath(path)
     try:
         raw = files.read_bytes(path, kind="config file", limit=files.CONFIG_LIMIT)
@@ -64,11 +64,12 @@ def parse(text: str, *, source: str, base_dir: Path) -> Config:
         found.append((document.position(()), (), message))
     if found or config is None:
         found.sort(key=lambda item: (item[0].line, item[0].column))
-        raise ConfigError([_issue(source, *item) for item in found])
+        raise ConfigError([located(source, *item) for item in found])
     return config
 
 
-def _issue(source: str, where: Position, path: Sequence[str | int], message: str) -> ConfigIssue:
+def located(source: str, where: Position, path: Sequence[str | int], message: str) -> ConfigIssue:
+    """A problem at ``where`` in ``source``, about the key ``path``."""
     key = diagnostics.dotted(path)
     return ConfigIssue(
         f"{source}:{where.line}:{where.column}", f"{key}: {message}" if key else message
@@ -76,7 +77,11 @@ def _issue(source: str, where: Position, path: Sequence[str | int], message: str
 
 
 def _duplicate_names(document: YamlSource) -> list[_Found]:
-    targets = document.data.get("targets")
+    return duplicate_names(document, document.data.get("targets"), ("targets",))
+
+
+def duplicate_names(document: YamlSource, targets: object, prefix: KeyPath) -> list[_Found]:
+    """Targets in one list (written at ``prefix``) that share a name."""
     found: list[_Found] = []
     first: dict[str, int] = {}
     for index, target in enumerate(targets if isinstance(targets, list) else []):
@@ -84,13 +89,14 @@ def _duplicate_names(document: YamlSource) -> list[_Found]:
         if not isinstance(name, str):
             continue
         if name in first:
-            path = ("targets", index, "name")
+            path = (*prefix, index, "name")
             found.append(
                 (
                     document.position(path),
                     path,
                     f"duplicate target name {name!r} "
-                    f"(also targets[{first[name]}]); give each target its own name",
+                    f"(also {diagnostics.dotted((*prefix, first[name]))}); give each target "
+                    "its own name",
                 )
             )
         first.setdefault(name, index)
@@ -105,7 +111,7 @@ def locate(path: str | os.PathLike[str], keys: KeyPath, message: str) -> ConfigI
         where = YamlSource(raw.decode("utf-8-sig")).position(keys)
     except (FileError, UnicodeDecodeError):
         return ConfigIssue(source, message)
-    return _issue(source, where, keys, message)
+    return located(source, where, keys, message)
 
 
 def credential_key(index: int, target: Target, reason: str) -> KeyPath:

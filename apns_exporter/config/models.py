@@ -25,8 +25,10 @@ from apns_exporter import apns, files
 from apns_exporter.config.fields import (
     DeviceToken,
     Endpoint,
+    Glob,
     Interval,
     KeyId,
+    Labels,
     Model,
     PasswordFile,
     ProxyUrl,
@@ -411,6 +413,11 @@ class Target(Model):
     environment: apns.Environment
     endpoint: Endpoint | None = None
     auth: Auth
+    # List credentials for their expiry metrics only: no connection, no probes.
+    # (Before topic: an inventory-only key needs no topic.)
+    inventory_only: StrictBool = False
+    # Owner labels (team, customer...), on apns_target_info only; see docs/operations.md.
+    labels: Labels = Field(default_factory=dict)
     # For certificate auth the topic may be left out: the certificate's UID is used (MDM).
     topic: Topic | None = Field(default=None, validate_default=True)
     ca_file: Annotated[ReadableFile, AfterValidator(_ca_file)] | None = None
@@ -437,8 +444,6 @@ class Target(Model):
             )
         return canary
 
-    # List credentials for their expiry metrics only: no connection, no probes.
-    inventory_only: StrictBool = False
     # None: as in global. A target's proxy_url replaces the global one (and its password).
     proxy_url: ProxyUrl | None = None
     proxy_password_file: PasswordFile | None = None
@@ -469,7 +474,8 @@ class Target(Model):
     @classmethod
     def _topic_for_tokens(cls, topic: str | None, info: ValidationInfo) -> str | None:
         auth = info.data.get("auth")
-        if topic is None and auth is not None and auth.token is not None:
+        inventory = info.data.get("inventory_only", False)
+        if topic is None and auth is not None and auth.token is not None and not inventory:
             raise ValueError(
                 "required with token auth: the app's bundle ID (e.g. topic: com.example.app)"
             )
@@ -486,12 +492,48 @@ class Target(Model):
         return split_endpoint(self.endpoint)[1] if self.endpoint else apns.DEFAULT_PORT
 
 
+class DiscoverSource(Model):
+    """A directory scan that lists every push certificate and .p8 key in it as inventory."""
+
+    name: TargetName  # the source label of the discovery counters, and {source} below
+    paths: tuple[Glob, ...] = Field(min_length=1)
+    environment: apns.Environment = apns.Environment.PRODUCTION
+    # .p8 files carry no team: keys found here sign for this team.
+    team_id: TeamId | None = None
+    # The password of the PKCS#12 bundles found here.
+    password_file: SecretFile | None = None
+    certificate_name: str = "{topic}-{serial}"
+    key_name: str = "{team_id}-{key_id}"
+    labels: Labels = Field(default_factory=dict)
+    # How often the paths are scanned again for files that appear, change or disappear.
+    interval: Interval = 60.0
+
+    @field_validator("certificate_name", "key_name")
+    @classmethod
+    def _template(cls, template: str) -> str:
+        sample = dict.fromkeys(TEMPLATE_FIELDS, "x")
+        try:
+            template.format(**sample)
+        except (KeyError, IndexError, ValueError) as exc:
+            fields = ", ".join("{" + f + "}" for f in TEMPLATE_FIELDS)
+            raise ValueError(f"bad name template ({exc}); use the fields {fields}") from None
+        return template
+
+
+# What a discovered credential's name template may use.
+TEMPLATE_FIELDS = ("source", "topic", "serial", "key_id", "team_id", "stem")
+
+
 class Config(Model):
     """The whole validated config file."""
 
     global_: GlobalConfig = Field(default_factory=GlobalConfig, alias="global")
     receipts: ReceiptsConfig = Field(default_factory=ReceiptsConfig)
-    targets: tuple[Target, ...]
+    # Globs of files (or a conf.d directory) each holding a list of targets.
+    target_files: tuple[Glob, ...] = ()
+    discover: tuple[DiscoverSource, ...] = ()
+    # (After the two above, which its check reads.)
+    targets: tuple[Target, ...] = Field(default=(), validate_default=True)
 
     def receipt_secrets(self) -> dict[str, bytes]:
         """The receipt key of every target that measures delivery."""
@@ -517,7 +559,18 @@ class Config(Model):
 
     @field_validator("targets")
     @classmethod
-    def _at_least_one(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
-        if not targets:
-            raise ValueError("at least one target is required")
+    def _at_least_one(cls, targets: tuple[Target, ...], info: ValidationInfo) -> tuple[Target, ...]:
+        if not {"target_files", "discover"} <= info.data.keys():
+            return targets  # one of them is broken: its own error says enough
+        if not (targets or info.data["target_files"] or info.data["discover"]):
+            raise ValueError("at least one target is required (or target_files:, or discover:)")
         return targets
+
+    @field_validator("discover")
+    @classmethod
+    def _unique_sources(cls, sources: tuple[DiscoverSource, ...]) -> tuple[DiscoverSource, ...]:
+        names = [s.name for s in sources]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"discover source name {name!r} is used twice; rename one")
+        return sources

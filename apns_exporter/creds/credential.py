@@ -6,13 +6,14 @@ import asyncio
 import ssl
 import stat
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from apns_exporter import config, files
 from apns_exporter.client.tls import client_context
 from apns_exporter.config import Config, Target
+from apns_exporter.config.fleet import Origin
 from apns_exporter.config.yamlsource import KeyPath
 from apns_exporter.creds.certificates import (
     CertificateSummary,
@@ -161,36 +162,48 @@ class FileCheck:
 
     problems: tuple[ConfigIssue, ...]
     warnings: tuple[str, ...]
+    # The problems again, by the file the target is written in (the main file or a target file).
+    by_file: Mapping[str, tuple[ConfigIssue, ...]] = field(default_factory=dict)
 
 
-def check_files(path: str, cfg: Config) -> FileCheck:
+def check_files(path: str, cfg: Config, origins: Mapping[str, Origin] | None = None) -> FileCheck:
     """Load every file ``cfg`` names (credentials, CA files, passwords, receipt secrets).
 
     The one check before a config is used: ``--config.check`` runs it, and a reload runs it
     before applying anything, so a reload is all or nothing. Problems are located in the
-    config file at ``path``; an expired certificate is a warning (it is still presented).
+    config file at ``path``, or where ``origins`` says each target is written (a target
+    file); an expired certificate is a warning (it is still presented).
     """
-    problems: list[ConfigIssue] = []
+    by_file: dict[str, list[ConfigIssue]] = {}
     warnings: list[str] = []
     tokens = TokenCache()
+
+    def problem(index: int, target: Target, keys: KeyPath, message: str) -> None:
+        origin = (origins or {}).get(target.name)
+        file, keys = (path, keys) if origin is None else (origin.file, (*origin.keys, *keys[2:]))
+        by_file.setdefault(file, []).append(config.locate(file, keys, message))
+
     for index, target in enumerate(cfg.targets):
         name = target.name
         extras = _unreadable_extras(index, target)
-        for keys, problem in extras:
-            problems.append(config.locate(path, keys, f"target {name}: {problem}"))
+        for keys, message in extras:
+            problem(index, target, keys, f"target {name}: {message}")
         loaded, error = load_credential(Credential(target, tokens))
         if isinstance(error, ExpiredCredential):
             warnings.append(f"target {name}: {error}")
         elif error is not None and (keys := _key_of(index, target, error)) not in dict(extras):
             # (A broken CA file fails the credential too: it is reported once, above.)
-            problems.append(config.locate(path, keys, f"target {name}: {error}"))
+            problem(index, target, keys, f"target {name}: {error}")
         warnings += [f"target {name}: {w}" for w in (loaded.warnings if loaded else ())]
-    return FileCheck(tuple(problems), tuple(warnings))
+    problems = tuple(i for issues in by_file.values() for i in issues)
+    return FileCheck(problems, tuple(warnings), {f: tuple(i) for f, i in by_file.items()})
 
 
-async def check_files_async(path: str, cfg: Config) -> FileCheck:
+async def check_files_async(
+    path: str, cfg: Config, origins: Mapping[str, Origin] | None = None
+) -> FileCheck:
     """:func:`check_files` in a worker thread: the event loop keeps serving meanwhile."""
-    return await asyncio.to_thread(check_files, path, cfg)
+    return await asyncio.to_thread(check_files, path, cfg, origins)
 
 
 def _unreadable_extras(index: int, target: Target) -> list[tuple[KeyPath, str]]:

@@ -33,6 +33,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.openmetrics import exposition as openmetrics
+from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString as _untyped_go_float
 
 # Names in the legacy character set read the same under every escaping scheme a scraper
@@ -64,14 +65,18 @@ def _label_value(value: str) -> str:
 class _Child:
     """One labelled series (a histogram's buckets, count and sum count as one)."""
 
-    __slots__ = ("_family", "_key", "_prefix", "labels")
+    __slots__ = ("_family", "_key", "_prefix", "extra", "labels")
 
-    def __init__(self, family: Family, labels: tuple[str, ...]) -> None:
+    def __init__(
+        self, family: Family, labels: tuple[str, ...], extra: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         self._family = family
         self._key = labels[0]
         self.labels = labels
+        # Labels of this series alone, beyond the family's (owner labels on an info series).
+        self.extra = extra
         # The label set is fixed for the series' life: render it once, sorted as upstream does.
-        pairs = sorted(zip(family.labelnames, labels, strict=True))
+        pairs = sorted([*zip(family.labelnames, labels, strict=True), *extra])
         self._prefix = ",".join(f'{k}="{_label_value(v)}"' for k, v in pairs)
 
     def _changed(self) -> None:
@@ -83,8 +88,10 @@ class GaugeChild(_Child):
 
     __slots__ = ("value",)
 
-    def __init__(self, family: Family, labels: tuple[str, ...]) -> None:
-        super().__init__(family, labels)
+    def __init__(
+        self, family: Family, labels: tuple[str, ...], extra: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        super().__init__(family, labels, extra)
         self.value = 0.0
 
     def set(self, value: float) -> None:
@@ -240,16 +247,20 @@ class Family:
         if len(values) != len(self.labelnames):
             raise ValueError(f"metric {self.name}: expected labels {self.labelnames}")
         labels = tuple(str(v) for v in values)
-        group = self._series.get(labels[0])
-        if group is None:
-            group = self._series[labels[0]] = {}
-            self._lines[labels[0]] = ""
-            self._om_lines[labels[0]] = ""
+        group = self._group(labels[0])
         child = group.get(labels)
         if child is None:
             child = group[labels] = self._child(labels)
             self.touch(labels[0])
         return child
+
+    def _group(self, key: str) -> dict[tuple[str, ...], _Child]:
+        """One target's series, created with its (empty) rendered lines on first use."""
+        group = self._series.get(key)
+        if group is None:
+            group = self._series[key] = {}
+            self._lines[key] = self._om_lines[key] = ""
+        return group
 
     def remove_by_labels(self, labels: Mapping[str, str]) -> None:
         """Drop every series whose labels include ``labels``."""
@@ -333,11 +344,34 @@ class Gauge(Family):
         """The series with these label values."""
         return super().labels(*values)  # type: ignore[return-value]
 
+    def labels_with(self, values: Sequence[str], extra: Mapping[str, str]) -> GaugeChild:
+        """A series with label values and ``extra`` labels of its own (an info series' owners)."""
+        pairs = tuple(sorted(extra.items()))
+        for name, _ in pairs:
+            if not _LABEL_NAME.match(name) or name.startswith("__") or name in self.labelnames:
+                raise ValueError(f"metric {self.name}: invalid extra label name {name!r}")
+        if not pairs:
+            return self.labels(*values)
+        labels = tuple(str(v) for v in values)
+        if len(labels) != len(self.labelnames):
+            raise ValueError(f"metric {self.name}: expected labels {self.labelnames}")
+        group = self._group(labels[0])
+        key = (*labels, *(part for pair in pairs for part in pair))
+        child = group.get(key)
+        if child is None:
+            child = group[key] = GaugeChild(self, labels, pairs)
+            self.touch(labels[0])
+        return child  # type: ignore[return-value]
+
     def metric(self) -> Metric:
         """The family as prometheus_client sees it."""
         m = self._upstream(self.name, self.documentation, labels=self.labelnames)
         for c in self.children():
-            m.add_metric(c.labels, c.value)  # type: ignore[attr-defined]
+            if c.extra:
+                labels = dict(zip(self.labelnames, c.labels, strict=True)) | dict(c.extra)
+                m.samples.append(Sample(self.name, labels, c.value))  # type: ignore[attr-defined]
+            else:
+                m.add_metric(c.labels, c.value)  # type: ignore[attr-defined]
         return m
 
 

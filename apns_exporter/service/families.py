@@ -8,6 +8,8 @@ Longer than 400 lines because it is the catalogue of the contract, one group aft
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from apns_exporter.client.protocol import GoAway, SettingsChanged
 from apns_exporter.probes import (
     LAYERS,
@@ -88,10 +90,18 @@ class TargetSeries:
         )
 
     def add(
-        self, t: Labels, host: str, port: int, topic: str, auth_method: str, *, network: bool
+        self,
+        t: Labels,
+        host: str,
+        port: int,
+        topic: str,
+        auth_method: str,
+        *,
+        network: bool,
+        owners: Mapping[str, str] | None = None,
     ) -> None:
         """Create the target's series at 0 (``network``: it connects to APNs)."""
-        self.describe(t, host, port, topic, auth_method)
+        self.describe(t, host, port, topic, auth_method, owners)
         if not network:
             return
         self.set_layer(t, None)
@@ -103,10 +113,22 @@ class TargetSeries:
         for reason in ALERTED_GOAWAYS:
             self.goaways.labels(*t, reason)
 
-    def describe(self, t: Labels, host: str, port: int, topic: str, auth_method: str) -> None:
-        """Set the target's one info series (replacing the previous one)."""
+    def describe(
+        self,
+        t: Labels,
+        host: str,
+        port: int,
+        topic: str,
+        auth_method: str,
+        owners: Mapping[str, str] | None = None,
+    ) -> None:
+        """Set the target's one info series (replacing the previous one).
+
+        ``owners`` (the target's configured labels) go on this series only: a group_left
+        join brings them to any other (docs/operations.md), so cardinality stays put.
+        """
         self.info.forget(t[0])
-        self.info.labels(*t, host, str(port), topic, auth_method).set(1)
+        self.info.labels_with((*t, host, str(port), topic, auth_method), owners or {}).set(1)
 
     def record_connection(self, t: Labels, result: ConnectionResult) -> None:
         """Count a run's connection attempts and what its kept connection reported."""
@@ -328,6 +350,25 @@ class CredentialSeries:
             "fingerprint_sha256",
             "mdm",
         )
+        # Only after a change is seen: no series (and no cost) for the other targets.
+        self.topic_changed = make.gauge(
+            "apns_client_certificate_topic_changed_timestamp_seconds",
+            "When a renewed push certificate of this target (or discovered file) was seen "
+            "carrying a different topic (UID) from the one it replaced; every MDM-enrolled "
+            "device must then re-enrol.",
+        )
+        self.topic_change = make.gauge(
+            "apns_client_certificate_topic_change_info",
+            "The last topic change: the topic before and after; always 1.",
+            "previous_topic",
+            "topic",
+        )
+
+    def topic_changed_to(self, t: Labels, previous: str, topic: str, now: float) -> None:
+        """Record that the certificate's topic changed from ``previous`` to ``topic``."""
+        self.topic_changed.labels(*t).set(now)
+        self.topic_change.forget(t[0])  # one change series per target: the latest
+        self.topic_change.labels(*t, previous, topic).set(1)
 
     def record(self, t: Labels, result: CredentialsResult) -> None:
         """Fold in one credential check."""

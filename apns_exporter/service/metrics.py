@@ -99,6 +99,19 @@ class Metrics:
             "1 if the last configuration reload succeeded.",
             registry=r,
         )
+        self.discovery_errors = Counter(
+            "apns_discovery_errors",
+            "Files a discover source found but could not list as a target, by source and "
+            "reason (each file is counted once per version).",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.discovered = Gauge(
+            "apns_discovery_targets",
+            "Targets a discover source lists now.",
+            ["source"],
+            registry=r,
+        )
         self.reload_time = Gauge(
             "apns_exporter_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully.",
@@ -162,6 +175,7 @@ class Metrics:
         yield from (self.shard_index, self.shard_count, self.targets_configured)
         yield self.targets_probed
         yield from (self.environment_root, self.environment_ok)
+        yield from (self.discovery_errors, self.discovered)
         yield from self.exposition.store.families
 
     def _labels(self, target: str) -> Labels:
@@ -203,6 +217,10 @@ class Metrics:
         self.environment_ok.clear()
         self._environment_roots.clear()
 
+    def discovery_failed(self, source: str, reason: str) -> None:
+        """Count a file a discover source could not list (``reason`` from a closed set)."""
+        self.discovery_errors.labels(source, reason).inc()
+
     def reloaded(self, ok: bool, now: float) -> None:
         """Record the outcome of loading the configuration."""
         self.reload_ok.set(1 if ok else 0)
@@ -232,7 +250,15 @@ class Metrics:
         for kind, seconds in info.intervals:
             self.probe_interval.labels(*t, kind).set(seconds)
         network = not info.inventory_only
-        self.target.add(t, info.host, info.port, info.topic, info.auth_method, network=network)
+        self.target.add(
+            t,
+            info.host,
+            info.port,
+            info.topic,
+            info.auth_method,
+            network=network,
+            owners=info.labels,
+        )
         if info.key is not None:
             self.key.add(t, info.key, info.rotate_by, network=network)
         if not network:
@@ -269,10 +295,16 @@ class Metrics:
                 self.broadcast.record(t, result)
             case CredentialsResult():
                 self.credential.record(t, result)
+                if status.topic_change is not None:
+                    # The MDM trap: a renewed certificate came back with another topic.
+                    previous, topic = status.topic_change
+                    self.credential.topic_changed_to(t, previous, topic, result.run.finished_at)
                 if status.topic is not None and status.topic != info.topic:
                     # The certificate in use changed, and with it the topic the canary sends.
                     self._targets[info.name] = info = replace(info, topic=status.topic)
-                    self.target.describe(t, info.host, info.port, info.topic, info.auth_method)
+                    self.target.describe(
+                        t, info.host, info.port, info.topic, info.auth_method, info.labels
+                    )
         if info.inventory_only:
             return
         if status.up is not None:

@@ -50,6 +50,8 @@ class TargetStatus:
     # Consecutive InvalidProviderToken answers since the key last worked (only after it did).
     invalid_streak: int = 0
     key_verified_at: float | None = None  # when APNs last accepted a request signed with it
+    # (previous, new) when this result showed an MDM certificate come back with another topic.
+    topic_change: tuple[str, str] | None = None
 
 
 @dataclass
@@ -195,6 +197,7 @@ class TargetInfo:
     inventory_only: bool = False
     intervals: tuple[tuple[str, float], ...] = ()  # (probe kind, seconds) of each probe it runs
     broadcast: bool = False  # the broadcast (channel-management) probe runs
+    labels: Mapping[str, str] = field(default_factory=dict)  # owners, on apns_target_info
 
 
 def describe(state: TargetState, intervals: Mapping[ProbeKind, float]) -> TargetInfo:
@@ -216,6 +219,7 @@ def describe(state: TargetState, intervals: Mapping[ProbeKind, float]) -> Target
         inventory_only=target.inventory_only,
         intervals=tuple((str(kind), seconds) for kind, seconds in intervals.items()),
         broadcast=target.broadcast is not None,
+        labels=dict(target.labels),
     )
 
 

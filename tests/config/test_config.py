@@ -210,8 +210,8 @@ HINT = "check the path, relative paths are resolved from the config file's direc
 TOKEN_RULE = "device token must be an even number of hex digits from 64 to 200; this one"
 ENDPOINT_RULE = "endpoint must be host:port, e.g. api.push.apple.com:2197 or [::1]:8443"
 TARGET_KEYS = (
-    "name, environment, endpoint, auth, topic, ca_file, ping, canary, tls_check, reachability, "
-    "broadcast, inventory_only, proxy_url, proxy_password_file, max_connection_age"
+    "name, environment, endpoint, auth, inventory_only, labels, topic, ca_file, ping, canary, "
+    "tls_check, reachability, broadcast, proxy_url, proxy_password_file, max_connection_age"
 )
 CANARY = VALID + "    canary:\n      auth_check: true\n"
 
@@ -266,7 +266,8 @@ BAD_CONFIGS = [
     pytest.param(
         "targets: []\n",
         [
-            "apns.yml:1:1: targets: at least one target is required",
+            "apns.yml:1:1: targets: at least one target is required (or target_files:, or "
+            "discover:)",
         ],
         id="no-targets",
     ),
@@ -280,9 +281,10 @@ BAD_CONFIGS = [
     pytest.param(
         VALID.replace("targets:", "global: {}\ntarget:"),
         [
-            "apns.yml:1:1: missing required key 'targets'",
+            "apns.yml:1:1: targets: at least one target is required (or target_files:, or "
+            "discover:)",
             "apns.yml:2:1: unknown key 'target' (did you mean 'targets'? "
-            "allowed: global, receipts, targets)",
+            "allowed: global, receipts, target_files, discover, targets)",
         ],
         id="unknown-top-level-key",
     ),

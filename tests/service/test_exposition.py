@@ -285,3 +285,31 @@ def test_counter_refuses_to_go_down() -> None:
     """A counter rejects a negative increment, as prometheus_client's does."""
     with pytest.raises(ValueError, match="non-negative"):
         Store().counter("c", "C.", ["target"]).labels("a").inc(-1)
+
+
+def test_series_with_extra_labels_render_as_prometheus_client_does() -> None:
+    """An info series with labels of its own renders, in both formats, as upstream's would."""
+    store = Store()
+    info = store.gauge("x_info", "Info.", ["target", "host"])
+    info.labels_with(("a", "h1"), {"team": 'mdm "core"', "customer": "acme"}).set(1)
+    info.labels_with(("b", "h2"), {}).set(1)
+    exposition = Exposition(CollectorRegistry(), store)
+    client = CollectorRegistry()
+    upstream = ClientGauge(
+        "x_info", "Info.", ["customer", "host", "target", "team"], registry=client
+    )
+    upstream.labels(customer="acme", host="h1", target="a", team='mdm "core"').set(1)
+    text = exposition.render().decode()
+    assert 'x_info{customer="acme",host="h1",target="a",team="mdm \\"core\\""} 1.0' in text
+    assert 'x_info{host="h2",target="b"} 1.0' in text
+    assert exposition.render() == generate_latest(exposition.registry)
+    om = exposition.render(openmetrics=True)
+    assert om == openmetrics_latest(exposition.registry)
+    assert generate_latest(client).splitlines()[2] in text.encode().splitlines()
+
+
+def test_extra_labels_may_not_shadow_the_family_labels() -> None:
+    """An extra label named like one of the family's own is refused, not silently doubled."""
+    info = Store().gauge("x_info", "Info.", ["target", "host"])
+    with pytest.raises(ValueError, match="invalid extra label name 'host'"):
+        info.labels_with(("a", "h"), {"host": "other"})

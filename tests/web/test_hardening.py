@@ -182,16 +182,16 @@ async def test_reload_parses_off_the_event_loop(
 
     cfg = workspace.config(workspace.target(mock.port, devices=(device,)))
     parsing, release = threading.Event(), threading.Event()
-    real_load = exporter_module.load
+    real_load = exporter_module.load_fleet
 
-    def slow_load(path: str) -> object:
+    def slow_load(path: str, previous: object = None) -> object:
         parsing.set()
         # On the event loop this would block /-/healthy until it gives up.
         if not release.wait(WAIT):
             raise AssertionError("/-/healthy never answered while the config was parsing")
-        return real_load(path)
+        return real_load(path, previous)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(exporter_module, "load", slow_load)
+    monkeypatch.setattr(exporter_module, "load_fleet", slow_load)
     async with run_exporter(cfg) as running:
         reload = asyncio.create_task(post(running.url + "/-/reload"))
         await asyncio.to_thread(parsing.wait, WAIT)
