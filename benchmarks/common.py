@@ -312,7 +312,9 @@ class Workspace:
     def write_config(self, name: str, targets: Sequence[str], scrape_timeout: str = "10s") -> Path:
         path = self.dir / f"{name}.yml"
         path.write_text(
-            f"global:\n  scrape_timeout: {scrape_timeout}\ntargets:\n" + "".join(targets)
+            # Loopback only: the environment check would dial Apple's hosts.
+            f"global:\n  scrape_timeout: {scrape_timeout}\n"
+            "  environment_checks: {enabled: false}\ntargets:\n" + "".join(targets)
         )
         return path
 

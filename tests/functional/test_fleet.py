@@ -21,6 +21,8 @@ from apns_exporter.probes import ProbeKind
 from tests.helpers import CLI, KEY_ID, TEAM_ID, TOPIC, Samples, Workspace, parse_samples, sample
 
 WAIT = 30.0
+# Configs written here are served, and the environment check would dial Apple's hosts.
+OFF = "global: {environment_checks: {enabled: false}}\n"
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +129,9 @@ async def test_target_files_added_changed_and_removed_under_a_running_exporter(
     confd.mkdir()
     (confd / "a.yaml").write_text(_ping_target(workspace, mock.port, "a1"))
     cfg = workspace.path / "main.yml"
-    cfg.write_text(f"target_files: [conf.d]\ntargets:\n{_ping_target(workspace, mock.port, 't0')}")
+    cfg.write_text(
+        OFF + f"target_files: [conf.d]\ntargets:\n{_ping_target(workspace, mock.port, 't0')}"
+    )
     cli = await _start(cfg, unused_tcp_port_factory())
     try:
         first = await cli.scrape()
@@ -166,7 +170,7 @@ async def test_broken_target_file_on_reload_leaves_the_rest_of_the_fleet_running
     (confd / "good.yaml").write_text(_ping_target(workspace, mock.port, "g1"))
     (confd / "bad.yaml").write_text(_ping_target(workspace, mock.port, "b1"))
     cfg = workspace.path / "main.yml"
-    cfg.write_text("target_files: ['conf.d/*.yaml']\n")
+    cfg.write_text(OFF + "target_files: ['conf.d/*.yaml']\n")
     cli = await _start(cfg, unused_tcp_port_factory())
     g1 = {"target": "g1", "apns_environment": "production"}
     try:
@@ -216,7 +220,7 @@ async def test_auto_reload_follows_target_files_without_a_signal(
         _ping_target(workspace, 443, "a1").replace("ping:", "inventory_only: true\n  ping:")
     )
     cfg = workspace.path / "main.yml"
-    cfg.write_text("target_files: [conf.d]\n")
+    cfg.write_text(OFF + "target_files: [conf.d]\n")
     cli = await _start(cfg, unused_tcp_port_factory(), "--config.auto-reload-interval=200ms")
     try:
         (confd / "b.yaml").write_text(
@@ -239,7 +243,7 @@ def test_duplicate_names_across_files_name_both_places(workspace: Workspace) -> 
     (confd / "a.yaml").write_text(_ping_target(workspace, 443, "same"))
     (confd / "b.yaml").write_text("\n" + _ping_target(workspace, 443, "same"))
     cfg = workspace.path / "main.yml"
-    cfg.write_text("target_files: [conf.d]\n")
+    cfg.write_text(OFF + "target_files: [conf.d]\n")
     done = subprocess.run(
         [*CLI, "--config.check", f"--config.file={cfg}"], capture_output=True, text=True, timeout=60
     )
@@ -262,7 +266,7 @@ def test_config_check_checks_every_target_file(workspace: Workspace) -> None:
     (confd / "key.yaml").write_text("labels: {team: push}\ntargets:\n" + target)
     (confd / "typo.yaml").write_text("- name: t\n  environment: production\n  auht: {}\n")
     cfg = workspace.path / "main.yml"
-    cfg.write_text("target_files: [conf.d]\n")
+    cfg.write_text(OFF + "target_files: [conf.d]\n")
     done = subprocess.run(
         [*CLI, "--config.check", f"--config.file={cfg}"], capture_output=True, text=True, timeout=60
     )
@@ -282,7 +286,7 @@ async def test_owner_labels_are_on_apns_target_info_only(
     target = _ping_target(workspace, mock.port, "t1", extra="  labels: {owner: acme}\n")
     (confd / "a.yaml").write_text("labels: {owner: nobody, tier: gold}\ntargets:\n" + target)
     cfg = workspace.path / "main.yml"
-    cfg.write_text("target_files: [conf.d]\n")
+    cfg.write_text(OFF + "target_files: [conf.d]\n")
     async with run_exporter(cfg) as running:
         await running.wait_for(lambda r: r.probe is ProbeKind.PING and r.ok)
         s = await running.scrape()
@@ -325,7 +329,7 @@ async def test_discovery_lists_pem_der_pkcs12_and_p8_and_follows_changes(
     (workspace.path / "p12.pass").write_text("pw\n")
     cfg = workspace.path / "main.yml"
     cfg.write_text(
-        "discover:\n"
+        OFF + "discover:\n"
         "  - name: vault\n"
         "    paths: [secret/*, plain/*]\n"
         f"    team_id: {TEAM_ID}\n"
@@ -374,7 +378,7 @@ async def test_renewed_mdm_certificate_with_another_topic_raises_the_topic_chang
     discovered = _write_pem(found_dir / "customer.pem", old)
     cfg = workspace.path / "main.yml"
     cfg.write_text(
-        "global: {credential_check_interval: 100ms}\n"
+        "global: {credential_check_interval: 100ms, environment_checks: {enabled: false}}\n"
         "discover:\n"
         "  - {name: mdm, paths: [found/*.pem], certificate_name: 'd-{serial}', interval: 100ms}\n"
         "targets:\n" + _inventory_target("vendor", configured)
@@ -416,7 +420,7 @@ async def test_a_target_file_whose_new_key_is_broken_is_refused_alone(
     inventory = "  inventory_only: true\n"
     (confd / "a.yaml").write_text(_ping_target(workspace, 443, "a1", inventory))
     cfg = workspace.path / "main.yml"
-    cfg.write_text("target_files: [conf.d]\n")
+    cfg.write_text(OFF + "target_files: [conf.d]\n")
     broken = workspace.path / "AuthKey_BROKEN0000.p8"
     broken.write_text("not a key")
     async with run_exporter(cfg) as running:

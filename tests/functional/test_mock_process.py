@@ -43,6 +43,7 @@ async def test_mock_apns_flaky_scenario_runs_as_documented(
         key_file = next(pki.glob("AuthKey_*.p8"))
         cfg_file = tmp_path / "apns-exporter.yml"
         cfg_file.write_text(
+            "global: {environment_checks: {enabled: false}}\n"
             "targets:\n  - name: mock\n    environment: production\n"
             f"    endpoint: 127.0.0.1:{port}\n    topic: {material['topic']}\n"
             f"    ca_file: {pki / 'ca.pem'}\n    tls_check: null\n"
