@@ -90,19 +90,32 @@ def run(*args: str) -> Finished:
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+        peak = 0
         while True:
-            # wait4 gives this child's own peak RSS, whatever other children the suite ran.
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            # The child's own high-water mark (VmHWM), read while it runs: wait4's ru_maxrss
+            # would report the whole pytest process, whose memory the child had until exec.
+            peak = max(peak, _high_water_kib(proc.pid))
+            pid, status, _ = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - started > RUN_SECONDS:
                 proc.kill()
                 os.waitpid(proc.pid, 0)
                 pytest.fail(f"apns-exporter {' '.join(args)} still running after {RUN_SECONDS}s")
-            time.sleep(0.05)  # polling a child's exit, not synchronising with it
+            time.sleep(0.01)  # polling a child's exit and memory, not synchronising with it
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         stderr.seek(0)
-        return Finished(code, stderr.read(), usage.ru_maxrss, time.monotonic() - started)
+        return Finished(code, stderr.read(), peak, time.monotonic() - started)
+
+
+def _high_water_kib(pid: int) -> int:
+    """A running process's peak resident set size in KiB; 0 once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    found = re.search(r"VmHWM:\s+(\d+) kB", status)
+    return int(found.group(1)) if found else 0
 
 
 def cert_target(name: str, ws: Workspace, files: dict[str, Path], port: int = 1) -> str:
