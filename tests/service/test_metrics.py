@@ -29,9 +29,13 @@ from tests.helpers import add_target, record, run_of
 T = {"target": "t1", "apns_environment": "sandbox"}
 
 
+# The probes of a full target, each with its configured interval (apns_probe_interval_seconds).
+_INTERVALS = tuple((kind, 60.0) for kind in ("credentials", "ping", "canary", "tls", "broadcast"))
+
+
 def _metrics() -> Metrics:
     metrics = Metrics()
-    add_target(metrics, "t1", key=("K", "T"), broadcast=True)
+    add_target(metrics, "t1", key=("K", "T"), broadcast=True, intervals=_INTERVALS)
     return metrics
 
 
@@ -108,10 +112,10 @@ def test_series_budget_per_target() -> None:
     record(metrics, CredentialsResult(run=run_of("inv"), ok=True, message="ok"))
     # docs/metrics.md, "Cardinality": 58 series plus the 25 reason series the alert rules
     # name, which start at 0 (reachability adds 2-3 per checked host:port), plus what the
-    # rollout and broadcast checks add: 2 roots, 1 required root, 4 broadcast series.
-    assert metrics.exposition.store.series("t1") <= 58 + 7 + len(ALERTED_RESPONSES) + len(
-        ALERTED_GOAWAYS
-    )
+    # rollout and broadcast checks add: 2 roots, 1 required root, 4 broadcast series, and
+    # one configured interval per probe.
+    budget = 58 + 7 + len(_INTERVALS) + len(ALERTED_RESPONSES) + len(ALERTED_GOAWAYS)
+    assert metrics.exposition.store.series("t1") <= budget
     assert metrics.exposition.store.series("inv") <= 15
 
 
