@@ -83,6 +83,13 @@ class TargetState:
         """The target's name."""
         return self.config.name
 
+    @property
+    def topic(self) -> str | None:
+        """The apns-topic the canary sends: configured, else the certificate in use's UID."""
+        if self.loaded is None:
+            return self.config.topic
+        return self.credential.topic(self.loaded)
+
     def snapshot(self) -> Snapshot:
         """What the next probe run may read, frozen now."""
         return Snapshot(
@@ -126,7 +133,7 @@ class TargetState:
         self.status = TargetStatus(
             up=self._up(),
             layer=self._layer(),
-            topic=self.snapshot().topic,
+            topic=self.topic,
             invalid_streak=self._invalid_streak,
             key_verified_at=self._key_verified_at,
         )
@@ -209,7 +216,7 @@ def describe(state: TargetState, intervals: Mapping[ProbeKind, float]) -> Target
         str(target.environment),
         host=target.host,
         port=target.port,
-        topic=state.snapshot().topic or "",
+        topic=state.topic or "",
         auth_method=target.auth.method,
         canary_interval=target.canary.interval if target.canary else None,
         ping_interval=target.ping.interval,
