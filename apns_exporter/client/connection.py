@@ -326,12 +326,16 @@ class Connection:
                         error = ConnectionLost("tls_handshake", _CERTIFICATE_REJECTED)
                     break
                 for start in range(0, len(data), PARSE_SLICE_BYTES):
+                    if start:
+                        # Between slices the scheduled write runs, and everyone else. Not
+                        # after the last: a read that left the reader's buffer empty yields
+                        # anyway, and one that did not is sliced again, yielding as here.
+                        await asyncio.sleep(0)
                     events = self._proto.receive_data(data[start : start + PARSE_SLICE_BYTES])
                     parsed_at = time.perf_counter()
                     self._flush()
                     for event in events:
                         await self._dispatch(event, parsed_at)
-                    await asyncio.sleep(0)  # the scheduled write runs, and everyone else
                     if self.write_backlog > WRITE_BACKLOG_BYTES:
                         log.warning(
                             "%s:%d does not read what we send: reading paused, %d bytes queued",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import os
@@ -282,6 +283,11 @@ class CanaryConfig(Timed):
         if self.push_type is apns.PushType.MDM and self.push_magic is not None:
             return {"mdm": self.push_magic}
         return self.payload
+
+    @functools.cached_property
+    def encoded_body(self) -> bytes:
+        """The body as sent, compact JSON: encoded once, since every canary sends the same."""
+        return json.dumps(self.body(), separators=(",", ":")).encode()
 
     @field_validator("priority")
     @classmethod

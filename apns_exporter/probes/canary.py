@@ -36,7 +36,7 @@ async def run(ctx: ProbeRun) -> CanaryResult:
     timeout = ctx.timeout(canary.timeout)
     token = shared.token  # this run's token, even if a credential reload swaps it meanwhile
     issued_before = token.issued_at if token is not None else None
-    body = json.dumps(canary.body(), separators=(",", ":")).encode()
+    body = canary.encoded_body
     if shared.loaded is None:
         message = "the credential could not be loaded; see apns_credential_load_errors_total"
         ctx.log(message)

@@ -33,11 +33,12 @@ async def run(ctx: ProbeRun) -> PingResult:
             connected=conn is not None,
             address=conn.peer if conn is not None else None,
         )
-    ctx.log(f"PING acknowledged in {rtt * 1000:.2f}ms")
+    message = f"PING acknowledged in {rtt * 1000:.2f}ms"
+    ctx.log(message)
     return PingResult(
         run=ctx.finish(),
         ok=True,
-        message=f"PING acknowledged in {rtt * 1000:.2f}ms",
+        message=message,
         dials=dials,
         events=channel.take_events(),
         rtt=rtt,

@@ -96,7 +96,12 @@ class GaugeChild(_Child):
 
     def set(self, value: float) -> None:
         """Set the value."""
-        self.value = float(value)
+        value = float(value)
+        # Most gauges are set to what they already hold (up, layer flags, intervals): an
+        # unchanged series keeps its rendered line.
+        if value == self.value and math.copysign(1.0, value) == math.copysign(1.0, self.value):
+            return  # the same value, -0.0 and 0.0 told apart as upstream renders them
+        self.value = value
         self._changed()
 
     def inc(self, amount: float = 1.0) -> None:
@@ -244,6 +249,11 @@ class Family:
 
     def labels(self, *values: str) -> _Child:
         """The series with these label values, created (at zero) on first use."""
+        # Every probe result looks up a dozen existing series: find those without copying.
+        group = self._series.get(values[0]) if values else None
+        child = group.get(values) if group is not None else None
+        if child is not None:
+            return child
         if len(values) != len(self.labelnames):
             raise ValueError(f"metric {self.name}: expected labels {self.labelnames}")
         labels = tuple(str(v) for v in values)
