@@ -79,8 +79,9 @@ def _scale_rows(r: dict[str, Any]) -> list[list[str]]:
             [
                 f"all up after start{at}",
                 BEFORE["first_round"],
-                after + f" (PING {r['ping_interval']}, canary {r['canary_interval']})",
-                f"all within two canary intervals ({budget:g} s)",
+                after + f" from process start, ready after {_f(r['ready_seconds'], 0)} s "
+                f"(PING {r['ping_interval']}, canary {r['canary_interval']})",
+                f"all within two canary intervals ({budget:g} s) of process start",
                 _met(ok),
             ]
         )
