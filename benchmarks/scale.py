@@ -26,7 +26,9 @@ Per size, in this order:
   end of the first round on, at least one PING interval before the quiet window (see
   benchmarks/pings.py): ``ping_gap_*_ms``, grid-free (arrival minus the previous arrival
   plus the interval; median, p99, max and the share over 100 ms), and beside it the
-  fixed-grid ``ping_lag_*_ms``. Both for the quiet window and for the back-to-back scrapes.
+  fixed-grid ``ping_lag_*_ms``. Both for the quiet window and for the back-to-back scrapes,
+  with the exporter's own ``schedule_lag*_ms``, the mock's CPU and the machine's load
+  average, to tell a late exporter from a starved mock or a busy machine.
 
 The PNG (docs/performance-scale.png) plots these against targets on log-log axes.
 """
@@ -34,6 +36,7 @@ The PNG (docs/performance-scale.png) plots these against targets on log-log axes
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -160,9 +163,9 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
                 break
         time.sleep(max(SETTLE_SECONDS, tap_on + ping - time.monotonic()))
         # Quiet window: probes only, nobody scrapes.
-        cpu0, quiet_start = exporter.proc.cpu(), time.monotonic()
+        cpu0, mock_cpu0, quiet_start = exporter.proc.cpu(), mock.proc.cpu(), time.monotonic()
         time.sleep(window)
-        quiet_end = time.monotonic()
+        quiet_end, mock_cpu1 = time.monotonic(), mock.proc.cpu()
         cpu_window = exporter.proc.cpu() - cpu0
         memory = exporter.proc.memory()
         # Then a few scrapes a second apart, as Prometheus paces them.
@@ -170,7 +173,7 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         for _ in range(QUIET_SCRAPES):
             paced.append(_scrape(exporter)[0]["seconds"])
             time.sleep(QUIET_SCRAPE_PAUSE)
-        busy_start = time.monotonic()
+        busy_start, mock_cpu2 = time.monotonic(), mock.proc.cpu()
         # Then scrapes back to back for as long, as an impatient Prometheus would send them.
         # Only the last body is read, after the window: decoding every one would load the
         # 2 cores the exporter and the mock share with this driver.
@@ -178,7 +181,8 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         while time.monotonic() - busy_start < window and len(scrapes) < SCRAPE_LIMIT:
             row, body = _scrape(exporter)
             scrapes.append(row)
-        busy_end = time.monotonic()
+        busy_end, mock_cpu3 = time.monotonic(), mock.proc.cpu()
+        load_1m = os.getloadavg()[0]
         gzip_row, _ = _scrape(exporter, gzip=True)
         text = body.decode()
         del body
@@ -198,6 +202,7 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         raise BenchmarkError(f"{n} targets: the exporter wrote no lag file")
     lags = json.loads(lag_file.read_text())
     sched = [lag for w, lag in lags["schedule"] if quiet_start <= w <= quiet_end]
+    sched_busy = [lag for w, lag in lags["schedule"] if busy_start <= w <= busy_end]
     quiet_loop = [lag for w, lag in lags["loop"] if quiet_start <= w <= quiet_end]
     stalls = [
         max((lag for w, lag in lags["loop"] if s["start"] <= w <= s["end"] + 0.5), default=0.0)
@@ -243,6 +248,11 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         "ping_lag_quiet_ms": summary(by_window["quiet"], 1000),
         "ping_lag_scrapes_ms": summary(by_window["scrapes"], 1000),
         "schedule_lag_ms": summary(sched, 1000),
+        "schedule_lag_scrapes_ms": summary(sched_busy, 1000),
+        # Whether the mock (which stamps the PINGs) or the whole machine was short of CPU.
+        "mock_cpu_percent_quiet": 100 * (mock_cpu1 - mock_cpu0) / (quiet_end - quiet_start),
+        "mock_cpu_percent_scrapes": 100 * (mock_cpu3 - mock_cpu2) / (busy_end - busy_start),
+        "load_average_1m_after_scrapes": load_1m,
         "loop_lag_ms": summary(quiet_loop, 1000),
         "loop_stall_per_scrape_ms": [1000 * x for x in stalls],
         "full_gc_ms_quiet": summary(
