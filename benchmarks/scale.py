@@ -243,6 +243,8 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         "series": series * n + inventory_series,
         "series_per_target": series,
         "series_inventory_only_target": inventory_series,
+        # The mock keeps at most RECORD_LIMIT (200 000) PINGs: at that count, later ones are lost.
+        "ping_records": len(arrivals),
         "ping_gap_quiet_ms": ping_record.gap_summary(gaps["quiet"]),
         "ping_gap_scrapes_ms": ping_record.gap_summary(gaps["scrapes"]),
         "ping_lag_quiet_ms": summary(by_window["quiet"], 1000),
