@@ -12,9 +12,9 @@ as JSON with:
 - ``gc``: ``[when, generation, seconds]`` of every garbage collection of generation 1 or 2
   (the interpreter stops everything while it runs), from ``gc.callbacks``.
 
-``when`` is ``time.monotonic()``. The hooks replace the scheduler module's reference to
-``asyncio`` with a proxy whose ``sleep`` measures itself, and wrap ``Exporter.running`` to start
-the heartbeat; the package itself is not modified.
+``when`` is ``time.monotonic()``. The hooks give the scheduler a ``sleep`` that measures
+itself (the ``sleep`` argument of ``Scheduler``, through a wrapped ``__init__``), and wrap
+``Exporter.running`` to start the heartbeat; the package itself is not modified.
 """
 
 from __future__ import annotations
@@ -48,21 +48,14 @@ def _on_gc(phase: str, info: dict[str, Any]) -> None:
         collections.append((now, info["generation"], now - _gc_started[0]))
 
 
-class _MeasuredAsyncio:
-    """``asyncio`` as the scheduler module sees it, with a self-timing ``sleep``."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(asyncio, name)
-
-    @staticmethod
-    async def sleep(delay: float, result: Any = None) -> Any:
-        loop = asyncio.get_running_loop()
-        due = loop.time() + max(0.0, delay)
-        value = await asyncio.sleep(delay, result)
-        now = loop.time()
-        if len(schedule_lags) < SAMPLE_LIMIT:
-            schedule_lags.append((time.monotonic(), now - due))
-        return value
+async def _measured_sleep(delay: float) -> None:
+    """The scheduler's sleep, recording how late it returned."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + max(0.0, delay)
+    await asyncio.sleep(delay)
+    now = loop.time()
+    if len(schedule_lags) < SAMPLE_LIMIT:
+        schedule_lags.append((time.monotonic(), now - due))
 
 
 async def _heartbeat() -> None:
@@ -78,7 +71,13 @@ def main() -> int:
     """Install the hooks, run the exporter, write the lag file."""
     lag_file, argv = sys.argv[1], sys.argv[2:]
     gc.callbacks.append(_on_gc)
-    scheduler.asyncio = _MeasuredAsyncio()  # type: ignore[attr-defined,assignment]
+    init = scheduler.Scheduler.__init__
+
+    def measured_init(self: scheduler.Scheduler, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("sleep", _measured_sleep)
+        init(self, *args, **kwargs)
+
+    scheduler.Scheduler.__init__ = measured_init  # type: ignore[method-assign]
     running = exporter.Exporter.running
 
     @contextlib.asynccontextmanager
@@ -89,7 +88,7 @@ def main() -> int:
             service.spawn(_heartbeat(), "heartbeat")
             yield service
 
-    exporter.Exporter.running = running_with_heartbeat  # type: ignore[method-assign,assignment]
+    exporter.Exporter.running = running_with_heartbeat  # type: ignore[method-assign]
     try:
         return cli.main(argv)
     finally:

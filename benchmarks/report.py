@@ -6,34 +6,16 @@ The document keeps its prose; only the blocks between ``<!-- BEGIN name -->`` an
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, ROOT, log
+from benchmarks.common import ROOT, log
+from benchmarks.goals import goals
+from benchmarks.tables import _f, _load, _table
 
 DOC = ROOT / "docs" / "performance.md"
-
-
-def _load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def _f(value: Any, digits: int = 2) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def machine() -> str:
@@ -228,6 +210,15 @@ def _first_round(r: dict[str, Any]) -> str:
     return f"{up} (budget {r['first_round_budget_seconds']:g} s)"
 
 
+def _gap_cell(gap: dict[str, Any] | None) -> str:
+    if not gap or not gap.get("n"):
+        return "n/a"
+    return (
+        f"{_f(gap['median'], 1)} / {_f(gap['p99'], 1)} / {_f(gap['max'], 0)} "
+        f"({gap['over_limit_fraction']:.1%})"
+    )
+
+
 def scale() -> str:
     data = _load("scale")
     if data is None:
@@ -251,6 +242,8 @@ def scale() -> str:
                 _f(r["cpu_percent_of_one_core"], 1),
                 f"{_f(quiet.get('median'), 1)} / {_f(quiet.get('p99'), 1)}",
                 f"{_f(busy.get('median'), 1)} / {_f(busy.get('p99'), 1)} ({r['scrapes']} scrapes)",
+                _gap_cell(r.get("ping_gap_quiet_ms")),
+                _gap_cell(r.get("ping_gap_scrapes_ms")),
                 _f(max(r["loop_stall_per_scrape_ms"]), 0),
                 _f(r["connection_failures"], 0),
             ]
@@ -268,6 +261,8 @@ def scale() -> str:
             "CPU % of a core, no scrape",
             "PING lag median / p99 ms, quiet",
             "PING lag median / p99 ms, back-to-back scrapes",
+            "PING gap median / p99 / max ms (share > 100 ms), quiet",
+            "PING gap median / p99 / max ms (share > 100 ms), back-to-back scrapes",
             "worst loop stall during a scrape ms",
             "dial failures",
         ],
@@ -323,106 +318,6 @@ def render_table() -> str:
         ],
         rows,
     )
-
-
-# The figures before the fleet-scale work, from the results committed with 0f53f34 (PING lag
-# during scrapes: that run's heartbeat stall; the mock did not yet record PING arrivals).
-BEFORE = {
-    "series": "153",
-    "scrape_1000": "2.18 s",
-    "scrape_5000": "11.5 s",
-    "up_5000": "2188 of 5000",
-    "ping_lag": "loop stalled 1.1 s per scrape",
-    "rss": "2250 MiB (398 KiB per added target)",
-    "latency": "1.79 ms; h2load 0.84 ms",
-    "cpu": "1.08 ms; blackbox 2.46 ms (1/2.3)",
-}
-
-
-def _row(rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
-    return next((r for r in rows if r["targets"] == n), {})
-
-
-def goals() -> str:
-    scale_data, render_data = _load("scale"), _load("render")
-    latency_data, cost_data = _load("latency"), _load("cost")
-    if not (scale_data and render_data and latency_data and cost_data):
-        return "_needs a full run_"
-    rows = scale_data["rows"]
-    r1, r5 = _row(rows, 1000), _row(rows, 5000)
-    speedup = _row(render_data["sizes"], 5000).get("speedup_changed_over_generate_latest")
-    exp = latency_data["apns_exporter"]["error_vs_observed_ms"]["median"]
-    floor = latency_data["h2load"]["error_vs_observed_ms"]["median"]
-    ours = cost_data["apns_exporter"]["canary"]["cpu_ms_per_probe"]
-    bb = cost_data["blackbox_exporter"]["cpu_ms_per_probe"]
-    lag = r1["ping_lag_scrapes_ms"]
-    growth = scale_data.get("growth", {})
-
-    def met(ok: bool) -> str:
-        return "met" if ok else "**not met**"
-
-    table = [
-        [
-            "series per target (inventory_only)",
-            BEFORE["series"],
-            f"{r1['series_per_target']} ({r1['series_inventory_only_target']})",
-            "≤ 60 (≤ 15)",
-            f"{met(r1['series_per_target'] <= 60)} "
-            f"({met(r1['series_inventory_only_target'] <= 15)})",
-        ],
-        [
-            "/metrics at 1000 targets",
-            BEFORE["scrape_1000"],
-            f"{r1['scrape_seconds_median'] * 1000:.0f} ms (max {r1['scrape_seconds_max']:.2f} s)",
-            "≤ 1 s",
-            met(r1["scrape_seconds_max"] <= 1),
-        ],
-        [
-            "/metrics at 5000 targets",
-            BEFORE["scrape_5000"],
-            f"{r5['scrape_seconds_median'] * 1000:.0f} ms (max {r5['scrape_seconds_max']:.2f} s); "
-            f"renderer x{speedup:.0f} generate_latest",
-            "≤ 3 s, ≥ 10x",
-            met(r5["scrape_seconds_max"] <= 3 and (speedup or 0) >= 10),
-        ],
-        [
-            "up after the first round, 5000 targets",
-            BEFORE["up_5000"],
-            f"{r5['targets_up_after_first_round']} in {_f(r5['first_round_seconds'], 0)} s",
-            "all, within two canary intervals",
-            met(r5["targets_up_after_first_round"] >= r5["targets"]),
-        ],
-        [
-            "PING lag, back-to-back scrapes, 1000 targets",
-            BEFORE["ping_lag"],
-            f"median {_f(lag.get('median'), 1)} ms, p99 {_f(lag.get('p99'), 1)} ms",
-            "p99 ≤ 100 ms",
-            met(lag.get("p99", 1e9) <= 100),
-        ],
-        [
-            "RSS at 5000 targets",
-            BEFORE["rss"],
-            f"{r5['rss_mib']:.0f} MiB ({growth.get('rss_kib_per_target', 0):.0f} KiB per added "
-            "target)",
-            "≤ 200 KiB per target",
-            met(growth.get("rss_kib_per_target", 1e9) <= 200),
-        ],
-        [
-            "canary latency error, median",
-            BEFORE["latency"],
-            f"{exp:.2f} ms; h2load {floor:.2f} ms",
-            "≤ h2load + 0.5 ms",
-            met(exp <= floor + 0.5),
-        ],
-        [
-            "CPU per canary on a kept connection",
-            BEFORE["cpu"],
-            f"{ours:.2f} ms; blackbox {bb:.2f} ms (1/{bb / ours:.1f})",
-            "≤ 1/5 of blackbox",
-            met(ours * 5 <= bb),
-        ],
-    ]
-    return _table(["figure", "before", "after (this run)", "goal", ""], table)
 
 
 SECTIONS: dict[str, Callable[[], str]] = {

@@ -1,28 +1,34 @@
-"""Scale: 100, 1000 and 5000 targets against one mock.
+"""Scale: 100, 1000 and 10 000 targets against one mock (``--scale-sizes`` picks others).
 
 Each target has its own kept connection, PINGs every 10 s and pushes a canary to a device
-token every 30 s (at 5000 targets: PING every 20 s, canary every 60 s, so that the run stays
-short and the single-process mock keeps up). One more target is ``inventory_only`` (its
-credential, no traffic), to count its series. The exporter runs as
-``python -m benchmarks.exporterhost`` (the real CLI plus two measuring hooks, see there).
+token every 30 s (above 1000 targets every 60 s, so that the single-process mock keeps up).
+One more target is ``inventory_only`` (its credential, no traffic), to count its series.
+The exporter runs as ``python -m benchmarks.exporterhost`` (the real CLI plus two measuring
+hooks, see there). Every wait is bounded: the 10 000 point takes about 6 minutes at most.
 
 Per size, in this order:
 
 - ``ready_seconds``: process start until /-/ready answers 200.
 - first round: until the mock holds N connections and has answered N canary pushes and a
-  scrape shows every target's ``apns_up`` at 1, or two canary intervals passed;
+  scrape shows every target's ``apns_up`` at 1, or two canary intervals passed since the
+  process started (``first_round_seconds`` counts from there too);
   ``targets_up_after_first_round`` is that scrape's count. Then ``settled_seconds``: until
-  the exporter used under half a core for a whole second, or 90 s passed.
+  the exporter used under half a core for a whole second, or 60 s passed.
 - quiet window (two PING intervals and a bit, nobody scrapes): exporter CPU, RSS, how late
   each scheduled probe started by the scheduler's own clock (``schedule_lag_ms``) and the
   lag of a 100 ms heartbeat (``loop_lag_ms``).
-- back-to-back scrapes for as long (bounded in count and time), as a busy or impatient
-  Prometheus would send them: wall time, exporter CPU, bytes (plain, and gzip as Prometheus
-  asks for it), series per target.
-- ``ping_lag_ms``: ground truth from the mock, which records each PING's arrival. The
-  scheduler keeps a fixed grid (start + k * interval), so per connection each arrival minus
-  k intervals is constant on an idle machine; its excess over that connection's earliest
-  such offset is how late the PING came. Reported for the quiet window and for the scrapes.
+- paced scrapes (``QUIET_SCRAPES``, one a second), as Prometheus sends them: wall time
+  (``scrape_quiet_seconds``).
+- back-to-back scrapes for as long as the quiet window (bounded in count and time), as a
+  busy or impatient Prometheus would send them: wall time, exporter CPU, bytes (plain, and
+  gzip as Prometheus asks for it), series per target.
+- ground truth from the mock, which records each PING's arrival per connection from the
+  end of the first round on, at least one PING interval before the quiet window (see
+  benchmarks/pings.py): ``ping_gap_*_ms``, grid-free (arrival minus the previous arrival
+  plus the interval; median, p99, max and the share over 100 ms), and beside it the
+  fixed-grid ``ping_lag_*_ms``. Both for the quiet window and for the back-to-back scrapes,
+  with the exporter's own ``schedule_lag*_ms``, the mock's CPU and the machine's load
+  average, to tell a late exporter from a starved mock or a busy machine.
 
 The PNG (docs/performance-scale.png) plots these against targets on log-log axes.
 """
@@ -30,11 +36,12 @@ The PNG (docs/performance-scale.png) plots these against targets on log-log axes
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from benchmarks import pings as ping_record
 from benchmarks.common import (
     ROOT,
     BenchmarkError,
@@ -48,17 +55,20 @@ from benchmarks.common import (
 )
 
 NAME = "scale"
-SIZES = (100, 1000, 5000)
+SIZES = (100, 1000, 10_000)
 PLOT = ROOT / "docs" / "performance-scale.png"
 LAG_LIMIT_MS = 100.0
 SETTLE_SECONDS = 2.0
-SETTLE_MAX_SECONDS = 90.0
+SETTLE_MAX_SECONDS = 60.0
 SCRAPE_LIMIT = 3000
+QUIET_SCRAPES = 5
+QUIET_SCRAPE_PAUSE = 1.0
 INVENTORY = "inventory"
 
 
 def _intervals(n: int) -> tuple[float, float]:
-    return (20.0, 60.0) if n > 1000 else (10.0, 30.0)
+    """PING and canary interval (s) at ``n`` targets."""
+    return (10.0, 30.0) if n <= 1000 else (10.0, 60.0)
 
 
 def _line_totals(text: str, names: tuple[str, ...]) -> dict[str, float]:
@@ -78,12 +88,11 @@ def _series_of(text: str, target: str) -> int:
     return sum(1 for line in text.splitlines() if needle in line and not line.startswith("#"))
 
 
-def _scrape(exporter: Exporter, *, gzip: bool = False) -> tuple[dict[str, Any], str]:
+def _scrape(exporter: Exporter, *, gzip: bool = False) -> tuple[dict[str, Any], bytes]:
     cpu0 = exporter.proc.cpu()
     t0 = time.monotonic()
     resp = exporter.scrape(gzip=gzip)
     t1 = time.monotonic()
-    text = "" if gzip else resp.body.decode()
     row = {
         "start": t0,
         "end": t1,
@@ -92,49 +101,27 @@ def _scrape(exporter: Exporter, *, gzip: bool = False) -> tuple[dict[str, Any], 
         "gzip": gzip and resp.headers.get("content-encoding") == "gzip",
         "cpu_seconds": exporter.proc.cpu() - cpu0,
     }
-    return row, text
-
-
-def ping_lags(
-    pings: list[tuple[int, float]], interval: float, windows: dict[str, tuple[float, float]]
-) -> dict[str, list[float]]:
-    """How late each PING reached the mock, by window (see the module docstring)."""
-    by_conn: dict[int, list[float]] = defaultdict(list)
-    for conn, when in pings:
-        by_conn[conn].append(when)
-    out: dict[str, list[float]] = {name: [] for name in windows}
-    for times in by_conn.values():
-        times.sort()
-        if len(times) < 2:
-            continue
-        offsets = [t - round((t - times[0]) / interval) * interval for t in times]
-        base = min(offsets)
-        for t, offset in zip(times, offsets, strict=True):
-            for name, (start, end) in windows.items():
-                if start <= t <= end:
-                    out[name].append(offset - base)
-    return out
+    return row, resp.body
 
 
 def _first_round(
-    exporter: Exporter, mock: Mock, n: int, base: dict[str, int], budget: float
+    exporter: Exporter, mock: Mock, n: int, base: dict[str, int], deadline: float
 ) -> tuple[float | None, int, dict[str, int]]:
-    """Until every target is up (or the budget is spent): seconds, targets up, mock counts."""
-    deadline = time.monotonic() + budget
+    """Until every target is up (or the deadline): when, targets up, mock counts."""
     up = 0
     while exporter.proc.alive():
         c = mock.count()
         if c["active_connections"] >= n and c["requests"] - base["requests"] >= n:
-            _, text = _scrape(exporter)
-            up = int(_line_totals(text, ("apns_up",))["apns_up"])
+            _, body = _scrape(exporter)
+            up = int(_line_totals(body.decode(), ("apns_up",))["apns_up"])
             if up >= n:
                 return time.monotonic(), up, c
         if time.monotonic() > deadline:
             break
         time.sleep(1.0)
     if up == 0 and exporter.proc.alive():
-        _, text = _scrape(exporter)
-        up = int(_line_totals(text, ("apns_up",))["apns_up"])
+        _, body = _scrape(exporter)
+        up = int(_line_totals(body.decode(), ("apns_up",))["apns_up"])
     return None, up, mock.count()
 
 
@@ -150,14 +137,22 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
     base = mock.count()
     started = time.monotonic()
     exporter = ws.start_exporter(
-        f"exporter-scale-{n}", config, lag_file=lag_file, ready_timeout=60 + 0.1 * n
+        f"exporter-scale-{n}",
+        config,
+        lag_file=lag_file,
+        ready_timeout=min(60 + 0.1 * n, 2 * canary),
     )
     ready_seconds = time.monotonic() - started
     window = 2 * ping + 2.0
     scrapes: list[dict[str, Any]] = []
     try:
-        done, up, reached = _first_round(exporter, mock, n, base, 2 * canary)
+        # The budget of two canary intervals counts from process start, start-up included.
+        done, up, reached = _first_round(exporter, mock, n, base, started + 2 * canary)
         first_round = done - started if done is not None else None
+        # Record from here, so that the first PING of the quiet window has a predecessor
+        # on its connection (the gap needs one): at least one PING interval before it.
+        mock.tap(True)
+        tap_on = time.monotonic()
         settle_budget = time.monotonic() + min(SETTLE_MAX_SECONDS, 20 + 0.03 * n)
         settled: float | None = None
         while time.monotonic() < settle_budget:
@@ -166,22 +161,32 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
             if exporter.proc.cpu() - cpu_before < 0.5:
                 settled = time.monotonic() - started
                 break
-        time.sleep(SETTLE_SECONDS)
-        mock.tap(True)
+        time.sleep(max(SETTLE_SECONDS, tap_on + ping - time.monotonic()))
         # Quiet window: probes only, nobody scrapes.
-        cpu0, quiet_start = exporter.proc.cpu(), time.monotonic()
+        cpu0, mock_cpu0, quiet_start = exporter.proc.cpu(), mock.proc.cpu(), time.monotonic()
         time.sleep(window)
-        quiet_end = time.monotonic()
+        quiet_end, mock_cpu1 = time.monotonic(), mock.proc.cpu()
         cpu_window = exporter.proc.cpu() - cpu0
         memory = exporter.proc.memory()
+        # Then a few scrapes a second apart, as Prometheus paces them.
+        paced = []
+        for _ in range(QUIET_SCRAPES):
+            paced.append(_scrape(exporter)[0]["seconds"])
+            time.sleep(QUIET_SCRAPE_PAUSE)
+        busy_start, mock_cpu2 = time.monotonic(), mock.proc.cpu()
         # Then scrapes back to back for as long, as an impatient Prometheus would send them.
-        text = ""
-        while time.monotonic() - quiet_end < window and len(scrapes) < SCRAPE_LIMIT:
-            row, text = _scrape(exporter)
+        # Only the last body is read, after the window: decoding every one would load the
+        # 2 cores the exporter and the mock share with this driver.
+        body = b""
+        while time.monotonic() - busy_start < window and len(scrapes) < SCRAPE_LIMIT:
+            row, body = _scrape(exporter)
             scrapes.append(row)
-        busy_end = time.monotonic()
+        busy_end, mock_cpu3 = time.monotonic(), mock.proc.cpu()
+        load_1m = os.getloadavg()[0]
         gzip_row, _ = _scrape(exporter, gzip=True)
-        pings = mock.pings()
+        text = body.decode()
+        del body
+        arrivals = mock.pings()
         mock.tap(False)
         probes_page = request(f"{exporter.url}/probes?target=t00000&limit=4").body.decode()
         totals = _line_totals(
@@ -197,14 +202,15 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         raise BenchmarkError(f"{n} targets: the exporter wrote no lag file")
     lags = json.loads(lag_file.read_text())
     sched = [lag for w, lag in lags["schedule"] if quiet_start <= w <= quiet_end]
+    sched_busy = [lag for w, lag in lags["schedule"] if busy_start <= w <= busy_end]
     quiet_loop = [lag for w, lag in lags["loop"] if quiet_start <= w <= quiet_end]
     stalls = [
         max((lag for w, lag in lags["loop"] if s["start"] <= w <= s["end"] + 0.5), default=0.0)
         for s in [*scrapes, gzip_row]
     ]
-    by_window = ping_lags(
-        pings, ping, {"quiet": (quiet_start, quiet_end), "scrapes": (quiet_end, busy_end)}
-    )
+    windows = {"quiet": (quiet_start, quiet_end), "scrapes": (busy_start, busy_end)}
+    by_window = ping_record.lags(arrivals, ping, windows)
+    gaps = ping_record.gaps(arrivals, ping, windows)
     plain = [s["seconds"] for s in scrapes]
     full_gcs = [(w, sec) for w, gen, sec in lags.get("gc", []) if gen == 2]
     return {
@@ -225,6 +231,8 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         "memory": memory,
         "rss_mib": memory["rss_mib"],
         "rss_kib_per_target": 1024 * memory["rss_mib"] / n,
+        "scrape_quiet_seconds_median": percentile(paced, 50),
+        "scrape_quiet_seconds_max": max(paced),
         "scrapes": len(scrapes),
         "scrape_seconds_median": percentile(plain, 50),
         "scrape_seconds_max": max(plain),
@@ -235,16 +243,25 @@ def _one(ws: Workspace, mock: Mock, n: int) -> dict[str, Any]:
         "series": series * n + inventory_series,
         "series_per_target": series,
         "series_inventory_only_target": inventory_series,
+        # The mock keeps at most RECORD_LIMIT (200 000) PINGs: at that count, later ones are lost.
+        "ping_records": len(arrivals),
+        "ping_gap_quiet_ms": ping_record.gap_summary(gaps["quiet"]),
+        "ping_gap_scrapes_ms": ping_record.gap_summary(gaps["scrapes"]),
         "ping_lag_quiet_ms": summary(by_window["quiet"], 1000),
         "ping_lag_scrapes_ms": summary(by_window["scrapes"], 1000),
         "schedule_lag_ms": summary(sched, 1000),
+        "schedule_lag_scrapes_ms": summary(sched_busy, 1000),
+        # Whether the mock (which stamps the PINGs) or the whole machine was short of CPU.
+        "mock_cpu_percent_quiet": 100 * (mock_cpu1 - mock_cpu0) / (quiet_end - quiet_start),
+        "mock_cpu_percent_scrapes": 100 * (mock_cpu3 - mock_cpu2) / (busy_end - busy_start),
+        "load_average_1m_after_scrapes": load_1m,
         "loop_lag_ms": summary(quiet_loop, 1000),
         "loop_stall_per_scrape_ms": [1000 * x for x in stalls],
         "full_gc_ms_quiet": summary(
             [sec for w, sec in full_gcs if quiet_start <= w <= quiet_end], 1000
         ),
         "full_gc_ms_scrapes": summary(
-            [sec for w, sec in full_gcs if quiet_end <= w <= busy_end], 1000
+            [sec for w, sec in full_gcs if busy_start <= w <= busy_end], 1000
         ),
         "within_100ms_fraction": (
             sum(1 for lag in sched if lag * 1000 <= LAG_LIMIT_MS) / len(sched) if sched else None
@@ -311,6 +328,12 @@ def plot(rows: list[dict[str, Any]], path: Path = PLOT) -> Path | None:
     d.plot(n, [r["schedule_lag_ms"].get("max", 0) for r in rows], "s--", label="max, no scrape")
     d.plot(
         n,
+        [r.get("ping_gap_scrapes_ms", {}).get("p99", 0) for r in rows],
+        "v-.",
+        label="PING gap p99 at the mock, back-to-back scrapes",
+    )
+    d.plot(
+        n,
         [max(r["loop_stall_per_scrape_ms"]) for r in rows],
         "^:",
         label="loop stall while a scrape renders",
@@ -346,7 +369,8 @@ def run(ws: Workspace, mock: Mock, sizes: tuple[int, ...] = SIZES) -> dict[str, 
         time.sleep(2)  # let the mock see every connection of the last size close
     if not rows:
         raise BenchmarkError(f"every size failed: {errors}")
-    image = plot(rows)
+    # Only the documented sizes redraw the documented plot; a quick run leaves it alone.
+    image = plot(rows) if tuple(sizes) == SIZES else None
     return {
         "method": {
             "sizes": list(sizes),
@@ -354,7 +378,9 @@ def run(ws: Workspace, mock: Mock, sizes: tuple[int, ...] = SIZES) -> dict[str, 
                 str(n): dict(zip(("ping", "canary"), _intervals(n), strict=True)) for n in sizes
             },
             "scrape_window": "two PING intervals plus 2 s, at most 3000 scrapes",
+            "quiet_scrapes": f"{QUIET_SCRAPES}, {QUIET_SCRAPE_PAUSE:g} s apart",
             "lag_budget_ms": LAG_LIMIT_MS,
+            "gap": "arrival - (previous arrival on the connection + PING interval)",
         },
         "rows": rows,
         "errors": errors,
