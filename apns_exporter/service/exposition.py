@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -194,6 +193,37 @@ def _exemplar(exemplar: Exemplar | None) -> str:
     return f" # {{{labels}}} {floatToGoString(exemplar.value)}{stamp}"
 
 
+# Text handed over per event-loop turn: a 10 000-target body is about 80 MiB, so a scrape
+# takes hundreds of short turns instead of one long one.
+CHUNK = 256 * 1024
+
+
+class Piece:
+    """A slice of the body, immutable once made, and its deflated form once computed."""
+
+    __slots__ = ("deflated", "text")
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self.deflated: bytes | None = None
+
+
+def _cuts(texts: Sequence[bytes]) -> Iterator[tuple[int, int]]:
+    """Index ranges of ``texts`` holding at most CHUNK bytes each (a longer text alone)."""
+    start, size = 0, 0
+    for i, text in enumerate(texts):
+        if size + len(text) > CHUNK and i > start:
+            yield start, i
+            start, size = i, 0
+        size += len(text)
+    if start < len(texts):
+        yield start, len(texts)
+
+
+def _join(pieces: Iterable[Piece | None]) -> bytes:
+    return b"".join(p.text for p in pieces if p is not None)
+
+
 class Family:
     """A metric family whose series are grouped, and cached, by their first label."""
 
@@ -215,13 +245,14 @@ class Family:
         self._store = store
         self._series: dict[str, dict[tuple[str, ...], _Child]] = {}
         # Same key order as _series, so joining it gives collect()'s order.
-        self._lines: dict[str, str] = {}
+        self._lines: dict[str, bytes] = {}
         self._dirty: set[str] = set()
-        self._block: bytes | None = b""
-        # Histograms render OpenMetrics apart (exemplars): its own lines, dirt and block.
-        self._om_lines: dict[str, str] = {}
+        # Histograms render OpenMetrics apart (exemplars): their own lines and dirt.
+        self._om_lines: dict[str, bytes] = {}
         self._om_dirty: set[str] = set()
-        self._om_block: bytes | None = b""
+        # The sample lines cut into pieces, per "OpenMetrics apart", while nothing changes.
+        self._pieces: dict[bool, tuple[Piece, ...]] = {}
+        self._version = 0
         self._headers: dict[bool, bytes] = {}
         store.add(self)
 
@@ -259,7 +290,7 @@ class Family:
         group = self._series.get(key)
         if group is None:
             group = self._series[key] = {}
-            self._lines[key] = self._om_lines[key] = ""
+            self._lines[key] = self._om_lines[key] = b""
         return group
 
     def remove_by_labels(self, labels: Mapping[str, str]) -> None:
@@ -281,39 +312,54 @@ class Family:
             del self._lines[key], self._om_lines[key]
             self._dirty.discard(key)
             self._om_dirty.discard(key)
-            self._block = self._om_block = None
-            self._store.changed = True
+            self._stale()
 
     def touch(self, key: str) -> None:
         """Mark one target's lines stale."""
         self._dirty.add(key)
-        self._block = None
         if self.kind == "histogram":
             self._om_dirty.add(key)
-            self._om_block = None
+        self._stale()
+
+    def _stale(self) -> None:
+        self._pieces.clear()
+        self._version += 1
         self._store.changed = True
 
-    def block(self, *, openmetrics: bool = False) -> bytes:
-        """Every sample line, re-rendering only the targets that changed."""
-        if openmetrics and self.kind == "histogram":
-            if self._om_block is None:
-                self._render(self._om_lines, self._om_dirty, openmetrics=True)
-                self._om_block = "".join(self._om_lines.values()).encode()
-            return self._om_block
-        if self._block is None:
-            self._render(self._lines, self._dirty, openmetrics=False)
-            self._block = "".join(self._lines.values()).encode()
-        return self._block
+    def pieces(self, *, openmetrics: bool = False) -> Generator[Piece | None, None, None]:
+        """Every sample line in pieces of at most :data:`CHUNK` bytes; ``None``: work was done.
 
-    def _render(self, lines: dict[str, str], dirty: set[str], *, openmetrics: bool) -> None:
-        for key in dirty:
+        Each step (one ``next``) renders or joins at most about :data:`CHUNK` bytes, so a
+        caller on the event loop can let it run between steps: targets that change meanwhile
+        keep the lines they had and are rendered at the next scrape.
+        """
+        apart = openmetrics and self.kind == "histogram"
+        cached = self._pieces.get(apart)
+        if cached is not None:
+            yield from cached
+            return
+        lines, dirty = (self._om_lines, self._om_dirty) if apart else (self._lines, self._dirty)
+        size = 0
+        for key in list(dirty):
             group = self._series.get(key)
-            if group is not None:
-                lines[key] = "".join(
+            if group is not None and key in dirty:
+                text = lines[key] = "".join(
                     c.lines(self.name, openmetrics=openmetrics)  # type: ignore[attr-defined]
                     for c in group.values()
-                )
-        dirty.clear()
+                ).encode()
+                size += len(text)
+            dirty.discard(key)
+            if size >= CHUNK:
+                size = 0
+                yield None
+        # The family at this moment: a copy of references, not of text.
+        clean, version, texts = not dirty, self._version, list(lines.values())
+        made: list[Piece] = []
+        for start, stop in _cuts(texts):
+            made.append(Piece(b"".join(texts[start:stop])))
+            yield made[-1]
+        if clean and version == self._version:
+            self._pieces[apart] = tuple(made)
 
     def metric(self) -> Metric:
         """The family as prometheus_client sees it (for generate_latest and tests)."""
@@ -482,62 +528,64 @@ class Store:
             if names is None or not names.isdisjoint(family.sample_names()):
                 yield family.metric()
 
-    def pieces(self, *, openmetrics: bool = False) -> list[bytes]:
-        """Every family's HELP and TYPE, then its samples; only changed targets are rendered."""
-        parts: list[bytes] = []
-        for family in self.families:
-            parts += (family.header(openmetrics=openmetrics), family.block(openmetrics=openmetrics))
-        return parts
+    def pieces(self, *, openmetrics: bool = False) -> Generator[Piece | None, None, None]:
+        """Every family's HELP and TYPE, then its samples, in bounded steps (see Family)."""
+        for family in list(self.families):
+            yield Piece(family.header(openmetrics=openmetrics))
+            yield from family.pieces(openmetrics=openmetrics)
 
     def render(self, *, openmetrics: bool = False) -> bytes:
-        """:meth:`pieces` joined; the same bytes object while nothing changes."""
+        """:meth:`pieces` joined in one go; the same bytes object while nothing changes."""
         if self.changed:
             self._bodies.clear()
             self.changed = False
         body = self._bodies.get(openmetrics)
         if body is None:
-            body = self._bodies[openmetrics] = b"".join(self.pieces(openmetrics=openmetrics))
+            body = self._bodies[openmetrics] = _join(self.pieces(openmetrics=openmetrics))
         return body
 
 
 # gzip member header (RFC 1952): magic, deflate, no flags, no mtime, no extra flags, OS unknown.
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _FINAL_BLOCK = b"\x03\x00"  # an empty final fixed-Huffman block
 
 
 class Gzip:
-    """gzip that compresses only pieces it has not seen; safe to call from a worker thread.
+    """One gzip member written piece by piece; :meth:`feed` may run in a worker thread.
 
     Each piece is deflated on its own and ends with a sync flush (byte-aligned, not final),
     so the pieces concatenate into one valid deflate stream (RFC 1951) inside one gzip
-    member (RFC 1952): a scrape recompresses only the families that changed. zlib releases
-    the GIL while it works, so compressing off the event loop does not delay probes.
+    member (RFC 1952). A cached piece keeps its deflated form, so a scrape recompresses
+    only what changed. zlib releases the interpreter lock while it works.
     """
 
     def __init__(self, level: int = 6) -> None:
         self.level = level
-        self._lock = threading.Lock()
-        # Keyed by identity: cached blocks are immutable and kept alive by the entry itself.
-        self._cache: dict[int, tuple[bytes, bytes]] = {}
+        self._crc = 0
+        self._size = 0
 
-    def compress(self, pieces: Sequence[bytes]) -> bytes:
-        """One gzip member whose content is ``b"".join(pieces)``."""
-        with self._lock:
-            cache: dict[int, tuple[bytes, bytes]] = {}
-            deflated = []
-            crc = 0
-            for piece in pieces:
-                hit = self._cache.get(id(piece))
-                if hit is None or hit[0] is not piece:
-                    c = zlib.compressobj(self.level, zlib.DEFLATED, -15)
-                    hit = (piece, c.compress(piece) + c.flush(zlib.Z_SYNC_FLUSH))
-                cache[id(piece)] = hit
-                deflated.append(hit[1])
-                crc = zlib.crc32(piece, crc)
-            self._cache = cache
-        size = sum(len(p) for p in pieces)
-        trailer = crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little")
-        return b"".join([_GZIP_HEADER, *deflated, _FINAL_BLOCK, trailer])
+    def feed(self, pieces: Iterable[Piece]) -> bytes:
+        """The deflated form of ``pieces``, in order."""
+        out = []
+        for piece in pieces:
+            deflated = piece.deflated
+            if deflated is None:
+                c = zlib.compressobj(self.level, zlib.DEFLATED, -15)
+                # Two threads may both compute it: the same bytes, set atomically.
+                deflated = piece.deflated = c.compress(piece.text) + c.flush(zlib.Z_SYNC_FLUSH)
+            out.append(deflated)
+            self._crc = zlib.crc32(piece.text, self._crc)
+            self._size += len(piece.text)
+        return b"".join(out)
+
+    def trailer(self) -> bytes:
+        """The end of the member: a final empty block, the CRC-32 and the size."""
+        size = (self._size & 0xFFFFFFFF).to_bytes(4, "little")
+        return _FINAL_BLOCK + self._crc.to_bytes(4, "little") + size
+
+    def compress(self, pieces: Iterable[Piece]) -> bytes:
+        """One whole gzip member holding ``pieces`` (for tests and benchmarks)."""
+        return GZIP_HEADER + self.feed(pieces) + self.trailer()
 
 
 class Exposition:
@@ -546,16 +594,18 @@ class Exposition:
     def __init__(self, static: CollectorRegistry, store: Store, *, gzip_level: int = 6) -> None:
         self.static = static
         self.store = store
-        self.gzip = Gzip(gzip_level)
+        self.gzip_level = gzip_level
         # The same families as one registry, for generate_latest and name[] filters.
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(static)
         self.registry.register(store)
 
-    def pieces(self, *, openmetrics: bool = False) -> list[bytes]:
-        """The exposition in pieces (call on the thread that updates the store)."""
-        head = [self._static(openmetrics=openmetrics)]
-        return head + self.store.pieces(openmetrics=openmetrics) + ([EOF] if openmetrics else [])
+    def pieces(self, *, openmetrics: bool = False) -> Generator[Piece | None, None, None]:
+        """The exposition in bounded steps (run on the thread that updates the store)."""
+        yield Piece(self._static(openmetrics=openmetrics))
+        yield from self.store.pieces(openmetrics=openmetrics)
+        if openmetrics:
+            yield Piece(EOF)
 
     def render(self, *, openmetrics: bool = False) -> bytes:
         """The exposition, byte for byte what prometheus_client renders for :attr:`registry`."""

@@ -73,7 +73,7 @@ def make_app(
     return app
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     """The kept-rendered exposition, negotiated (OpenMetrics or text), gzip on request."""
     return await scrape.serve(request.app[EXPORTER_KEY].metrics.exposition, request)
 
