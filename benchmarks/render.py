@@ -32,7 +32,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
 from prometheus_client import generate_latest as upstream
 
-from apns_exporter.service.exposition import Exposition, Gzip, Piece, Store
+from apns_exporter.service.exposition import Exposition, Gzip, Store
+from apns_exporter.service.family import Piece
 from apns_exporter.web import scrape
 from benchmarks.common import Mock, Workspace, log
 

@@ -38,7 +38,7 @@ from apns_exporter.probes import (
 )
 from apns_exporter.probes.results import EnvironmentsResult
 from apns_exporter.receipts.book import Delivery
-from apns_exporter.service.exposition import Exposition, Family, Store
+from apns_exporter.service.exposition import Exposition, Store
 from apns_exporter.service.families import (
     MAX_ROOT_LABELS,
     BroadcastSeries,
@@ -51,6 +51,7 @@ from apns_exporter.service.families import (
     ReachabilitySeries,
     TargetSeries,
 )
+from apns_exporter.service.family import Family
 from apns_exporter.service.series import (
     RECEIPT_REJECTIONS,
     TARGET,

@@ -19,7 +19,8 @@ from apns_exporter.errors import (
 )
 from apns_exporter.probes import AUTH_REASON_NAMES, PushOutcome
 from apns_exporter.receipts.book import REASONS
-from apns_exporter.service.exposition import Counter, Gauge, Histogram, Store
+from apns_exporter.service.exposition import Store
+from apns_exporter.service.family import Counter, Gauge, Histogram
 
 TARGET = ("target", "apns_environment")
 Labels = tuple[str, str]  # (target, apns_environment)

@@ -17,14 +17,8 @@ from aiohttp import hdrs, web
 from prometheus_client.core import Metric
 from prometheus_client.exposition import choose_encoder
 
-from apns_exporter.service.exposition import (
-    CHUNK,
-    GZIP_HEADER,
-    PLAIN_ESCAPINGS,
-    Exposition,
-    Gzip,
-    Piece,
-)
+from apns_exporter.service.exposition import GZIP_HEADER, PLAIN_ESCAPINGS, Exposition, Gzip
+from apns_exporter.service.family import CHUNK, Piece
 
 OPENMETRICS = "application/openmetrics-text"
 

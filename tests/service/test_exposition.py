@@ -17,12 +17,12 @@ from prometheus_client import Histogram as ClientHistogram
 
 from apns_exporter.service.exposition import (
     Exposition,
-    GaugeChild,
     Gzip,
     Restricted,
     Store,
     openmetrics_latest,
 )
+from apns_exporter.service.samples import GaugeChild
 
 # The exporter serves no _created series; the oracle must not either.
 disable_created_metrics()  # type: ignore[no-untyped-call]

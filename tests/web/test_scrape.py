@@ -35,7 +35,7 @@ def exposition() -> Exposition:
 async def url(exposition: Exposition) -> AsyncIterator[str]:
     """The exposition served on 127.0.0.1 by the real handler."""
 
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
         return await scrape.serve(exposition, request)
 
     app = web.Application()

@@ -18,7 +18,8 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from apns_exporter.service.exposition import CHUNK, Exposition, Piece
+from apns_exporter.service.exposition import Exposition
+from apns_exporter.service.family import CHUNK, Piece
 from apns_exporter.service.state import TargetInfo
 from tests.helpers import TOPIC, Running, Workspace
 
