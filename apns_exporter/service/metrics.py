@@ -73,7 +73,7 @@ class Metrics:
         # Every counter's _created twin would double the series for no alerting value.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
         # prometheus_client's own collectors and the few process-wide families; the
-        # per-target families live in the store, kept rendered (service/exposition.py).
+        # per-target families live in the store, kept rendered (service/family.py).
         r = registry or CollectorRegistry(auto_describe=True)
         if process_metrics:
             # The exporter's own health, as every Prometheus exporter reports it.

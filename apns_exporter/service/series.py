@@ -53,7 +53,7 @@ SCHEDULED = " Probed on the exporter's own schedule, not per scrape."
 
 
 class Families:
-    """Makes the per-target families, kept rendered in one store (see service/exposition.py)."""
+    """Makes the per-target families, kept rendered in one store (see service/family.py)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
