@@ -203,7 +203,10 @@ def loop_turns(n: int) -> dict[str, Any]:
     gc.collect()
     gc.freeze()
     changed = max(1, int(n * CHANGED_FRACTION))
-    return {"targets": n, **asyncio.run(_longest_turns(exposition, lambda: change(changed)))}
+    try:
+        return {"targets": n, **asyncio.run(_longest_turns(exposition, lambda: change(changed)))}
+    finally:
+        gc.unfreeze()
 
 
 def run(ws: Workspace | None = None, mock: Mock | None = None) -> dict[str, Any]:

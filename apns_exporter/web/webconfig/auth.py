@@ -218,13 +218,29 @@ def _same_ip(a: str, b: str) -> bool:
         return False
 
 
+# The extra headers of the web config a request was served under, for streamed responses
+# (a plain key: aiohttp's typed request keys are newer than the aiohttp 3.9 supported).
+HEADERS_KEY = "apns_exporter.webconfig.headers"
+
+
+async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: extra headers on a response the handler streams itself."""
+    extra: Mapping[str, str] = request.get(HEADERS_KEY, {})
+    response.headers.update(extra)
+
+
 def middleware(watcher: ConfigSource) -> Middleware:
-    """An aiohttp middleware applying SAN checks, basic auth and extra headers to every response."""
+    """An aiohttp middleware applying SAN checks, basic auth and extra headers to every response.
+
+    A handler that prepares its own response (the streamed /metrics) has its headers sent
+    before it returns: :func:`add_headers`, on the app's ``on_response_prepare``, covers it.
+    """
     authenticator = Authenticator()
 
     @web.middleware
     async def webconfig_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         config = watcher.current()
+        request[HEADERS_KEY] = config.headers
         try:
             response = await _guarded(config, authenticator, request, handler)
         except web.HTTPException as exc:
