@@ -59,7 +59,7 @@ def make_app(
     middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
     if web_config is not None:
-        app.on_response_prepare.append(webconfig.add_headers)
+        app.on_response_prepare.append(webconfig.header_hook(web_config))
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app[RUNBOOK_URL_KEY] = runbook_url or ""

@@ -12,7 +12,7 @@ import heapq
 import ipaddress
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import bcrypt
@@ -218,29 +218,28 @@ def _same_ip(a: str, b: str) -> bool:
         return False
 
 
-# The extra headers of the web config a request was served under, for streamed responses
-# (a plain key: aiohttp's typed request keys are newer than the aiohttp 3.9 supported).
-HEADERS_KEY = "apns_exporter.webconfig.headers"
+def header_hook(
+    watcher: ConfigSource,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An on_response_prepare hook: the extra headers on responses their handler streams."""
 
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(watcher.current().headers)
 
-async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: extra headers on a response the handler streams itself."""
-    extra: Mapping[str, str] = request.get(HEADERS_KEY, {})
-    response.headers.update(extra)
+    return add_headers
 
 
 def middleware(watcher: ConfigSource) -> Middleware:
     """An aiohttp middleware applying SAN checks, basic auth and extra headers to every response.
 
     A handler that prepares its own response (the streamed /metrics) has its headers sent
-    before it returns: :func:`add_headers`, on the app's ``on_response_prepare``, covers it.
+    before it returns: :func:`header_hook`, on the app's ``on_response_prepare``, covers it.
     """
     authenticator = Authenticator()
 
     @web.middleware
     async def webconfig_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         config = watcher.current()
-        request[HEADERS_KEY] = config.headers
         try:
             response = await _guarded(config, authenticator, request, handler)
         except web.HTTPException as exc:
