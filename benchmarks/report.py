@@ -320,6 +320,40 @@ def render_table() -> str:
     )
 
 
+def render_loop_table() -> str:
+    data = _load("render")
+    if data is None or "loop_turns" not in data:
+        return "_not run_"
+    rows = [
+        [
+            str(r["targets"]),
+            _f(r["joined_identity_longest_turn_ms"], 1),
+            _f(r["stream_identity_longest_turn_ms"], 1),
+            _f(r["joined_gzip_longest_turn_ms"], 1),
+            _f(r["stream_gzip_longest_turn_ms"], 1),
+            _f(1000 * r["joined_identity_scrape_seconds"], 0),
+            _f(1000 * r["stream_identity_scrape_seconds"], 0),
+            _f(1000 * r["joined_gzip_scrape_seconds"], 0),
+            _f(1000 * r["stream_gzip_scrape_seconds"], 0),
+        ]
+        for r in data["loop_turns"]
+    ]
+    return _table(
+        [
+            "targets",
+            "longest loop turn ms, joined",
+            "streamed",
+            "gzip joined",
+            "gzip streamed",
+            "scrape ms, joined",
+            "streamed",
+            "gzip joined",
+            "gzip streamed",
+        ],
+        rows,
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "goals": goals,
     "machine": machine,
@@ -328,6 +362,7 @@ SECTIONS: dict[str, Callable[[], str]] = {
     "connection_model": connection_model,
     "scale": scale,
     "render": render_table,
+    "render_loop": render_loop_table,
 }
 
 

@@ -38,7 +38,7 @@ from apns_exporter.probes import (
 )
 from apns_exporter.probes.results import EnvironmentsResult
 from apns_exporter.receipts.book import Delivery
-from apns_exporter.service.exposition import Exposition, Family, Store
+from apns_exporter.service.exposition import Exposition, Store
 from apns_exporter.service.families import (
     MAX_ROOT_LABELS,
     BroadcastSeries,
@@ -51,6 +51,7 @@ from apns_exporter.service.families import (
     ReachabilitySeries,
     TargetSeries,
 )
+from apns_exporter.service.family import Family
 from apns_exporter.service.series import (
     RECEIPT_REJECTIONS,
     TARGET,
@@ -72,7 +73,7 @@ class Metrics:
         # Every counter's _created twin would double the series for no alerting value.
         disable_created_metrics()  # type: ignore[no-untyped-call]  # unannotated upstream
         # prometheus_client's own collectors and the few process-wide families; the
-        # per-target families live in the store, kept rendered (service/exposition.py).
+        # per-target families live in the store, kept rendered (service/family.py).
         r = registry or CollectorRegistry(auto_describe=True)
         if process_metrics:
             # The exporter's own health, as every Prometheus exporter reports it.

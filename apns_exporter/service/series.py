@@ -19,7 +19,8 @@ from apns_exporter.errors import (
 )
 from apns_exporter.probes import AUTH_REASON_NAMES, PushOutcome
 from apns_exporter.receipts.book import REASONS
-from apns_exporter.service.exposition import Counter, Gauge, Histogram, Store
+from apns_exporter.service.exposition import Store
+from apns_exporter.service.family import Counter, Gauge, Histogram
 
 TARGET = ("target", "apns_environment")
 Labels = tuple[str, str]  # (target, apns_environment)
@@ -52,7 +53,7 @@ SCHEDULED = " Probed on the exporter's own schedule, not per scrape."
 
 
 class Families:
-    """Makes the per-target families, kept rendered in one store (see service/exposition.py)."""
+    """Makes the per-target families, kept rendered in one store (see service/family.py)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

@@ -58,6 +58,8 @@ def make_app(
     """
     middlewares = [webconfig.middleware(web_config)] if web_config is not None else []
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, middlewares=middlewares)
+    if web_config is not None:
+        app.on_response_prepare.append(webconfig.header_hook(web_config))
     app[EXPORTER_KEY] = exporter
     app[TELEMETRY_PATH_KEY] = telemetry_path
     app[RUNBOOK_URL_KEY] = runbook_url or ""
@@ -73,7 +75,7 @@ def make_app(
     return app
 
 
-async def metrics(request: web.Request) -> web.Response:
+async def metrics(request: web.Request) -> web.StreamResponse:
     """The kept-rendered exposition, negotiated (OpenMetrics or text), gzip on request."""
     return await scrape.serve(request.app[EXPORTER_KEY].metrics.exposition, request)
 

@@ -35,7 +35,7 @@ def exposition() -> Exposition:
 async def url(exposition: Exposition) -> AsyncIterator[str]:
     """The exposition served on 127.0.0.1 by the real handler."""
 
-    async def handler(request: web.Request) -> web.Response:
+    async def handler(request: web.Request) -> web.StreamResponse:
         return await scrape.serve(exposition, request)
 
     app = web.Application()
@@ -82,6 +82,17 @@ async def test_gzip_is_one_valid_member_before_and_after_a_change(
         body, response = await _get(url, **{"Accept-Encoding": "gzip, deflate"})
         assert response.headers["Content-Encoding"] == "gzip"
         assert gzip.decompress(body) == generate_latest(exposition.registry)
+
+
+async def test_head_answers_headers_without_a_body(url: str) -> None:
+    """HEAD /metrics gets the negotiated headers and no body."""
+    async with (
+        aiohttp.ClientSession(auto_decompress=False) as session,
+        session.head(url, headers={"Accept": OPENMETRICS}) as response,
+    ):
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert await response.read() == b""
 
 
 async def test_gzip_refused_with_q0_is_not_used(url: str) -> None:

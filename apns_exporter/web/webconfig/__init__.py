@@ -32,8 +32,8 @@ SSLContext), ``auth`` (basic auth, SANs, headers), ``watcher`` (changes while ru
 ``files`` (regular files of bounded size only).
 """
 
-from apns_exporter.web.webconfig.auth import middleware
+from apns_exporter.web.webconfig.auth import header_hook, middleware
 from apns_exporter.web.webconfig.settings import WebConfig, load
 from apns_exporter.web.webconfig.watcher import WebConfigWatcher
 
-__all__ = ["WebConfig", "WebConfigWatcher", "load", "middleware"]
+__all__ = ["WebConfig", "WebConfigWatcher", "header_hook", "load", "middleware"]

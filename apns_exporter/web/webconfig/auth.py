@@ -12,7 +12,7 @@ import heapq
 import ipaddress
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import bcrypt
@@ -218,8 +218,23 @@ def _same_ip(a: str, b: str) -> bool:
         return False
 
 
+def header_hook(
+    watcher: ConfigSource,
+) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """An on_response_prepare hook: the extra headers on responses their handler streams."""
+
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        response.headers.update(watcher.current().headers)
+
+    return add_headers
+
+
 def middleware(watcher: ConfigSource) -> Middleware:
-    """An aiohttp middleware applying SAN checks, basic auth and extra headers to every response."""
+    """An aiohttp middleware applying SAN checks, basic auth and extra headers to every response.
+
+    A handler that prepares its own response (the streamed /metrics) has its headers sent
+    before it returns: :func:`header_hook`, on the app's ``on_response_prepare``, covers it.
+    """
     authenticator = Authenticator()
 
     @web.middleware
