@@ -29,11 +29,12 @@ log = logging.getLogger("apns_exporter.prober")
 
 HISTORY_LIMIT = 100  # recent results per target, every probe kind together
 FAILURES_KEPT = 20  # failures per target, kept apart from the recent results
-# Byte budgets of the two windows, per target (see _weight). A canary or PING result weighs
-# about 2.2 KiB (1.7 KiB on the heap), so at 10 000 targets a full count window would cost
-# more than the whole per-target memory goal (100 KiB); these keep about 15 recent results
-# and 7 failures of ordinary size. The newest result is kept even when it alone is over
-# budget, so /probes always shows the last run and the last failure.
+# Byte budgets of the two windows, per target (see _weight, which counts shared strings
+# again and so overstates the heap about twice). A healthy canary or PING result weighs
+# about 1.2 KiB, 2.2 KiB with a dial; the count bounds alone let a target keep about 50 KiB
+# of results, half the whole per-target memory goal (100 KiB at 10 000 targets). These keep
+# about 25 recent results and 10 failures of ordinary size (15 KiB on the heap). The newest
+# result is kept even when it alone is over budget, so /probes always shows the last run.
 HISTORY_BYTES = 32 * 1024
 FAILURE_BYTES = 16 * 1024
 # Roughly what CPython spends on one small object (header, fields, a slot in its parent).
