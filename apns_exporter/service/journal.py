@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apns_exporter.probes import CanaryResult, ProbeKind, ProbeResult
+from apns_exporter.probes import CanaryResult, ConnectionResult, ProbeKind, ProbeResult
 from apns_exporter.service.state import TargetStatus
 
 # Logged under its own name, so operators can route or silence probe outcomes on their own.
@@ -29,14 +29,13 @@ log = logging.getLogger("apns_exporter.prober")
 
 HISTORY_LIMIT = 100  # recent results per target, every probe kind together
 FAILURES_KEPT = 20  # failures per target, kept apart from the recent results
-# Byte budgets of the two windows, per target (see _weight, which counts shared strings
-# again and so overstates the heap about twice). A healthy canary or PING result weighs
-# about 1.2 KiB, 2.2 KiB with a dial; the count bounds alone let a target keep about 50 KiB
-# of results, half the whole per-target memory goal (100 KiB at 10 000 targets). These keep
-# about 25 recent results and 10 failures of ordinary size (15 KiB on the heap). The newest
-# result is kept even when it alone is over budget, so /probes always shows the last run.
-HISTORY_BYTES = 32 * 1024
-FAILURE_BYTES = 16 * 1024
+# Byte budgets of the two windows, per target (see _weight, close to the heap it costs).
+# A healthy PING result weighs about 0.4 KiB, a canary 1 KiB: the count bounds alone let a
+# target keep about 50 KiB of results, half the whole per-target memory goal (100 KiB at
+# 10 000 targets). These keep about 28 recent results and 8 failures of ordinary size. The
+# newest result is kept even when it alone is over budget, so /probes always shows it.
+HISTORY_BYTES = 16 * 1024
+FAILURE_BYTES = 8 * 1024
 # Roughly what CPython spends on one small object (header, fields, a slot in its parent).
 OBJECT_BYTES = 64
 # Per target: a burst of this many lines, then one more per refill interval.
@@ -155,17 +154,35 @@ class Journal:
         log.log(level, message, extra={"fields": fields})
 
 
-def _weight(value: object) -> int:
+def _weight(result: ProbeResult) -> int:
+    """About how many bytes ``result`` holds: the text it carries plus a cost per part."""
+    # PINGs and canaries run every few seconds per target: their text is summed directly
+    # (a few µs); the rarer kinds (TLS, credentials, reachability) are walked field by field.
+    if not isinstance(result, ConnectionResult):
+        return _walk(result)
+    size = 4 * OBJECT_BYTES + len(result.message)
+    size += sum(OBJECT_BYTES + len(line) for line in result.run.logs)
+    size += sum(4 * OBJECT_BYTES + len(d.message) for d in result.dials)
+    size += sum(2 * OBJECT_BYTES + len(getattr(e, "debug_data", b"")) for e in result.events)
+    if isinstance(result, CanaryResult):
+        size += sum(
+            4 * OBJECT_BYTES + len(p.apns_id or "") + len(p.unique_id or "") + len(p.reason or "")
+            for p in result.pushes
+        )
+    return size
+
+
+def _walk(value: object) -> int:
     """About how many bytes ``value`` holds: its strings and bytes, plus OBJECT_BYTES per object."""
     if isinstance(value, str | bytes):
         return OBJECT_BYTES + len(value)
     if isinstance(value, tuple | list):
-        return OBJECT_BYTES + sum(_weight(item) for item in value)
+        return OBJECT_BYTES + sum(_walk(item) for item in value)
     if isinstance(value, dict):
-        return OBJECT_BYTES + sum(_weight(k) + _weight(v) for k, v in value.items())
+        return OBJECT_BYTES + sum(_walk(k) + _walk(v) for k, v in value.items())
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = dataclasses.fields(value)
-        return OBJECT_BYTES + sum(_weight(getattr(value, f.name)) for f in fields)
+        return OBJECT_BYTES + sum(_walk(getattr(value, f.name)) for f in fields)
     return OBJECT_BYTES if value is not None and not isinstance(value, bool) else 0
 
 
