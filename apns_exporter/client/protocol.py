@@ -41,7 +41,8 @@ CONTROL_FRAME_TYPES = {0x3: "RST_STREAM", 0x4: "SETTINGS", 0x6: "PING", 0x8: "WI
 # error unless we reset that stream ourselves (the server's answer was already in flight
 # when our cancel went out). So only streams closed by a reset are kept, the latest
 # MAX_RESET_STREAMS_REMEMBERED: APNs answers each stream once, and we reset one only when a
-# canary's deadline passes, so 256 covers hours of timeouts, far past one round trip.
+# push's deadline passes or its answer is oversized, so 256 covers hours of those, far past
+# the one round trip in which such an answer can still arrive.
 MAX_RESET_STREAMS_REMEMBERED = 256
 _RESET = (h2.stream.StreamClosedBy.SEND_RST_STREAM, h2.stream.StreamClosedBy.RECV_RST_STREAM)
 
