@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import connmodel, cost, fleet, latency, render, report, rules, scale
+from benchmarks import connmodel, cost, fleet, latency, render, report, rules, scale, steady
 from benchmarks.common import Mock, Workspace, log, write_result
 
 BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
     render.NAME: render.run,
     rules.NAME: rules.run,
     fleet.NAME: fleet.run,
+    steady.NAME: steady.run,
 }
 
 

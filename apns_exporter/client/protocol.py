@@ -15,6 +15,8 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
+import h2.utilities
 
 from apns_exporter.errors import ConnectionLost
 
@@ -33,6 +35,16 @@ _GOAWAY_FIXED_BYTES = 8  # last-stream-id and error code, before the debug data
 # a handful per connection per minute.
 MAX_CONTROL_FRAMES_PER_SECOND = 1000
 CONTROL_FRAME_TYPES = {0x3: "RST_STREAM", 0x4: "SETTINGS", 0x6: "PING", 0x8: "WINDOW_UPDATE"}
+# h2 remembers how each closed stream ended, up to 65 536 per connection (about 0.1 KiB per
+# push, for good), only to judge a frame that arrives after the close: a late RST_STREAM or
+# DATA is answered the same whether remembered or not, and a late HEADERS is a connection
+# error unless we reset that stream ourselves (the server's answer was already in flight
+# when our cancel went out). So only streams closed by a reset are kept, the latest
+# MAX_RESET_STREAMS_REMEMBERED: APNs answers each stream once, and we reset one only when a
+# push's deadline passes or its answer is oversized, so 256 covers hours of those, far past
+# the one round trip in which such an answer can still arrive.
+MAX_RESET_STREAMS_REMEMBERED = 256
+_RESET = (h2.stream.StreamClosedBy.SEND_RST_STREAM, h2.stream.StreamClosedBy.RECV_RST_STREAM)
 
 
 @dataclass(frozen=True)
@@ -101,6 +113,26 @@ class SettingsChanged:
 Event = Response | PingAcked | StreamReset | GoAway | SettingsChanged
 
 
+class _ResetStreams(h2.utilities.SizeLimitDict):
+    """h2's closed-stream memory, keeping only streams closed by a reset (see above)."""
+
+    def __setitem__(self, key: int, value: object) -> None:
+        if value in _RESET:
+            super().__setitem__(key, value)
+        else:
+            self.pop(key, None)
+
+
+class _H2Connection(h2.connection.H2Connection):
+    """h2's connection with its closed-stream memory bounded (MAX_RESET_STREAMS_REMEMBERED)."""
+
+    MAX_CLOSED_STREAMS = MAX_RESET_STREAMS_REMEMBERED
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self._closed_streams = _ResetStreams(size_limit=self.MAX_CLOSED_STREAMS)
+
+
 def _json_reason(body: bytes) -> str | None:
     try:
         reason = json.loads(body).get("reason")
@@ -126,8 +158,8 @@ class ClientProtocol:
         # Control frames seen in the current one-second window, and when it began.
         self._control_frames = 0
         self._window_start = float("-inf")
-        self._h2 = h2.connection.H2Connection(
-            config=h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
+        self._h2 = _H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
         self._streams: dict[int, _Stream] = {}
         self.goaway: GoAway | None = None
@@ -154,6 +186,11 @@ class ClientProtocol:
     def open_streams(self) -> int:
         """Streams we opened that have not finished."""
         return len(self._streams)
+
+    @property
+    def closed_streams_remembered(self) -> int:
+        """How many closed streams h2 remembers, to judge frames that arrive on them late."""
+        return len(self._h2._closed_streams)
 
     def can_open_stream(self) -> bool:
         """Whether a new request may start now without exceeding the server's limit."""

@@ -6,17 +6,22 @@ failure that starts or changes a streak, and every change of a target's state (u
 down, failing layer), is one structured log line; a failure that repeats the previous one
 of its probe (same reason, same layer) adds nothing and is not logged again. On top, each
 target has a token bucket, so even a flapping target cannot flood the log.
+
+Both windows are bounded in count and in bytes: a result is weighed by the strings it
+carries (messages, server reasons, log lines) plus a fixed cost per object, so a server
+that answers with pages of text shortens the window instead of growing the heap.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from apns_exporter.probes import CanaryResult, ProbeKind, ProbeResult
+from apns_exporter.probes import CanaryResult, ConnectionResult, ProbeKind, ProbeResult
 from apns_exporter.service.state import TargetStatus
 
 # Logged under its own name, so operators can route or silence probe outcomes on their own.
@@ -24,6 +29,15 @@ log = logging.getLogger("apns_exporter.prober")
 
 HISTORY_LIMIT = 100  # recent results per target, every probe kind together
 FAILURES_KEPT = 20  # failures per target, kept apart from the recent results
+# Byte budgets of the two windows, per target (see _weight, close to the heap it costs).
+# A healthy PING result weighs about 0.4 KiB, a canary 1 KiB: the count bounds alone let a
+# target keep about 50 KiB of results, half the whole per-target memory goal (100 KiB at
+# 10 000 targets). These keep about 28 recent results and 8 failures of ordinary size. The
+# newest result is kept even when it alone is over budget, so /probes always shows it.
+HISTORY_BYTES = 16 * 1024
+FAILURE_BYTES = 8 * 1024
+# Roughly what CPython spends on one small object (header, fields, a slot in its parent).
+OBJECT_BYTES = 64
 # Per target: a burst of this many lines, then one more per refill interval.
 LOG_BURST = 5
 LOG_REFILL_SECONDS = 60.0
@@ -39,13 +53,28 @@ class _Bucket:
 
 
 @dataclass
+class _Window:
+    """The newest results within a count and a byte budget, oldest first."""
+
+    limit: int
+    budget: int
+    results: collections.deque[ProbeResult] = field(default_factory=collections.deque)
+    weight: int = 0  # of the results kept, by _weight
+
+    def add(self, result: ProbeResult, weight: int) -> None:
+        self.results.append(result)
+        self.weight += weight
+        while len(self.results) > self.limit or (
+            self.weight > self.budget and len(self.results) > 1
+        ):
+            # Weighing again costs less than keeping each weight beside its result.
+            self.weight -= _weight(self.results.popleft())
+
+
+@dataclass
 class _Record:
-    recent: collections.deque[ProbeResult] = field(
-        default_factory=lambda: collections.deque(maxlen=HISTORY_LIMIT)
-    )
-    failures: collections.deque[ProbeResult] = field(
-        default_factory=lambda: collections.deque(maxlen=FAILURES_KEPT)
-    )
+    recent: _Window = field(default_factory=lambda: _Window(HISTORY_LIMIT, HISTORY_BYTES))
+    failures: _Window = field(default_factory=lambda: _Window(FAILURES_KEPT, FAILURE_BYTES))
 
 
 class Journal:
@@ -62,12 +91,13 @@ class Journal:
     def record(self, result: ProbeResult, before: TargetStatus, after: TargetStatus) -> None:
         """Keep ``result``; log it if it failed, and the state change if there was one."""
         record = self._records.setdefault(result.target, _Record())
-        record.recent.append(result)
+        weight = _weight(result)
+        record.recent.add(result, weight)
         key = (result.target, result.probe)
         if result.ok:
             self._streaks.pop(key, None)
         else:
-            record.failures.append(result)
+            record.failures.add(result, weight)
             fields = _failure_fields(result)
             streak = (fields["layer"], fields["reason"])
             if self._streaks.get(key) != streak:
@@ -87,12 +117,17 @@ class Journal:
     def history(self, target: str) -> list[ProbeResult]:
         """Recent results of every probe of a target, newest first."""
         record = self._records.get(target)
-        return list(reversed(record.recent)) if record else []
+        return list(reversed(record.recent.results)) if record else []
 
     def failures(self, target: str) -> list[ProbeResult]:
         """The last failures of a target, newest first, however many successes followed."""
         record = self._records.get(target)
-        return list(reversed(record.failures)) if record else []
+        return list(reversed(record.failures.results)) if record else []
+
+    def kept_bytes(self, target: str) -> tuple[int, int]:
+        """The weight of a target's recent results and of its kept failures, in bytes."""
+        record = self._records.get(target)
+        return (record.recent.weight, record.failures.weight) if record else (0, 0)
 
     def forget(self, target: str) -> None:
         """Drop everything kept of a removed target."""
@@ -117,6 +152,38 @@ class Journal:
             fields["suppressed"] = str(bucket.suppressed)  # lines held back since the last one
             bucket.suppressed = 0
         log.log(level, message, extra={"fields": fields})
+
+
+def _weight(result: ProbeResult) -> int:
+    """About how many bytes ``result`` holds: the text it carries plus a cost per part."""
+    # PINGs and canaries run every few seconds per target: their text is summed directly
+    # (a few µs); the rarer kinds (TLS, credentials, reachability) are walked field by field.
+    if not isinstance(result, ConnectionResult):
+        return _walk(result)
+    size = 4 * OBJECT_BYTES + len(result.message)
+    size += sum(OBJECT_BYTES + len(line) for line in result.run.logs)
+    size += sum(4 * OBJECT_BYTES + len(d.message) for d in result.dials)
+    size += sum(2 * OBJECT_BYTES + len(getattr(e, "debug_data", b"")) for e in result.events)
+    if isinstance(result, CanaryResult):
+        size += sum(
+            4 * OBJECT_BYTES + len(p.apns_id or "") + len(p.unique_id or "") + len(p.reason or "")
+            for p in result.pushes
+        )
+    return size
+
+
+def _walk(value: object) -> int:
+    """About how many bytes ``value`` holds: its strings and bytes, plus OBJECT_BYTES per object."""
+    if isinstance(value, str | bytes):
+        return OBJECT_BYTES + len(value)
+    if isinstance(value, tuple | list):
+        return OBJECT_BYTES + sum(_walk(item) for item in value)
+    if isinstance(value, dict):
+        return OBJECT_BYTES + sum(_walk(k) + _walk(v) for k, v in value.items())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = dataclasses.fields(value)
+        return OBJECT_BYTES + sum(_walk(getattr(value, f.name)) for f in fields)
+    return OBJECT_BYTES if value is not None and not isinstance(value, bool) else 0
 
 
 def _state(up: bool | None) -> str:
