@@ -160,7 +160,7 @@ def overview(p: Params) -> dict[str, Any]:
             "(apns_failing_layer): one layer rising across many targets is a shared cause.",
             [
                 query(
-                    # A product, not a filter: every layer reads 0 while nothing fails.
+                    # Only canary targets count; a layer is served only while it fails.
                     f"sum by (layer) (\n  apns_failing_layer{{{TARGET}}}\n"
                     f"  * {ON_TARGET} group_left\n"
                     f"  target:apns_canary_failing:bool{{{TARGET}}}\n)",

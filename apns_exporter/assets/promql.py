@@ -44,6 +44,11 @@ def last(selector: str) -> str:
     return f"last_over_time({selector}[{HOLD}])"
 
 
+def interval(p: Params, probe: str) -> str:
+    """A probe's configured interval (``apns_probe_interval_seconds``), as :func:`last` reads it."""
+    return last(p.select("apns_probe_interval_seconds", f'probe="{probe}"'))
+
+
 def per_target(expr: str) -> str:
     """A Go template query for ``expr`` with ``{T}`` replaced by the alert's own target.
 

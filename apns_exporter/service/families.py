@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from apns_exporter.client.protocol import GoAway, SettingsChanged
 from apns_exporter.probes import (
-    LAYERS,
     BroadcastResult,
     CanaryResult,
     ConnectionResult,
@@ -22,10 +21,6 @@ from apns_exporter.probes import (
     TlsResult,
 )
 from apns_exporter.service.series import (
-    ALERTED_BROADCAST_RESPONSES,
-    ALERTED_CONNECTION_FAILURES,
-    ALERTED_GOAWAYS,
-    ALERTED_RESPONSES,
     BROADCAST_RESPONSE_REASONS,
     DELIVERY_BUCKETS,
     LATENCY_BUCKETS,
@@ -84,10 +79,11 @@ class TargetSeries:
         )
         self.failing_layer = make.gauge(
             "apns_failing_layer",
-            "1 for the lowest layer at which the target fails now (dns, proxy, tcp, tls, http2, "
-            "auth, apns, exporter); all 0 when healthy.",
+            "1, labelled with the lowest layer at which the target fails now (dns, proxy, tcp, "
+            "tls, http2, auth, apns, exporter); absent while the target is healthy.",
             "layer",
         )
+        self._layer: dict[str, tuple[str, ...] | None] = {}
 
     def add(
         self,
@@ -104,14 +100,9 @@ class TargetSeries:
         self.describe(t, host, port, topic, auth_method, owners)
         if not network:
             return
-        self.set_layer(t, None)
         for gauge in (self.up, self.connection_up):
             gauge.labels(*t).set(0)
         self.attempts.labels(*t)
-        for reason in ALERTED_CONNECTION_FAILURES:
-            self.failures.labels(*t, reason)
-        for reason in ALERTED_GOAWAYS:
-            self.goaways.labels(*t, reason)
 
     def describe(
         self,
@@ -145,10 +136,21 @@ class TargetSeries:
             elif isinstance(event, SettingsChanged):
                 self.max_streams.labels(*t).set(event.max_concurrent_streams)
 
+    def forgot(self, target: str) -> None:
+        """Drop what is kept about a removed target's series."""
+        self._layer.pop(target, None)
+
     def set_layer(self, t: Labels, layer: str | None) -> None:
-        """Mark ``layer`` as the one failing now (None: healthy)."""
-        for name in LAYERS:
-            self.failing_layer.labels(*t, name).set(1 if name == layer else 0)
+        """Mark ``layer`` as the one failing now (None: healthy, no series)."""
+        # One series while failing instead of one per layer: 8 series per target saved.
+        # Unchanged, it is left alone, so the target's rendered lines stay cached.
+        now = (*t, layer) if layer is not None else None
+        if self._layer.get(t[0]) == now:
+            return
+        self.failing_layer.forget(t[0])
+        self._layer[t[0]] = now
+        if now is not None:
+            self.failing_layer.labels(*now).set(1)
 
 
 class PingSeries:
@@ -166,11 +168,6 @@ class PingSeries:
         self.last_success = make.gauge(
             "apns_ping_last_success_timestamp_seconds", "When a PING last succeeded."
         )
-        self.interval = make.gauge("apns_ping_interval_seconds", "Configured PING interval.")
-
-    def add(self, t: Labels, interval: float) -> None:
-        """Create the target's series."""
-        self.interval.labels(*t).set(interval)
 
     def record(self, t: Labels, result: PingResult) -> None:
         """Fold in one PING run."""
@@ -208,17 +205,11 @@ class CanarySeries:
         self.last_attempt = make.gauge(
             "apns_canary_last_attempt_timestamp_seconds", "When a canary run last finished."
         )
-        self.interval = make.gauge("apns_canary_interval_seconds", "Configured canary interval.")
 
-    def add(self, t: Labels, interval: float) -> None:
-        """Create the target's series, every answer the alert rules name at 0."""
-        self.interval.labels(*t).set(interval)
+    def add(self, t: Labels) -> None:
+        """Create the target's push counters at 0; answers and errors appear on first use."""
         for kind in PUSH_KINDS:
             self.pushes.labels(*t, kind)
-        for status, reason in ALERTED_RESPONSES:
-            self.responses.labels(*t, status, reason)
-        # The per-target dashboard charts this family; one series at 0 keeps it drawn.
-        self.errors.labels(*t, "timeout")
 
     def record(self, t: Labels, result: CanaryResult) -> None:
         """Fold in one canary run."""
@@ -440,10 +431,6 @@ class ChainSeries:
             "When the server-chain check last finished, whatever its result.",
         )
 
-    def add(self, t: Labels) -> None:
-        """Create the target's change counter at 0."""
-        self.changes.labels(*t)
-
     def record(self, t: Labels, result: TlsResult) -> None:
         """Fold in one tls_check run."""
         self.last_attempt.labels(*t).set(result.run.finished_at)
@@ -547,11 +534,6 @@ class BroadcastSeries:
             "apns_broadcast_last_success_timestamp_seconds",
             "When a channel-management request last answered 200.",
         )
-
-    def add(self, t: Labels) -> None:
-        """Start the answers the alert rules select at 0, so increase() sees the first."""
-        for status, reason in ALERTED_BROADCAST_RESPONSES:
-            self.responses.labels(*t, status, reason)
 
     def record(self, t: Labels, result: BroadcastResult) -> None:
         """Fold in one broadcast run."""
