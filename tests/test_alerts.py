@@ -319,7 +319,8 @@ def _exported() -> dict[str, dict[str, set[str]]]:
     Built from apns_exporter.service.metrics.Metrics as the exporter builds it: a token target
     measuring delivery, a certificate target and an MDM certificate target, then one
     representative result of every probe, every documented push answer, a GOAWAY with every
-    documented reason (and an empty one), a SETTINGS frame and a delivery receipt, received and lost.
+    documented reason (and an empty one), a SETTINGS frame and a delivery receipt, received
+    and lost.
     """
     from apns_exporter.apns import Reason
     from apns_exporter.client.channel import DialReport

@@ -149,7 +149,7 @@ def _named_reasons() -> dict[str, set[str]]:
 
 
 def test_alerted_reasons_list_every_reason_the_rules_name() -> None:
-    """ALERTED_REASONS holds exactly the reasons rules select by name, for pre-initialising."""
+    """ALERTED_REASONS holds exactly the reasons rules select by name (none start at 0)."""
     named = _named_reasons()
     assert named == {metric: set(values) for metric, values in ALERTED_REASONS.items()}
     apns = {r.value for r in Reason}
@@ -232,8 +232,6 @@ def _healthy_demo(steps: int) -> list[dict[str, str]]:
         series.append(_series("apns_ping_rtt_seconds_bucket", f"{count}x{n}", le=le))
     for le in ("2.5", "+Inf"):
         series.append(_series("apns_canary_delivery_duration_seconds_bucket", delivered, le=le))
-    for layer in ("dns", "tcp", "tls", "http2", "auth", "apns", "exporter"):
-        series.append(_series("apns_failing_layer", f"0x{n}", layer=layer))
     for reason in ("none", "Shutdown"):
         series.append(_series("apns_goaway_received_total", f"0x{n}", reason=reason))
     return series

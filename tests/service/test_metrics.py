@@ -43,12 +43,13 @@ def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 
 def test_no_reason_series_exists_before_its_first_event() -> None:
-    """A new target carries no reason series, even those alert rules name: they count first events."""
+    """A new target has no reason series, not even those rules name: rules count first events."""
     metrics = _metrics()
+    store = metrics.exposition.store.families
     for name, reasons in ALERTED_REASONS.items():
         family = next(f for f in metrics.registry.collect() if name.startswith(f.name))
         started = {s.labels["reason"] for s in family.samples if s.name == name}
-        if family.samples and "target" in family.samples[0].labels:
+        if any(f.name == family.name for f in store):
             assert not started, name
         else:  # process-wide: every reason costs one series in all, not one per target
             assert started >= set(reasons), name
@@ -117,7 +118,7 @@ def test_canary_result_moves_responses_latency_and_up() -> None:
             ok=False,
             message="denied",
             dials=(DialReport(True, {"resolve": 0.001, "connect": 0.002, "tls": 0.01}),),
-            pushes=(PushOutcome("device", False, 0.04, 403, "InvalidProviderToken"),),
+            pushes=(PushOutcome("device", False, 0.1, 403, "InvalidProviderToken"),),
             token_issued_at=990.0,
             token_minted=True,
         ),
@@ -126,8 +127,8 @@ def test_canary_result_moves_responses_latency_and_up() -> None:
         _value(metrics, "apns_canary_responses_total", status="403", reason="InvalidProviderToken")
         == 1
     )
-    assert _value(metrics, "apns_canary_duration_seconds_bucket", le="0.05") == 1
-    assert _value(metrics, "apns_canary_duration_seconds_bucket", le="0.025") == 0
+    assert _value(metrics, "apns_canary_duration_seconds_bucket", le="0.25") == 1
+    assert _value(metrics, "apns_canary_duration_seconds_bucket", le="0.05") == 0
     assert _value(metrics, "apns_up") == 0
     assert _value(metrics, "apns_canary_last_attempt_timestamp_seconds") == 1000.5
     assert _value(metrics, "apns_canary_last_success_timestamp_seconds") is None
