@@ -175,7 +175,11 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             _queries(
                 (f"sum({per_hour('apns_connection_attempts_total')})", "connection attempts"),
                 (
-                    f"sum by (reason) ({per_hour('apns_connection_failures_total')})",
+                    or_zero(
+                        f"sum by (reason) ({per_hour('apns_connection_failures_total')})",
+                        f"sum({per_hour('apns_connection_attempts_total')})",
+                        reason="tls_verify",
+                    ),
                     "failed: {{reason}}",
                 ),
                 (
