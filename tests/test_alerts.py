@@ -61,7 +61,6 @@ CONTRACT_METRICS = frozenset(
         "apns_server_certificate_not_after_timestamp_seconds",
         "apns_server_certificate_info",
         "apns_server_certificate_verified",
-        "apns_tls_version_info",
         "apns_reachable",
         "apns_address_in_apple_range",
         # Beyond section 6, promised by the alerting issue.
@@ -92,7 +91,6 @@ CONTRACT_METRICS = frozenset(
         "apns_environment_check_success",
         "apns_broadcast_up",
         "apns_broadcast_responses_total",
-        "apns_broadcast_last_success_timestamp_seconds",
         # Promised by the fleet inventory issue (the MDM topic trap).
         "apns_client_certificate_topic_changed_timestamp_seconds",
         "apns_client_certificate_topic_change_info",

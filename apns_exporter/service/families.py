@@ -393,12 +393,14 @@ class ChainSeries:
         )
         self.info = make.gauge(
             "apns_server_certificate_info",
-            "The server chain APNs presents; always 1. presented is chain or leaf_only.",
+            "The server chain APNs presents; always 1. presented is chain or leaf_only; "
+            "tls_version is the TLS version negotiated.",
             "subject",
             "issuer",
             "root",
             "fingerprint_sha256",
             "presented",
+            "tls_version",
         )
         self.verified = make.gauge(
             "apns_server_certificate_verified",
@@ -409,9 +411,6 @@ class ChainSeries:
         self.changes = make.counter(
             "apns_server_certificate_chain_changes",
             "Times the issuing side of the server chain differed from the previous check.",
-        )
-        self.tls_version = make.gauge(
-            "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
         self.trust_root = make.gauge(
             "apns_trust_store_root_present",
@@ -449,14 +448,12 @@ class ChainSeries:
             report.root_subject or "",
             report.leaf_fingerprint_sha256,
             "chain" if report.full_chain else "leaf_only",
+            report.tls_version or "",
         ).set(1)
         self.verified.labels(*t, "effective").set(int(report.trusted))
         self.verified.labels(*t, "system").set(int(report.verified_system))
         if report.verified_ca_file is not None:
             self.verified.labels(*t, "ca_file").set(int(report.verified_ca_file))
-        self.tls_version.forget(t[0])
-        if report.tls_version:
-            self.tls_version.labels(*t, report.tls_version).set(1)
         if result.chain_changed:
             self.changes.labels(*t).inc()
         self.root_addresses.forget(t[0])  # roots no address presents any more disappear
@@ -530,10 +527,6 @@ class BroadcastSeries:
             "status",
             "reason",
         )
-        self.last_success = make.gauge(
-            "apns_broadcast_last_success_timestamp_seconds",
-            "When a channel-management request last answered 200.",
-        )
 
     def record(self, t: Labels, result: BroadcastResult) -> None:
         """Fold in one broadcast run."""
@@ -541,5 +534,3 @@ class BroadcastSeries:
         if result.status is not None:
             reason = bounded(result.reason, BROADCAST_RESPONSE_REASONS, "unknown")
             self.responses.labels(*t, status_label(result.status), reason).inc()
-        if result.ok:
-            self.last_success.labels(*t).set(result.run.finished_at)

@@ -71,7 +71,16 @@ def _full_round(metrics: Metrics, target: str) -> None:
     run = run_of(target, started_at=1.0)
     pushes = (PushOutcome("device", True, 0.04, 200, None),)
     for result in (
-        CanaryResult(run=run, ok=True, message="ok", dials=(dial,), pushes=pushes),
+        # A token target: the canary signs with a JWT it minted, which APNs accepts.
+        CanaryResult(
+            run=run,
+            ok=True,
+            message="ok",
+            dials=(dial,),
+            pushes=pushes,
+            token_issued_at=1.0,
+            token_minted=True,
+        ),
         PingResult(run=run, ok=True, message="ok", rtt=0.002, events=(SettingsChanged(1000),)),
         CredentialsResult(run=run, ok=True, message="ok"),
         TlsResult(
