@@ -16,6 +16,7 @@ from apns_exporter.assets.promql import (
     interval,
     last,
     per_target,
+    recent,
     record,
 )
 
@@ -226,7 +227,7 @@ def canary_alerts(p: Params) -> list[Rule]:
         + """APNs answers in the last """
         + p.canary_window
         + """: {{ range $i, $s := """
-        + per_target(f"increase(apns_canary_responses_total{{{{T}}}}[{p.canary_window}]) >= 0.5")
+        + recent("apns_canary_responses_total", p.canary_window)
         + """ | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.status }}{{
         with $s.Labels.reason }}{{ if ne . "none" }} {{ . }}{{ end }}{{ end }} ({{ printf
         "%.0f" $s.Value }}){{ else }}none, so requests got no HTTP response{{ end }}.{{ with
