@@ -61,7 +61,7 @@ async def test_unknown_signing_key_is_invalid_provider_token(
         sample(s, "apns_canary_responses_total", **T, status="403", reason="InvalidProviderToken")
         >= 1
     )
-    # Only the reasons alert rules name start at 0; a success that never came has no series.
+    # No answer series starts at 0; a success that never came has no series.
     assert sample(s, "apns_canary_responses_total", **T, status="200", reason="none") is None
 
 
