@@ -49,8 +49,6 @@ CONTRACT_METRICS = frozenset(
         "apns_canary_duration_seconds",
         "apns_canary_last_success_timestamp_seconds",
         "apns_canary_last_attempt_timestamp_seconds",
-        "apns_canary_interval_seconds",
-        "apns_ping_interval_seconds",
         "apns_client_certificate_not_after_timestamp_seconds",
         "apns_client_certificate_not_before_timestamp_seconds",
         "apns_client_certificate_info",
@@ -63,7 +61,6 @@ CONTRACT_METRICS = frozenset(
         "apns_server_certificate_not_after_timestamp_seconds",
         "apns_server_certificate_info",
         "apns_server_certificate_verified",
-        "apns_tls_version_info",
         "apns_reachable",
         "apns_address_in_apple_range",
         # Beyond section 6, promised by the alerting issue.
@@ -94,7 +91,6 @@ CONTRACT_METRICS = frozenset(
         "apns_environment_check_success",
         "apns_broadcast_up",
         "apns_broadcast_responses_total",
-        "apns_broadcast_last_success_timestamp_seconds",
         # Promised by the fleet inventory issue (the MDM topic trap).
         "apns_client_certificate_topic_changed_timestamp_seconds",
         "apns_client_certificate_topic_change_info",
@@ -320,8 +316,9 @@ def _exported() -> dict[str, dict[str, set[str]]]:
 
     Built from apns_exporter.service.metrics.Metrics as the exporter builds it: a token target
     measuring delivery, a certificate target and an MDM certificate target, then one
-    representative result of every probe, a GOAWAY with every documented reason (and
-    an empty one), a SETTINGS frame and a delivery receipt, received and lost.
+    representative result of every probe, every documented push answer, a GOAWAY with every
+    documented reason (and an empty one), a SETTINGS frame and a delivery receipt, received
+    and lost.
     """
     from apns_exporter.apns import Reason
     from apns_exporter.client.channel import DialReport
@@ -344,6 +341,7 @@ def _exported() -> dict[str, dict[str, set[str]]]:
     from apns_exporter.probes.results import EnvironmentCheck, EnvironmentRoot, EnvironmentsResult
     from apns_exporter.receipts.book import Delivery
     from apns_exporter.service.metrics import Metrics
+    from apns_exporter.service.series import response_labels
     from apns_exporter.service.state import TargetStatus
     from tests.helpers import add_target, record, run_of
 
@@ -424,11 +422,26 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             reaches=(Reach("api.push.apple.com", 443, "ipv4", True, 0.02, True),),
         ),
         CredentialsResult(run=run, ok=True, message="ok"),
-        # Failures: their reason and error series appear on the first event.
+        # Failures: their reason and error series appear on the first event. Every answer
+        # APNs documents, once each, as the rules may name any of them.
+        CanaryResult(
+            run=run,
+            ok=False,
+            message="answers",
+            pushes=tuple(
+                PushOutcome("device", False, 0.05, int(status), reason)
+                for status, reason in response_labels()
+                if status != "200"
+            ),
+        ),
+        BroadcastResult(
+            run=run, ok=False, message="off", status=403, reason=Reason.FEATURE_NOT_ENABLED.value
+        ),
         CanaryResult(
             run=run,
             ok=False,
             message="timeout",
+            dials=(DialReport(False, reason="tls_verify"),),
             pushes=(PushOutcome("device", False, 5.0, error="timeout"),),
             token_failed=True,
         ),
@@ -455,7 +468,10 @@ def _exported() -> dict[str, dict[str, set[str]]]:
             )
         )
     for result in results:
-        record(metrics, result, TargetStatus(up=result.ok, invalid_streak=1, key_verified_at=now))
+        # A failure names its layer; apns_failing_layer exists only while one fails.
+        layer = None if result.ok else result.layer
+        status = TargetStatus(up=result.ok, layer=layer, invalid_streak=1, key_verified_at=now)
+        record(metrics, result, status)
     root = EnvironmentRoot("USERTrust RSA Certification Authority", "e7" * 32, 2)
     metrics.record_environments(
         EnvironmentsResult(

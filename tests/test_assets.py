@@ -149,7 +149,7 @@ def _named_reasons() -> dict[str, set[str]]:
 
 
 def test_alerted_reasons_list_every_reason_the_rules_name() -> None:
-    """ALERTED_REASONS holds exactly the reasons rules select by name, for pre-initialising."""
+    """ALERTED_REASONS holds exactly the reasons rules select by name (none start at 0)."""
     named = _named_reasons()
     assert named == {metric: set(values) for metric, values in ALERTED_REASONS.items()}
     apns = {r.value for r in Reason}
@@ -208,8 +208,8 @@ def _healthy_demo(steps: int) -> list[dict[str, str]]:
         ),
         _series("apns_up", f"1x{n}"),
         _series("apns_connection_up", f"1x{n}"),
-        _series("apns_canary_interval_seconds", f"5x{n}"),
-        _series("apns_ping_interval_seconds", f"5x{n}"),
+        _series("apns_probe_interval_seconds", f"5x{n}", probe="canary"),
+        _series("apns_probe_interval_seconds", f"5x{n}", probe="ping"),
         _series("apns_canary_last_attempt_timestamp_seconds", f"0+5x{n}"),
         _series("apns_canary_last_success_timestamp_seconds", f"0+5x{n}"),
         _series("apns_ping_last_success_timestamp_seconds", f"0+5x{n}"),
@@ -232,8 +232,6 @@ def _healthy_demo(steps: int) -> list[dict[str, str]]:
         series.append(_series("apns_ping_rtt_seconds_bucket", f"{count}x{n}", le=le))
     for le in ("2.5", "+Inf"):
         series.append(_series("apns_canary_delivery_duration_seconds_bucket", delivered, le=le))
-    for layer in ("dns", "tcp", "tls", "http2", "auth", "apns", "exporter"):
-        series.append(_series("apns_failing_layer", f"0x{n}", layer=layer))
     for reason in ("none", "Shutdown"):
         series.append(_series("apns_goaway_received_total", f"0x{n}", reason=reason))
     return series

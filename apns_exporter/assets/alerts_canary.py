@@ -8,7 +8,17 @@ app was reinstalled, a wrong device token or topic) is a warning, never a page.
 from __future__ import annotations
 
 from apns_exporter.assets.params import Params, duration_seconds, format_duration
-from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target, record
+from apns_exporter.assets.promql import (
+    ON,
+    Rule,
+    alert,
+    count,
+    interval,
+    last,
+    per_target,
+    recent,
+    record,
+)
 
 # Canary answers that say the canary itself is set up wrongly, not that APNs is down:
 # the device token is gone (410), belongs to another app, or the topic is wrong.
@@ -64,7 +74,7 @@ def recording_rules(p: Params) -> list[Rule]:
     errors = count(p.select("apns_canary_request_errors_total"), w)
     dials = count(p.select("apns_connection_failures_total"), w)
     up = last(p.select("apns_up"))
-    canary = last(p.select("apns_canary_interval_seconds"))
+    canary = interval(p, "canary")
     return [
         # 1 while the canary's failures in the window are only setup problems (absent
         # otherwise).
@@ -217,7 +227,7 @@ def canary_alerts(p: Params) -> list[Rule]:
         + """APNs answers in the last """
         + p.canary_window
         + """: {{ range $i, $s := """
-        + per_target(f"increase(apns_canary_responses_total{{{{T}}}}[{p.canary_window}]) >= 0.5")
+        + recent("apns_canary_responses_total", p.canary_window)
         + """ | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.status }}{{
         with $s.Labels.reason }}{{ if ne . "none" }} {{ . }}{{ end }}{{ end }} ({{ printf
         "%.0f" $s.Value }}){{ else }}none, so requests got no HTTP response{{ end }}.{{ with
@@ -266,8 +276,8 @@ def canary_alerts(p: Params) -> list[Rule]:
             p,
             "ApnsCanaryStale",
             f"time() - {last(p.select('apns_canary_last_attempt_timestamp_seconds'))}\n"
-            f"  > {ON} 3 * {last(p.select('apns_canary_interval_seconds'))}\n"
-            f"and {ON} {last(p.select('apns_canary_interval_seconds'))} > 0",
+            f"  > {ON} 3 * {interval(p, 'canary')}\n"
+            f"and {ON} {interval(p, 'canary')} > 0",
             "warning",
             "APNs canary pushes are not being attempted.",
             """The exporter {{ $labels.instance }} last attempted a canary push for target
@@ -455,9 +465,6 @@ def staleness_alerts(p: Params) -> list[Rule]:
     ping_age = f"time() - {last(p.select('apns_ping_last_success_timestamp_seconds'))}"
     tls_age = f"time() - {last(p.select('apns_tls_check_last_attempt_timestamp_seconds'))}"
 
-    def interval(probe: str) -> str:
-        return last(p.select("apns_probe_interval_seconds", f'probe="{probe}"'))
-
     def stale_alert(probe: str, expr: str, reads: str) -> Rule:
         # A rule's own labels are not in $labels when annotations are rendered: name the
         # probe here.
@@ -475,7 +482,7 @@ def staleness_alerts(p: Params) -> list[Rule]:
         stale_alert(
             "ping",
             f"{last(p.select('apns_connection_up'))} == 1\nand {ON}\n"
-            f"{ping_age} > {ON} 3 * {last(p.select('apns_ping_interval_seconds'))}",
+            f"{ping_age} > {ON} 3 * {interval(p, 'ping')}",
             "apns_connection_up still reads 1",
         ),
         # The connect time of a reachable host changes with every run (it is measured in
@@ -487,12 +494,12 @@ def staleness_alerts(p: Params) -> list[Rule]:
             f"{p.select('apns_reachable')} == 1\n"
             f"and changes({connect}[{stale}]) == 0\n"
             f"and {connect} offset {stale}\n"
-            f"and {ON} 3 * {interval('reachability')} <= {window}",
+            f"and {ON} 3 * {interval(p, 'reachability')} <= {window}",
             "apns_reachable still reads 1",
         ),
         stale_alert(
             "tls_check",
-            f"{tls_age} > {ON} 3 * {interval('tls')}",
+            f"{tls_age} > {ON} 3 * {interval(p, 'tls')}",
             "the server certificate series still read as they did at its last run",
         ),
     ]

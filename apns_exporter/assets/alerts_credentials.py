@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from apns_exporter.apns import AUTH_REASONS, Reason
 from apns_exporter.assets.params import Params
-from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target
+from apns_exporter.assets.promql import ON, Rule, alert, count, interval, last, per_target
 
 AUTH = tuple(sorted(r.value for r in AUTH_REASONS))
 TOKEN_UPDATES = Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES.value
@@ -134,7 +134,7 @@ def certificate_alerts(p: Params) -> list[Rule]:
     left = f"{last(p.select('apns_client_certificate_not_after_timestamp_seconds'))} - time()"
     mdm = f"{ON} " + last(p.select("apns_client_certificate_info", 'mdm="true"'))
     production = last(p.select("apns_client_certificate_info", 'apns_environment="production"'))
-    canary = f"{ON} {last(p.select('apns_canary_interval_seconds'))} > 0"
+    canary = f"{ON} {interval(p, 'canary')} > 0"
     description = (
         """{{ $mdm := false }}{{ $cn := "" }}{{ range """
         + per_target("apns_client_certificate_info{{T}}")

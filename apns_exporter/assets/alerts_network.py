@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from apns_exporter.assets.params import Params
-from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target
+from apns_exporter.assets.promql import ON, Rule, alert, count, last, per_target, recent
 
-_FAILURES_15M = per_target("increase(apns_connection_failures_total{{T}}[15m]) >= 0.5")
+_FAILURES_15M = recent("apns_connection_failures_total", "15m")
 
 
 def connection_alerts(p: Params) -> list[Rule]:
@@ -61,7 +61,7 @@ def connection_alerts(p: Params) -> list[Rule]:
             (threshold """
             + str(p.goaways_per_hour)
             + """). By reason: {{ range $i, $s := """
-            + per_target("increase(apns_goaway_received_total{{T}}[1h]) >= 0.5")
+            + recent("apns_goaway_received_total", "1h")
             + """ | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.reason
             }} ({{ printf "%.0f" $s.Value }}){{ end }}. A reason names the problem (e.g.
             BadCertificateEnvironment); Shutdown or none means APNs is cycling its servers

@@ -9,7 +9,7 @@ not yet, and a trust store that lacks a root Apple's notice names.
 from __future__ import annotations
 
 from apns_exporter.assets.params import Params
-from apns_exporter.assets.promql import ON, Rule, alert, count, per_target
+from apns_exporter.assets.promql import ON, Rule, alert, count, recent
 
 FEATURE_NOT_ENABLED = "FeatureNotEnabled"
 
@@ -80,7 +80,7 @@ def broadcast_alerts(p: Params) -> list[Rule]:
             """The channel-management API (broadcast push) has not answered the exporter's
             read-only request for target {{ $labels.target }} ({{ $labels.apns_environment
             }}) with 200 for 15 minutes. Answers in the last 30 minutes: {{ range $i, $s := """
-            + per_target("increase(apns_broadcast_responses_total{{T}}[30m]) >= 0.5")
+            + recent("apns_broadcast_responses_total", "30m")
             + """ | query | sortByLabel "reason" }}{{ if $i }}, {{ end }}{{ $s.Labels.status
             }} {{ $s.Labels.reason }} ({{ printf "%.0f" $s.Value }}){{ else }}none, so the
             management host or port (2195 sandbox, 2196 production) is unreachable{{ end

@@ -12,6 +12,7 @@ from typing import Any
 from apns_exporter.assets.grafana import (
     DAYS,
     OK_FAILING,
+    ON_TARGET,
     RED_GREEN,
     TARGET,
     UP_DOWN,
@@ -131,9 +132,12 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
         state_timeline(
             "Failing layer",
             "The lowest layer at which the target fails (apns_failing_layer), one lane per "
-            "layer: dns, tcp, tls, http2, auth, apns, exporter. All lanes ok while everything "
-            "works; ApnsCanaryFailing names the same layer.",
-            f"apns_failing_layer{{{TARGET}}}",
+            "layer that failed in the range (dns, proxy, tcp, tls, http2, auth, apns, "
+            "exporter), and none, ok while everything works; ApnsCanaryFailing names the "
+            "same layer.",
+            # The exporter serves a layer only while it fails: none stands for healthy.
+            f"apns_failing_layer{{{TARGET}}}\nor {ON_TARGET}\n"
+            f'label_replace(0 * apns_up{{{TARGET}}}, "layer", "none", "", "")',
             "{{layer}}",
             value_map(**{"0": ("ok", "green"), "1": ("failing", "red")}),
         ),
@@ -171,7 +175,11 @@ def target_detail(runbook_url: str) -> dict[str, Any]:
             _queries(
                 (f"sum({per_hour('apns_connection_attempts_total')})", "connection attempts"),
                 (
-                    f"sum by (reason) ({per_hour('apns_connection_failures_total')})",
+                    or_zero(
+                        f"sum by (reason) ({per_hour('apns_connection_failures_total')})",
+                        f"sum({per_hour('apns_connection_attempts_total')})",
+                        reason="tls_verify",
+                    ),
                     "failed: {{reason}}",
                 ),
                 (

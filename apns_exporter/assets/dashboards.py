@@ -21,6 +21,7 @@ from apns_exporter.assets.grafana import (
     UP_DOWN,
     Panel,
     dashboard,
+    or_zero,
     query,
     row,
     thresholds,
@@ -160,10 +161,15 @@ def overview(p: Params) -> dict[str, Any]:
             "(apns_failing_layer): one layer rising across many targets is a shared cause.",
             [
                 query(
-                    # A product, not a filter: every layer reads 0 while nothing fails.
-                    f"sum by (layer) (\n  apns_failing_layer{{{TARGET}}}\n"
-                    f"  * {ON_TARGET} group_left\n"
-                    f"  target:apns_canary_failing:bool{{{TARGET}}}\n)",
+                    # Only canary targets count; a layer is served only while it fails,
+                    # so none reads 0 while nothing does.
+                    or_zero(
+                        f"sum by (layer) (\n  apns_failing_layer{{{TARGET}}}\n"
+                        f"  * {ON_TARGET} group_left\n"
+                        f"  target:apns_canary_failing:bool{{{TARGET}}}\n)",
+                        f"count(target:apns_canary_failing:bool{{{TARGET}}})",
+                        layer="none",
+                    ),
                     "{{layer}}",
                 )
             ],

@@ -44,12 +44,28 @@ def last(selector: str) -> str:
     return f"last_over_time({selector}[{HOLD}])"
 
 
+def interval(p: Params, probe: str) -> str:
+    """A probe's configured interval (``apns_probe_interval_seconds``), as :func:`last` reads it."""
+    return last(p.select("apns_probe_interval_seconds", f'probe="{probe}"'))
+
+
+def recent(metric: str, window: str) -> str:
+    """A :func:`per_target` query of ``metric``'s events per series in ``window``.
+
+    For descriptions: a series the exporter created within ``window`` (on its first event)
+    shows its whole value, which ``increase()`` alone would miss.
+    """
+    s = metric + "{{T}}"
+    return per_target(f"({s} unless {s} offset {window}) > 0 or increase({s}[{window}]) >= 0.5")
+
+
 def per_target(expr: str) -> str:
     """A Go template query for ``expr`` with ``{T}`` replaced by the alert's own target.
 
-    The result is piped into ``query``; use it after ``range``/``with``.
+    The result is piped into ``query``; use it after ``range``/``with``. Indexed verbs
+    let ``expr`` name ``{T}`` more than once.
     """
-    matchers = "job=%q,instance=%q,target=%q"
+    matchers = "job=%[1]q,instance=%[2]q,target=%[3]q"
     return f'printf "{expr.replace("{T}", matchers)}" $labels.job $labels.instance $labels.target'
 
 

@@ -3,8 +3,9 @@
 ``alerts/apns-exporter.rules.yml`` and ``deploy/kubernetes/prometheusrule.yaml`` are this
 module's output with the default parameters; ``apns-exporter assets`` writes it with the
 user's. Every rule that counts a reason counts the first event of a series that did not
-exist before (:func:`apns_exporter.assets.promql.count`), so the exporter need only
-pre-initialise the reasons in :data:`ALERTED_REASONS`, which the rules name.
+exist before (:func:`apns_exporter.assets.promql.count`), so the exporter starts no
+per-target reason series at 0, not even the reasons in :data:`ALERTED_REASONS`, which the
+rules name (alerts/tests/first_events.yml proves each fires on a series first seen at 1).
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from apns_exporter.assets import (
 from apns_exporter.assets.params import Params
 from apns_exporter.assets.promql import Rule, count, record
 
-# The reason label values the rules select by name, per counter. The metrics may create
-# other reason series on their first event; the rules catch those too.
+# The reason label values the rules select by name, per counter. Every reason series
+# appears on its first event, and the rules catch that event; only the process-wide
+# receipt rejections (one series in all, not per target) start at 0.
 ALERTED_REASONS: dict[str, tuple[str, ...]] = {
     "apns_canary_responses_total": (
         *alerts_canary.SETUP_REASONS,

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from apns_exporter.client.protocol import GoAway, SettingsChanged
 from apns_exporter.probes import (
-    LAYERS,
     BroadcastResult,
     CanaryResult,
     ConnectionResult,
@@ -22,10 +21,6 @@ from apns_exporter.probes import (
     TlsResult,
 )
 from apns_exporter.service.series import (
-    ALERTED_BROADCAST_RESPONSES,
-    ALERTED_CONNECTION_FAILURES,
-    ALERTED_GOAWAYS,
-    ALERTED_RESPONSES,
     BROADCAST_RESPONSE_REASONS,
     DELIVERY_BUCKETS,
     LATENCY_BUCKETS,
@@ -84,10 +79,11 @@ class TargetSeries:
         )
         self.failing_layer = make.gauge(
             "apns_failing_layer",
-            "1 for the lowest layer at which the target fails now (dns, proxy, tcp, tls, http2, "
-            "auth, apns, exporter); all 0 when healthy.",
+            "1, labelled with the lowest layer at which the target fails now (dns, proxy, tcp, "
+            "tls, http2, auth, apns, exporter); absent while the target is healthy.",
             "layer",
         )
+        self._layer: dict[str, tuple[str, ...] | None] = {}
 
     def add(
         self,
@@ -104,14 +100,9 @@ class TargetSeries:
         self.describe(t, host, port, topic, auth_method, owners)
         if not network:
             return
-        self.set_layer(t, None)
         for gauge in (self.up, self.connection_up):
             gauge.labels(*t).set(0)
         self.attempts.labels(*t)
-        for reason in ALERTED_CONNECTION_FAILURES:
-            self.failures.labels(*t, reason)
-        for reason in ALERTED_GOAWAYS:
-            self.goaways.labels(*t, reason)
 
     def describe(
         self,
@@ -145,10 +136,21 @@ class TargetSeries:
             elif isinstance(event, SettingsChanged):
                 self.max_streams.labels(*t).set(event.max_concurrent_streams)
 
+    def forgot(self, target: str) -> None:
+        """Drop what is kept about a removed target's series."""
+        self._layer.pop(target, None)
+
     def set_layer(self, t: Labels, layer: str | None) -> None:
-        """Mark ``layer`` as the one failing now (None: healthy)."""
-        for name in LAYERS:
-            self.failing_layer.labels(*t, name).set(1 if name == layer else 0)
+        """Mark ``layer`` as the one failing now (None: healthy, no series)."""
+        # One series while failing instead of one per layer: 8 series per target saved.
+        # Unchanged, it is left alone, so the target's rendered lines stay cached.
+        now = (*t, layer) if layer is not None else None
+        if self._layer.get(t[0]) == now:
+            return
+        self.failing_layer.forget(t[0])
+        self._layer[t[0]] = now
+        if now is not None:
+            self.failing_layer.labels(*now).set(1)
 
 
 class PingSeries:
@@ -166,11 +168,6 @@ class PingSeries:
         self.last_success = make.gauge(
             "apns_ping_last_success_timestamp_seconds", "When a PING last succeeded."
         )
-        self.interval = make.gauge("apns_ping_interval_seconds", "Configured PING interval.")
-
-    def add(self, t: Labels, interval: float) -> None:
-        """Create the target's series."""
-        self.interval.labels(*t).set(interval)
 
     def record(self, t: Labels, result: PingResult) -> None:
         """Fold in one PING run."""
@@ -208,17 +205,11 @@ class CanarySeries:
         self.last_attempt = make.gauge(
             "apns_canary_last_attempt_timestamp_seconds", "When a canary run last finished."
         )
-        self.interval = make.gauge("apns_canary_interval_seconds", "Configured canary interval.")
 
-    def add(self, t: Labels, interval: float) -> None:
-        """Create the target's series, every answer the alert rules name at 0."""
-        self.interval.labels(*t).set(interval)
+    def add(self, t: Labels) -> None:
+        """Create the target's push counters at 0; answers and errors appear on first use."""
         for kind in PUSH_KINDS:
             self.pushes.labels(*t, kind)
-        for status, reason in ALERTED_RESPONSES:
-            self.responses.labels(*t, status, reason)
-        # The per-target dashboard charts this family; one series at 0 keeps it drawn.
-        self.errors.labels(*t, "timeout")
 
     def record(self, t: Labels, result: CanaryResult) -> None:
         """Fold in one canary run."""
@@ -402,12 +393,14 @@ class ChainSeries:
         )
         self.info = make.gauge(
             "apns_server_certificate_info",
-            "The server chain APNs presents; always 1. presented is chain or leaf_only.",
+            "The server chain APNs presents; always 1. presented is chain or leaf_only; "
+            "tls_version is the TLS version negotiated.",
             "subject",
             "issuer",
             "root",
             "fingerprint_sha256",
             "presented",
+            "tls_version",
         )
         self.verified = make.gauge(
             "apns_server_certificate_verified",
@@ -418,9 +411,6 @@ class ChainSeries:
         self.changes = make.counter(
             "apns_server_certificate_chain_changes",
             "Times the issuing side of the server chain differed from the previous check.",
-        )
-        self.tls_version = make.gauge(
-            "apns_tls_version_info", "TLS version negotiated with APNs; always 1.", "version"
         )
         self.trust_root = make.gauge(
             "apns_trust_store_root_present",
@@ -440,10 +430,6 @@ class ChainSeries:
             "When the server-chain check last finished, whatever its result.",
         )
 
-    def add(self, t: Labels) -> None:
-        """Create the target's change counter at 0."""
-        self.changes.labels(*t)
-
     def record(self, t: Labels, result: TlsResult) -> None:
         """Fold in one tls_check run."""
         self.last_attempt.labels(*t).set(result.run.finished_at)
@@ -462,14 +448,12 @@ class ChainSeries:
             report.root_subject or "",
             report.leaf_fingerprint_sha256,
             "chain" if report.full_chain else "leaf_only",
+            report.tls_version or "",
         ).set(1)
         self.verified.labels(*t, "effective").set(int(report.trusted))
         self.verified.labels(*t, "system").set(int(report.verified_system))
         if report.verified_ca_file is not None:
             self.verified.labels(*t, "ca_file").set(int(report.verified_ca_file))
-        self.tls_version.forget(t[0])
-        if report.tls_version:
-            self.tls_version.labels(*t, report.tls_version).set(1)
         if result.chain_changed:
             self.changes.labels(*t).inc()
         self.root_addresses.forget(t[0])  # roots no address presents any more disappear
@@ -543,15 +527,6 @@ class BroadcastSeries:
             "status",
             "reason",
         )
-        self.last_success = make.gauge(
-            "apns_broadcast_last_success_timestamp_seconds",
-            "When a channel-management request last answered 200.",
-        )
-
-    def add(self, t: Labels) -> None:
-        """Start the answers the alert rules select at 0, so increase() sees the first."""
-        for status, reason in ALERTED_BROADCAST_RESPONSES:
-            self.responses.labels(*t, status, reason)
 
     def record(self, t: Labels, result: BroadcastResult) -> None:
         """Fold in one broadcast run."""
@@ -559,5 +534,3 @@ class BroadcastSeries:
         if result.status is not None:
             reason = bounded(result.reason, BROADCAST_RESPONSE_REASONS, "unknown")
             self.responses.labels(*t, status_label(result.status), reason).inc()
-        if result.ok:
-            self.last_success.labels(*t).set(result.run.finished_at)

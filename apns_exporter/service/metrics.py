@@ -238,6 +238,7 @@ class Metrics:
     def forget(self, name: str) -> None:
         """Remove every series of a target, so a removed target disappears from /metrics."""
         self.exposition.store.forget(name)
+        self.target.forgot(name)
         self._targets.pop(name, None)
 
     def add_target(self, info: TargetInfo) -> None:
@@ -264,12 +265,8 @@ class Metrics:
             self.key.add(t, info.key, info.rotate_by, network=network)
         if not network:
             return
-        self.ping.add(t, info.ping_interval)
         if info.canary_interval is not None:
-            self.canary.add(t, info.canary_interval)
-        self.chain.add(t)
-        if info.broadcast:
-            self.broadcast.add(t)
+            self.canary.add(t)
         if info.delivery:
             self.delivery.add(t)
 

@@ -17,7 +17,7 @@ from apns_exporter.errors import (
     ProbeError,
     RequestFailed,
 )
-from apns_exporter.probes import AUTH_REASON_NAMES, PushOutcome
+from apns_exporter.probes import PushOutcome
 from apns_exporter.receipts.book import REASONS
 from apns_exporter.service.exposition import Store
 from apns_exporter.service.family import Counter, Gauge, Histogram
@@ -26,23 +26,20 @@ TARGET = ("target", "apns_environment")
 Labels = tuple[str, str]  # (target, apns_environment)
 
 # Tuned to APNs: a healthy push answers in tens of milliseconds, a sick one in seconds.
-# Seven bounds each, so a histogram costs 10 series per target (the budget is about 60).
-LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-RTT_BUCKETS = (0.005, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
+# Four bounds each, so a histogram costs 7 series per target (the budget is 50); each keeps
+# a bound above its alert's default threshold (canary 2 s, PING 1 s), which
+# histogram_quantile needs to report a value beyond it.
+LATENCY_BUCKETS = (0.05, 0.25, 1.0, 2.5)
+RTT_BUCKETS = (0.025, 0.1, 1.0, 2.5)
 # Device delivery spans seconds to minutes (a phone waking up), not APNs' milliseconds.
 DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 RECEIPT_REJECTIONS = REASONS
-# The reason series the alert rules select by name start at 0, so increase() sees their
-# first event; every other reason appears on its first event (the rules count those too).
-# The same sets as apns_exporter.assets.rules.ALERTED_REASONS (a test holds them equal).
-_TOKEN_UPDATES = Reason.TOO_MANY_PROVIDER_TOKEN_UPDATES.value
-_SETUP = ("Unregistered", "ExpiredToken", "DeviceTokenNotForTopic", "BadTopic", "BadDeviceToken")
-ALERTED_GOAWAYS = tuple(dict.fromkeys((*sorted(AUTH_REASON_NAMES), _TOKEN_UPDATES)))
-ALERTED_RESPONSES = tuple((str(Reason.parse(r).status), r) for r in (*_SETUP, *ALERTED_GOAWAYS))
-ALERTED_CONNECTION_FAILURES = ("tls_verify",)
-# Channel management: every reason APNs documents (a closed set), and the one alerted on.
+
+# No reason series starts at 0: each appears on its first event, and the alert rules count
+# that first event of a new series (apns_exporter.assets.promql.count).
+
+# Channel management: every reason APNs documents (a closed set).
 BROADCAST_RESPONSE_REASONS = ("none", *(r.value for r in Reason))
-ALERTED_BROADCAST_RESPONSES = (("403", Reason.FEATURE_NOT_ENABLED.value),)
 # Each error label is the reason its error class raised: these sets are those classes'.
 CONNECTION_FAILURES = tuple(sorted(ConnectFailed.REASONS))
 CREDENTIAL_ERRORS = tuple(sorted(CredentialError.REASONS))

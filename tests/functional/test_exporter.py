@@ -61,7 +61,7 @@ async def test_unknown_signing_key_is_invalid_provider_token(
         sample(s, "apns_canary_responses_total", **T, status="403", reason="InvalidProviderToken")
         >= 1
     )
-    # Only the reasons alert rules name start at 0; a success that never came has no series.
+    # No answer series starts at 0; a success that never came has no series.
     assert sample(s, "apns_canary_responses_total", **T, status="200", reason="none") is None
 
 
@@ -131,7 +131,7 @@ async def test_unreachable_target_does_not_stall_healthy_one(
 async def test_latency_injected_by_the_mock_shows_in_the_histogram(
     mock: MockAPNs, workspace: Workspace, device: str, run_exporter
 ) -> None:
-    """A 300 ms server delay moves canary latency into the 0.5 s bucket and out of 0.25 s."""
+    """A 300 ms server delay moves canary latency into the 1 s bucket and out of 0.25 s."""
     mock.latency = 0.3
     cfg = workspace.config(workspace.target(mock.port, devices=(device,)))
     async with run_exporter(cfg) as running:
@@ -140,7 +140,7 @@ async def test_latency_injected_by_the_mock_shows_in_the_histogram(
     assert result.pushes[0].duration >= 0.3
     assert sample(s, "apns_max_concurrent_streams", **T) == 1000
     assert sample(s, "apns_canary_duration_seconds_bucket", **T, le="0.25") == 0
-    assert sample(s, "apns_canary_duration_seconds_bucket", **T, le="0.5") >= 1
+    assert sample(s, "apns_canary_duration_seconds_bucket", **T, le="1.0") >= 1
 
 
 async def test_metrics_pass_promtool_check_metrics(

@@ -534,13 +534,14 @@ async def _wait_ready(live: Live, process: asyncio.subprocess.Process) -> None:
 async def _drive_faults(live: Live, next_ca: CertificateAuthority) -> None:
     """Faults that need a healthy start first: a key revoked, a server chain switched."""
     # The key must have been accepted before it is revoked, or it looks merely invalid.
-    # The chain switch must come after Prometheus saw the change counter at 0.
+    # The chain switch must come after Prometheus saw the first chain, with no change yet:
+    # the change counter then appears at 1, a first event the rule counts.
     for _ in range(60):
         if await live.query(
             'apns_signing_key_last_verified_timestamp_seconds{target="revoked-key"}'
         ) and await live.query(
             'apns_server_certificate_info{target="chain-change"}'
-            " and on (target) apns_server_certificate_chain_changes_total == 0"
+            " unless on (target) apns_server_certificate_chain_changes_total"
         ):
             break
         await asyncio.sleep(0.5)
