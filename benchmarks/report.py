@@ -425,11 +425,60 @@ def goals() -> str:
     return _table(["figure", "before", "after (this run)", "goal", ""], table)
 
 
+def cost_variants() -> str:
+    data = _load("cost")
+    variants = (data or {}).get("variants")
+    if not data or not variants:
+        return "_not run_"
+    shipped = data["apns_exporter"]
+    bb = data.get("blackbox_exporter")
+    rows = [
+        [
+            "asyncio + h2 (shipped)",
+            _f(shipped["canary"]["cpu_ms_per_probe"]),
+            "1.00",
+            _f(shipped["ping"]["cpu_ms_per_probe"]),
+            "1.00",
+            _f(data.get("ratios", {}).get("blackbox_per_probe_over_exporter_canary"), 1),
+        ]
+    ]
+    for name, v in variants.items():
+        if "skipped" in v:
+            rows.append([name, v["skipped"], "", "", "", ""])
+            continue
+        rows.append(
+            [
+                f"{v['event_loop']} + {v['http2']}",
+                _f(v["canary"]["cpu_ms_per_probe"]),
+                _f(v["canary_over_shipped"]),
+                _f(v["ping"]["cpu_ms_per_probe"]),
+                _f(v["ping_over_shipped"]),
+                _f(v.get("blackbox_per_probe_over_canary"), 1),
+            ]
+        )
+    note = f"\n\nblackbox_exporter: {_f(bb['cpu_ms_per_probe'])} ms per probe." if bb else ""
+    return (
+        _table(
+            [
+                "event loop + HTTP/2",
+                "CPU ms per canary",
+                "over shipped",
+                "CPU ms per PING",
+                "over shipped",
+                "blackbox per probe / this per canary",
+            ],
+            rows,
+        )
+        + note
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "goals": goals,
     "machine": machine,
     "latency": latency,
     "cost": cost,
+    "cost_variants": cost_variants,
     "connection_model": connection_model,
     "scale": scale,
     "render": render_table,
