@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import connmodel, cost, fleet, latency, render, report, rules, scale
+from benchmarks import connmodel, cost, fleet, latency, render, report, rules, scale, tlsmemory
 from benchmarks.common import Mock, Workspace, log, write_result
 
 BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
     render.NAME: render.run,
     rules.NAME: rules.run,
     fleet.NAME: fleet.run,
+    tlsmemory.NAME: tlsmemory.run,
 }
 
 

@@ -473,12 +473,31 @@ def cost_variants() -> str:
     )
 
 
+def tls_memory() -> str:
+    data = _load("tls_memory")
+    if data is None:
+        return "_not run_"
+    rows = [
+        [
+            r["event_loop"],
+            "uvloop's own (256 KiB, malloc)" if r["event_loop"] == "uvloop" else r["read_buffer"],
+            _f(r["kib"], 1),
+        ]
+        for r in data["rows"]
+    ]
+    table = _table(["event loop", "TLS read buffer", "client RSS KiB per connection"], rows)
+    return (
+        table + f"\n\n{data['connections']} connections, {data['answer_bytes']} bytes read on each."
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "goals": goals,
     "machine": machine,
     "latency": latency,
     "cost": cost,
     "cost_variants": cost_variants,
+    "tls_memory": tls_memory,
     "connection_model": connection_model,
     "scale": scale,
     "render": render_table,
