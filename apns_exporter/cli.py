@@ -12,7 +12,7 @@ from typing import Any
 
 from apns_exporter import __version__, config, logs
 from apns_exporter.commands import assets as assets_command
-from apns_exporter.commands import probe
+from apns_exporter.commands import probe, runtime
 from apns_exporter.commands.serve import Listening, serve
 from apns_exporter.config.durations import parse_duration
 from apns_exporter.creds.credential import check_files
@@ -185,6 +185,16 @@ RUN_FLAGS: Flags = (
     ),
     *WEB_FLAGS,
     *LOG_FLAGS,
+    (
+        "--runtime.event-loop",
+        {
+            "dest": "event_loop",
+            "default": runtime.DEFAULT_EVENT_LOOP,
+            "choices": runtime.EVENT_LOOPS,
+            "help": "the event loop to run on; uvloop needs the [uvloop] extra "
+            "(default: %(default)s; docs/performance.md compares them)",
+        },
+    ),
 )
 
 
@@ -315,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "demo":
         from apns_exporter.commands import demo
 
-        return _serve_until_signalled(lambda stop: demo.run(args, stop))
+        return _serve_until_signalled(runtime.DEFAULT_EVENT_LOOP, lambda stop: demo.run(args, stop))
     if command == "assets":
         return assets_command.run(args)
     return asyncio.run(mock_cli.run(args))
@@ -373,6 +383,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1
     exporter = Exporter(cfg, shard=args.shard, config_file=args.config_file, fleet=fleet)
     return _serve_until_signalled(
+        args.event_loop,
         lambda stop: serve(
             exporter,
             Listening(
@@ -384,7 +395,7 @@ def _run(args: argparse.Namespace) -> int:
                 allowed_hosts=tuple(args.web_allowed_hosts),
             ),
             stop,
-        )
+        ),
     )
 
 
@@ -396,15 +407,19 @@ def _credential_problems(path: str, fleet: config.Fleet) -> tuple[ConfigIssue, .
     return checked.problems
 
 
-def _serve_until_signalled(main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
+def _serve_until_signalled(event_loop: str, main: Callable[[asyncio.Event], Awaitable[int]]) -> int:
     async def runner() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        log.info("running on the %s event loop", event_loop)
         return await main(stop)
 
     try:
-        return asyncio.run(runner())
+        return runtime.run(runner, event_loop)
+    except runtime.LoopUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

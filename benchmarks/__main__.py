@@ -16,7 +16,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from benchmarks import connmodel, cost, fleet, latency, render, report, rules, scale, steady
+from benchmarks import (
+    connmodel,
+    cost,
+    fleet,
+    latency,
+    render,
+    report,
+    rules,
+    scale,
+    steady,
+    tlsmemory,
+)
 from benchmarks.common import Mock, Workspace, log, write_result
 
 BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
@@ -28,6 +39,7 @@ BENCHMARKS: dict[str, Callable[[Workspace, Mock], dict[str, Any]]] = {
     rules.NAME: rules.run,
     fleet.NAME: fleet.run,
     steady.NAME: steady.run,
+    tlsmemory.NAME: tlsmemory.run,
 }
 
 

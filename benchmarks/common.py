@@ -319,12 +319,28 @@ class Workspace:
         return path
 
     def start_exporter(
-        self, name: str, config: Path, *, lag_file: Path | None = None, ready_timeout: float = 60.0
+        self,
+        name: str,
+        config: Path,
+        *,
+        lag_file: Path | None = None,
+        ready_timeout: float = 60.0,
+        event_loop: str = "asyncio",
+        http2: str = "h2",
     ) -> Exporter:
-        """Start ``python -m apns_exporter`` (or the lag-measuring host) and wait until ready."""
+        """Start ``python -m apns_exporter`` (or the lag-measuring host) and wait until ready.
+
+        ``event_loop`` is its --runtime.event-loop; ``http2`` "jh2" runs it with jh2 as h2.
+        """
         port = free_port()
-        flags = [f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"]
-        if lag_file is None:
+        flags = [
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--runtime.event-loop={event_loop}",
+        ]
+        if http2 == "jh2":
+            argv = [self.python, "-m", "benchmarks.jh2host", *flags]
+        elif lag_file is None:
             argv = [self.python, "-m", "apns_exporter", *flags]
         else:
             argv = [self.python, "-m", "benchmarks.exporterhost", str(lag_file), *flags]

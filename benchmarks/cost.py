@@ -10,10 +10,16 @@
 - h2load: the same pushes on one connection, ``-c 1 -m 1``; CPU from wait4(). The floor.
 
 The mock's own CPU per probe is reported too: a connection per probe costs the server.
+
+Variants: the same canary and PING runs with uvloop as the event loop, with jh2 in place of
+h2 (benchmarks/jh2host.py), and both, each as a ratio to the shipped asyncio + h2 of the
+same run. ``BENCH_COST_SMALL=1`` shrinks everything to check that the benchmark works.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import time
 from typing import Any
 
@@ -21,14 +27,23 @@ from benchmarks import probing, tools
 from benchmarks.common import Mock, Workspace, log
 
 NAME = "cost"
-BLACKBOX_PROBES = 500
-H2LOAD_REQUESTS = 5000
-SCRAPES = 100
-IDLE_SECONDS = 10.0
+SMALL = os.environ.get("BENCH_COST_SMALL") == "1"
+BLACKBOX_PROBES = 50 if SMALL else 500
+H2LOAD_REQUESTS = 500 if SMALL else 5000
+SCRAPES = 10 if SMALL else 100
+IDLE_SECONDS = 2.0 if SMALL else 10.0
+TARGETS = 4 if SMALL else probing.TARGETS
+WINDOW_SECONDS = 3.0 if SMALL else probing.WINDOW_SECONDS
+# name -> (event loop, HTTP/2 library), measured beside the shipped asyncio + h2.
+VARIANTS = {
+    "uvloop": ("uvloop", "h2"),
+    "jh2": ("asyncio", "jh2"),
+    "uvloop+jh2": ("uvloop", "jh2"),
+}
 
 
 def _idle_and_scrape(ws: Workspace, mock: Mock) -> dict[str, Any]:
-    config = ws.write_config("cost-idle", probing.targets(ws, mock, "idle"))
+    config = ws.write_config("cost-idle", probing.targets(ws, mock, "idle", TARGETS))
     exporter = ws.start_exporter("exporter-idle", config)
     try:
         time.sleep(probing.WARMUP_SECONDS)
@@ -46,7 +61,7 @@ def _idle_and_scrape(ws: Workspace, mock: Mock) -> dict[str, Any]:
         exporter.proc.stop()
     idle = (cpu1 - cpu0) / IDLE_SECONDS
     return {
-        "targets": probing.TARGETS,
+        "targets": TARGETS,
         "idle_cpu_percent_of_one_core": 100 * idle,
         "scrapes": SCRAPES,
         "cpu_ms_per_scrape": 1000 * (cpu2 - cpu1) / SCRAPES,
@@ -101,14 +116,56 @@ def _h2load(ws: Workspace, mock: Mock, token: str) -> dict[str, Any]:
     }
 
 
+def _measure(ws: Workspace, mock: Mock, kind: str, event_loop: str, http2: str) -> dict[str, Any]:
+    probe = "pushes" if kind == "canary" else "pings"
+    return probing.measure(
+        ws,
+        mock,
+        f"cost-{kind}-{event_loop}-{http2}",
+        probing.targets(ws, mock, kind, TARGETS),
+        probe,
+        window=WINDOW_SECONDS,
+        event_loop=event_loop,
+        http2=http2,
+    )
+
+
+def _variants(
+    ws: Workspace, mock: Mock, canary: dict[str, Any], ping: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """Each variant's canary and PING runs, and their CPU per probe over the shipped one's."""
+    found: dict[str, dict[str, Any]] = {}
+    for name, (event_loop, http2) in VARIANTS.items():
+        missing = [m for m in (event_loop, http2) if importlib.util.find_spec(m) is None]
+        if missing:
+            found[name] = {"skipped": f"not installed: {', '.join(missing)}"}
+            continue
+        log(f"cost: variant {name}")
+        runs = {k: _measure(ws, mock, k, event_loop, http2) for k in ("canary", "ping")}
+        found[name] = {
+            **runs,
+            "event_loop": event_loop,
+            "http2": http2,
+            "canary_over_shipped": _ratio(runs["canary"], canary),
+            "ping_over_shipped": _ratio(runs["ping"], ping),
+        }
+    return found
+
+
+def _ratio(variant: dict[str, Any], shipped: dict[str, Any]) -> float | None:
+    a, b = variant["cpu_seconds_per_1000"], shipped["cpu_seconds_per_1000"]
+    return a / b if a and b else None
+
+
 def run(ws: Workspace, mock: Mock) -> dict[str, Any]:
     """Measure all of it against the healthy mock (no injected delay)."""
     mock.scenario({"name": "healthy"})
     token = tools.mint_jwt(ws)
     log("cost: apns-exporter canary pushes")
-    canary = probing.measure(ws, mock, "cost-canary", probing.targets(ws, mock, "canary"), "pushes")
+    canary = _measure(ws, mock, "canary", "asyncio", "h2")
     log("cost: apns-exporter PINGs")
-    ping = probing.measure(ws, mock, "cost-ping", probing.targets(ws, mock, "ping"), "pings")
+    ping = _measure(ws, mock, "ping", "asyncio", "h2")
+    variants = _variants(ws, mock, canary, ping)
     log("cost: apns-exporter idle and scrapes")
     idle = _idle_and_scrape(ws, mock)
     log("cost: blackbox_exporter")
@@ -124,8 +181,14 @@ def run(ws: Workspace, mock: Mock) -> dict[str, Any]:
         ratios["exporter_canary_over_h2load"] = (
             canary["cpu_seconds_per_1000"] / h2load["cpu_seconds_per_1000"]
         )
+    for variant in variants.values():
+        if blackbox and variant.get("canary"):
+            variant["blackbox_per_probe_over_canary"] = (
+                blackbox["cpu_seconds_per_1000"] / variant["canary"]["cpu_seconds_per_1000"]
+            )
     return {
         "apns_exporter": {"canary": canary, "ping": ping, "idle": idle},
+        "variants": variants,
         "blackbox_exporter": blackbox,
         "h2load": h2load,
         "ratios": ratios,

@@ -55,13 +55,15 @@ def measure(
     probe: str,
     *,
     window: float = WINDOW_SECONDS,
+    event_loop: str = "asyncio",
+    http2: str = "h2",
 ) -> dict[str, Any]:
     """Start the exporter, let it warm up, then measure CPU and probes over ``window``.
 
     ``probe`` is "pushes" or "pings": which mock counter counts the probes.
     """
     config = ws.write_config(name, target_blocks)
-    exporter = ws.start_exporter(name, config)
+    exporter = ws.start_exporter(name, config, event_loop=event_loop, http2=http2)
     try:
         time.sleep(WARMUP_SECONDS)
         before, cpu0, mock_cpu0 = _mock_counts(mock), exporter.proc.cpu(), mock.proc.cpu()
@@ -80,6 +82,8 @@ def measure(
     cpu = cpu1 - cpu0
     return {
         "targets": len(target_blocks),
+        "event_loop": event_loop,
+        "http2": http2,
         "interval_ms": INTERVAL_MS,
         "window_seconds": round(elapsed, 2),
         "probes": probes,

@@ -354,11 +354,79 @@ def render_loop_table() -> str:
     )
 
 
+def cost_variants() -> str:
+    data = _load("cost")
+    variants = (data or {}).get("variants")
+    if not data or not variants:
+        return "_not run_"
+    shipped = data["apns_exporter"]
+    bb = data.get("blackbox_exporter")
+    rows = [
+        [
+            "asyncio + h2 (shipped)",
+            _f(shipped["canary"]["cpu_ms_per_probe"]),
+            "1.00",
+            _f(shipped["ping"]["cpu_ms_per_probe"]),
+            "1.00",
+            _f(data.get("ratios", {}).get("blackbox_per_probe_over_exporter_canary"), 1),
+        ]
+    ]
+    for name, v in variants.items():
+        if "skipped" in v:
+            rows.append([name, v["skipped"], "", "", "", ""])
+            continue
+        rows.append(
+            [
+                f"{v['event_loop']} + {v['http2']}",
+                _f(v["canary"]["cpu_ms_per_probe"]),
+                _f(v["canary_over_shipped"]),
+                _f(v["ping"]["cpu_ms_per_probe"]),
+                _f(v["ping_over_shipped"]),
+                _f(v.get("blackbox_per_probe_over_canary"), 1),
+            ]
+        )
+    note = f"\n\nblackbox_exporter: {_f(bb['cpu_ms_per_probe'])} ms per probe." if bb else ""
+    return (
+        _table(
+            [
+                "event loop + HTTP/2",
+                "CPU ms per canary",
+                "over shipped",
+                "CPU ms per PING",
+                "over shipped",
+                "blackbox per probe / this per canary",
+            ],
+            rows,
+        )
+        + note
+    )
+
+
+def tls_memory() -> str:
+    data = _load("tls_memory")
+    if data is None:
+        return "_not run_"
+    rows = [
+        [
+            r["event_loop"],
+            "uvloop's own (256 KiB, malloc)" if r["event_loop"] == "uvloop" else r["read_buffer"],
+            _f(r["kib"], 1),
+        ]
+        for r in data["rows"]
+    ]
+    table = _table(["event loop", "TLS read buffer", "client RSS KiB per connection"], rows)
+    return (
+        table + f"\n\n{data['connections']} connections, {data['answer_bytes']} bytes read on each."
+    )
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "goals": goals,
     "machine": machine,
     "latency": latency,
     "cost": cost,
+    "cost_variants": cost_variants,
+    "tls_memory": tls_memory,
     "connection_model": connection_model,
     "scale": scale,
     "render": render_table,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
+from asyncio import sslproto
 from collections.abc import Awaitable, Callable, Sequence
 
 from apns_exporter.client.proxy import Proxy, open_tunnel, route
@@ -21,10 +23,14 @@ from apns_exporter.errors import ConnectFailed
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 CLOSE_TIMEOUT_SECONDS = 1.0
-# asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size), written
-# through once, so resident: most of the exporter's memory per target. A TLS record holds
-# at most 16 KiB of plaintext, and APNs answers are far smaller.
+# asyncio gives every TLS connection a zero-filled 256 KiB read buffer (SSLProtocol.max_size):
+# most of the exporter's memory per target. A TLS record holds at most 16 KiB.
 TLS_READ_BUFFER_BYTES = 16 * 1024
+# ...and one such buffer serves every connection of a thread. asyncio's SSLProtocol lends it
+# to the socket read (get_buffer, recv_into) and buffer_updated copies the bytes into the
+# connection's own MemoryBIO before returning: nothing stays in it between two reads, and an
+# event loop runs one callback at a time. Per thread, as each thread may run its own loop.
+_shared = threading.local()
 
 
 async def system_resolver(host: str, port: int) -> list[str]:
@@ -154,7 +160,7 @@ async def _handshake(
         raise ConnectFailed(
             "tls_handshake", f"TLS handshake with {host}:{port} failed: {exc}"
         ) from None
-    _shrink_read_buffer(writer)
+    share_read_buffer(writer)
     if not require_h2:
         return
     ssl_object = writer.get_extra_info("ssl_object")
@@ -167,12 +173,27 @@ async def _handshake(
         )
 
 
-def _shrink_read_buffer(writer: asyncio.StreamWriter) -> None:
-    # asyncio has no public knob for this buffer; where its internals differ, keep its own.
+def shared_read_buffer() -> bytearray:
+    """The TLS read buffer of the calling thread, shared by its connections under asyncio."""
+    buffer: bytearray | None = getattr(_shared, "buffer", None)
+    if buffer is None:
+        buffer = _shared.buffer = bytearray(TLS_READ_BUFFER_BYTES)
+        _shared.view = memoryview(buffer)
+    return buffer
+
+
+def share_read_buffer(writer: asyncio.StreamWriter) -> bool:
+    """Read ``writer``'s TLS through the thread's shared buffer; False where the loop cannot.
+
+    uvloop's SSLProtocol keeps its 256 KiB read buffer in C, out of reach: there this is
+    a no-op. That buffer is malloc'd, not zero-filled, so only the pages a read writes
+    to become resident (a few KiB for APNs' small answers).
+    """
     protocol = getattr(writer.transport, "_ssl_protocol", None)
-    if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER_BYTES and hasattr(
-        protocol, "_ssl_buffer"
-    ):
-        protocol.max_size = TLS_READ_BUFFER_BYTES  # type: ignore[union-attr]
-        protocol._ssl_buffer = bytearray(TLS_READ_BUFFER_BYTES)  # type: ignore[union-attr]
-        protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)  # type: ignore[union-attr]
+    if not isinstance(protocol, sslproto.SSLProtocol) or not hasattr(protocol, "_ssl_buffer"):
+        return False
+    # asyncio has no public knob for this buffer; the attributes are CPython 3.11-3.14's.
+    protocol.max_size = TLS_READ_BUFFER_BYTES  # type: ignore[misc]
+    protocol._ssl_buffer = shared_read_buffer()
+    protocol._ssl_buffer_view = _shared.view  # type: ignore[attr-defined]
+    return True

@@ -25,6 +25,7 @@ import resource
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from aiohttp import StreamReader, web
 from aiohttp.typedefs import Handler
@@ -55,6 +56,23 @@ class ConnectionLimits:
     idle_timeout: float = IDLE_TIMEOUT_SECONDS
 
 
+@runtime_checkable
+class Stream(Protocol):
+    """The transport calls a guarded connection makes; asyncio's and uvloop's both have them."""
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes to send."""
+
+    def close(self) -> None:
+        """Close after sending what is queued."""
+
+    def abort(self) -> None:
+        """Close now, dropping what is queued."""
+
+    def is_closing(self) -> bool:
+        """Whether the transport is closing or closed."""
+
+
 class _State(enum.Enum):
     READING = "reading"  # waiting for a request's headers
     BODY = "body"  # waiting for a request's body: a stalled sender, as good as idle
@@ -68,13 +86,17 @@ class _Guarded(asyncio.Protocol):
     def __init__(self, guard: ConnectionGuard, inner: asyncio.Protocol) -> None:
         self._guard = guard
         self._inner = inner
-        self.transport: asyncio.Transport | None = None
+        self.transport: Stream | None = None
         self.state = _State.READING
         self._timer: asyncio.TimerHandle | None = None
         self._admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports derive from none of asyncio's transport classes: check for the
+        # calls used here, not for a class.
+        if not isinstance(transport, Stream):
+            transport.close()
+            return
         self.transport = transport
         if not self._guard.admit(self):
             transport.write(_BUSY_ANSWER)
@@ -148,7 +170,7 @@ class ConnectionGuard:
     def __init__(self, limits: ConnectionLimits) -> None:
         self.limits = limits
         # Oldest first: the first one not busy is the one to give up when full.
-        self._open: dict[asyncio.BaseTransport, _Guarded] = {}
+        self._open: dict[object, _Guarded] = {}
 
     @property
     def open_connections(self) -> int:
