@@ -70,5 +70,7 @@ async def test_stalled_loop_does_not_inflate_durations(
         assert await conn.ping(timeout=5) < STALL_SECONDS / 2
     finally:
         await conn.aclose()
-    # The median forgives one moment the OS took the CPU away from this process.
-    assert statistics.median(errors) <= 0.001
+    # A stall counted would add 50 ms to every error. The bound leaves room for a busy
+    # machine taking the CPU away between the mock's stamp and ours (which, idle, are
+    # well under a millisecond apart), and the median forgives the worst moments.
+    assert statistics.median(errors) <= STALL_SECONDS / 10
