@@ -32,6 +32,8 @@ GAP_P99_MS = 100.0
 SCRAPE_MAX_S = 1.0
 CANARY_CPU_SHARE = 5  # at most a fifth of blackbox_exporter's CPU per probe
 PING_CPU_MS = 0.15
+RSS_KIB_PER_TARGET = 100.0  # with every result history full
+STEADY_TARGETS = 10_000
 LATENCY_SLACK_MS = 0.5
 NOT_MEASURED = "not measured"
 
@@ -108,9 +110,15 @@ def _steady_row(r: dict[str, Any]) -> list[str]:
     steady = _load("steady") or {}
     kib = steady.get("kib_per_target")
     beside = f" (scale run: {_f(r['rss_kib_per_target'], 0)})" if r else ""
-    after = f"{_f(kib, 0)} KiB per target{beside}" if kib is not None else NOT_MEASURED
-    status = "measured" if kib is not None else NOT_MEASURED
-    return ["steady-state RSS per target", BEFORE["rss"], after, "reported", status]
+    size = steady.get("method", {}).get("targets")
+    at = f" at {size} targets" if size else ""
+    after = f"{_f(kib, 0)} KiB per target{at}{beside}" if kib is not None else NOT_MEASURED
+    if kib is None:
+        status = NOT_MEASURED
+    else:
+        status = _met(kib <= RSS_KIB_PER_TARGET and size == STEADY_TARGETS)
+    goal = f"≤ {RSS_KIB_PER_TARGET:g} KiB per target at {STEADY_TARGETS}"
+    return ["steady-state RSS per target", BEFORE["rss"], after, goal, status]
 
 
 def _series_row(r: dict[str, Any]) -> list[str]:
