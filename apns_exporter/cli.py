@@ -19,6 +19,7 @@ from apns_exporter.creds.credential import check_files
 from apns_exporter.errors import (
     ConfigError,
     ConfigIssue,
+    LoopUnavailable,
     WebConfigError,
 )
 from apns_exporter.mock import cli as mock_cli
@@ -418,7 +419,7 @@ def _serve_until_signalled(event_loop: str, main: Callable[[asyncio.Event], Awai
 
     try:
         return runtime.run(runner, event_loop)
-    except runtime.LoopUnavailable as exc:
+    except LoopUnavailable as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

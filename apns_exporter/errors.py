@@ -137,6 +137,10 @@ class DiscoveryRefused(ReasonedError):
     )
 
 
+class LoopUnavailable(ExporterError):
+    """The event loop asked for (``--runtime.event-loop``) cannot be had in this installation."""
+
+
 class OutputPathError(ExporterError):
     """An output path that cannot or must not be written; the message is one line."""
 

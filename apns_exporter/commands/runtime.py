@@ -6,16 +6,12 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from apns_exporter.errors import ExporterError
+from apns_exporter.errors import LoopUnavailable
 
 T = TypeVar("T")
 EVENT_LOOPS = ("asyncio", "uvloop")
 # docs/performance.md gives the measurements this default rests on.
 DEFAULT_EVENT_LOOP = "asyncio"
-
-
-class LoopUnavailable(ExporterError):
-    """The event loop asked for cannot be had in this installation."""
 
 
 def loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
