@@ -59,16 +59,19 @@ class _Window:
     limit: int
     budget: int
     results: collections.deque[ProbeResult] = field(default_factory=collections.deque)
+    # Each kept result's weight, beside it: weighing it again when it leaves costs more.
+    weights: collections.deque[int] = field(default_factory=collections.deque)
     weight: int = 0  # of the results kept, by _weight
 
     def add(self, result: ProbeResult, weight: int) -> None:
         self.results.append(result)
+        self.weights.append(weight)
         self.weight += weight
         while len(self.results) > self.limit or (
             self.weight > self.budget and len(self.results) > 1
         ):
-            # Weighing again costs less than keeping each weight beside its result.
-            self.weight -= _weight(self.results.popleft())
+            self.results.popleft()
+            self.weight -= self.weights.popleft()
 
 
 @dataclass
@@ -160,10 +163,13 @@ def _weight(result: ProbeResult) -> int:
     # (a few µs); the rarer kinds (TLS, credentials, reachability) are walked field by field.
     if not isinstance(result, ConnectionResult):
         return _walk(result)
-    size = 4 * OBJECT_BYTES + len(result.message)
-    size += sum(OBJECT_BYTES + len(line) for line in result.run.logs)
-    size += sum(4 * OBJECT_BYTES + len(d.message) for d in result.dials)
-    size += sum(2 * OBJECT_BYTES + len(getattr(e, "debug_data", b"")) for e in result.events)
+    logs = result.run.logs
+    size = (4 + len(logs)) * OBJECT_BYTES + len(result.message) + sum(map(len, logs))
+    # Most results carry no dial and no event: skip building a generator for nothing.
+    if result.dials:
+        size += sum(4 * OBJECT_BYTES + len(d.message) for d in result.dials)
+    if result.events:
+        size += sum(2 * OBJECT_BYTES + len(getattr(e, "debug_data", b"")) for e in result.events)
     if isinstance(result, CanaryResult):
         size += sum(
             4 * OBJECT_BYTES + len(p.apns_id or "") + len(p.unique_id or "") + len(p.reason or "")
