@@ -10,7 +10,6 @@ import os
 import re
 import sys
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -22,7 +21,6 @@ from apns_exporter import logs
 from apns_exporter.errors import WebConfigError
 from apns_exporter.mock.server import MockAPNs
 from apns_exporter.web.app import Site
-from apns_exporter.web.limits import ConnectionLimits
 from apns_exporter.web.webconfig import WebConfigWatcher, middleware
 from tests.helpers import Workspace, run_cli
 from tests.web.test_webconfig import (
@@ -38,29 +36,13 @@ from tests.web.test_webconfig import (
 WAIT = 10.0
 
 
+# The connection limits (silent, slowloris, idle and capped connections) are tested under
+# both event loops in tests/loops/test_web_listener.py.
+
+
 async def hello(request: web.Request) -> web.Response:
     """A trivial handler."""
     return web.Response(text="Healthy\n")
-
-
-@pytest.fixture
-async def guarded() -> AsyncIterator[tuple[Site, int]]:
-    """A Site with small limits: 4 connections, 0.2 s to send headers, 0.3 s idle."""
-    app = web.Application()
-    app.router.add_get("/-/healthy", hello)
-    limits = ConnectionLimits(max_connections=4, header_timeout=0.2, idle_timeout=0.3)
-    site = Site(app, ("127.0.0.1", 0), what="", limits=limits)
-    await site.start()
-    try:
-        yield site, int(site.url.rsplit(":", 1)[1])
-    finally:
-        await site.stop()
-
-
-async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
-    """Read until the server hangs up; everything it sent first."""
-    async with asyncio.timeout(WAIT):
-        return await reader.read()
 
 
 async def healthy(port: int) -> int:
@@ -68,44 +50,6 @@ async def healthy(port: int) -> int:
     url = f"http://127.0.0.1:{port}/-/healthy"
     async with aiohttp.ClientSession() as session, session.get(url) as response:
         return response.status
-
-
-async def test_idle_and_slowloris_connections_are_closed(guarded: tuple[Site, int]) -> None:
-    """A silent connection and a half-sent request are hung up on; /-/healthy still answers."""
-    _, port = guarded
-    silent_reader, silent = await asyncio.open_connection("127.0.0.1", port)
-    slow_reader, slow = await asyncio.open_connection("127.0.0.1", port)
-    slow.write(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n")
-    await slow.drain()
-    assert await closed_by_server(silent_reader) == b""
-    assert await closed_by_server(slow_reader) == b""
-    assert await healthy(port) == 200
-    for writer in (silent, slow):
-        writer.close()
-
-
-async def test_kept_alive_connection_is_closed_when_idle(guarded: tuple[Site, int]) -> None:
-    """After a response, a connection that sends nothing more is closed after the idle timeout."""
-    _, port = guarded
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n")
-    await writer.drain()
-    received = await closed_by_server(reader)
-    assert received.startswith(b"HTTP/1.1 200")
-    writer.close()
-
-
-async def test_connection_cap_gives_up_idle_connections_for_new_ones(
-    guarded: tuple[Site, int],
-) -> None:
-    """Past the cap, idle connections are closed to make room, so a scrape still gets in."""
-    site, port = guarded
-    idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(10)]
-    assert await healthy(port) == 200
-    assert site.guard.open_connections <= 4
-    for reader, writer in idle:
-        await closed_by_server(reader)
-        writer.close()
 
 
 def test_accept_errors_are_logged_once_per_interval(capsys: pytest.CaptureFixture[str]) -> None:
